@@ -62,8 +62,8 @@ impl Zeros {
     pub(crate) fn observe(&mut self, key: TopicKey, count: u64, now: Instant) {
         if count != 0 {
             self.since.remove(&key);
-        } else if !self.since.contains_key(&key) {
-            self.since.insert(key, now);
+        } else if let std::collections::hash_map::Entry::Vacant(slot) = self.since.entry(key) {
+            slot.insert(now);
             self.queue.push_back((now, key));
         }
     }

@@ -79,9 +79,9 @@ pub(crate) fn spin_hint() {
     loom::thread::yield_now();
 }
 
-pub(crate) use epoch::{pin, Guard};
-#[cfg(loom)]
+#[cfg(all(loom, test))]
 pub(crate) use epoch::synchronize;
+pub(crate) use epoch::{pin, Guard};
 
 #[cfg(not(loom))]
 mod epoch {
@@ -129,6 +129,7 @@ mod epoch {
 
     /// Waits for a grace period (every current guard dropped), then runs the
     /// work deferred so far. The caller must not hold a guard.
+    #[cfg(test)]
     pub(crate) fn synchronize() {
         drop(GRACE.write().unwrap());
         let work = std::mem::take(&mut *DEFERRED.lock().unwrap());
