@@ -1040,6 +1040,87 @@ mod tests {
         (a, b)
     }
 
+    fn unhex(s: &str) -> Vec<u8> {
+        s.split_whitespace()
+            .map(|b| u8::from_str_radix(b, 16).unwrap())
+            .collect()
+    }
+
+    /// The test vectors of docs/PROTOCOL.md section 11.
+    #[test]
+    fn protocol_md_test_vectors() {
+        let hb = unhex("02 00 00 00 05 00 ed f4 7d 81");
+        assert_eq!(
+            wire::encode_to_vec(&Frame::Heartbeat { last_seq: 0 }).unwrap(),
+            hb
+        );
+        let delta = Frame::Delta(Delta {
+            seq: 7,
+            entries: vec![
+                Entry {
+                    id: 0,
+                    name: Some(b"room:1".to_vec()),
+                    count: 3,
+                },
+                Entry {
+                    id: 0,
+                    name: None,
+                    count: 300,
+                },
+            ],
+        });
+        let bytes = unhex("0f 00 00 00 04 07 02 01 06 72 6f 6f 6d 3a 31 03 00 ac 02 5d af 0f 30");
+        assert_eq!(wire::encode_to_vec(&delta).unwrap(), bytes);
+        assert_eq!(
+            wire::decode_frame(&bytes, MAX_FRAME_LEN)
+                .unwrap()
+                .unwrap()
+                .0,
+            delta
+        );
+        let mut nonce = [0u8; 32];
+        for (i, b) in nonce.iter_mut().enumerate() {
+            *b = i as u8;
+        }
+        let d = Hello {
+            version: 1,
+            cluster: "prod".into(),
+            node_name: "a".into(),
+            node_id: 1,
+            incarnation: 2,
+            listen: "127.0.0.1:4000".into(),
+            nonce,
+        };
+        let hello = unhex(
+            "4c 00 00 00 01 48 43 4e 54 01 04 70 72 6f 64 01 61 01 00 00 00 00 00 00 00
+             02 00 00 00 00 00 00 00 0e 31 32 37 2e 30 2e 30 2e 31 3a 34 30 30 30 00 01
+             02 03 04 05 06 07 08 09 0a 0b 0c 0d 0e 0f 10 11 12 13 14 15 16 17 18 19 1a
+             1b 1c 1d 1e 1f f7 86 e2 05",
+        );
+        assert_eq!(
+            wire::encode_to_vec(&Frame::Hello(d.clone())).unwrap(),
+            hello
+        );
+        let a = Hello {
+            node_name: "b".into(),
+            node_id: 3,
+            incarnation: 4,
+            listen: String::new(),
+            nonce: [0xff; 32],
+            ..d.clone()
+        };
+        let key = AuthKey::new(b"secret");
+        let hex = |m: [u8; 32]| m.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        assert_eq!(
+            hex(key.mac(ROLE_DIALER, &d, &a)),
+            "a75470ea7fee36e02c5659875c355ed2943e2668cf3fe1a75a24416144f439a0"
+        );
+        assert_eq!(
+            hex(key.mac(ROLE_ACCEPTOR, &d, &a)),
+            "9a09707094a6290fdbd9882532cab6610a5b43853feabe079dc6a839ced34d49"
+        );
+    }
+
     #[test]
     fn handshake_succeeds_and_reports_identities() {
         let (mut a, mut b) = established();
