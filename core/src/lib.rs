@@ -1,2 +1,59 @@
-pub fn x(){}
+//! # headcount
+//!
+//! Exact, cluster-wide counts of connected users per topic ("1,284 people in
+//! this room") for chat, game and live-event servers.
+//!
+//! Each node counts its own connections per topic in a lock-free core
+//! ([`Counter`]: per-CPU striped counter arrays behind a concurrent topic
+//! table); a flusher thread ships only the counters that changed to the
+//! node's peers; `count(topic)` is the exact local count plus the last count
+//! each live peer reported.
+//!
+//! ```
+//! use headcount::{Config, Node};
+//!
+//! let node = Node::start(&Config::new())?;      // local-only: no listen/seeds
+//! node.track(b"room:lobby", 1)?;                 // connection 1 joins
+//! node.track(b"room:lobby", 2)?;
+//! assert_eq!(node.count(b"room:lobby")?, 2);
+//! node.untrack_all(1)?;                          // connection 1 drops
+//! assert_eq!(node.count(b"room:lobby")?, 1);
+//! # Ok::<(), headcount::Error>(())
+//! ```
+//!
+//! See `docs/ARCHITECTURE.md` for the data structures and their memory
+//! orderings.
+
+#[cfg(not(loom))]
 pub mod cluster;
+mod counter;
+mod cpu;
+mod dirty;
+mod error;
+mod gc;
+mod handle;
+mod membership;
+mod segvec;
+mod stripes;
+mod sync;
+mod table;
+
+#[cfg(not(loom))]
+mod config;
+#[cfg(not(loom))]
+mod node;
+
+#[cfg(all(test, loom))]
+mod loom_models;
+
+#[cfg(not(loom))]
+pub use config::{Config, KEYS as CONFIG_KEYS};
+pub use counter::{Counter, CounterConfig, DEFAULT_GC_AFTER, DEFAULT_MAX_TOPIC_LEN};
+pub use cpu::{cpu_source, CpuSource};
+pub use error::{Error, Result};
+pub use handle::TopicHandle;
+#[cfg(not(loom))]
+pub use node::{Node, TopicCount};
+
+/// The most topics that can exist at once on one node.
+pub const MAX_TOPICS: usize = segvec::MAX_TOPICS;

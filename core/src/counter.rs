@@ -1,0 +1,330 @@
+//! [`Counter`]: the local counting core, one per node.
+//!
+//! It ties together the [topic table](crate::table), the [striped
+//! counters](crate::stripes), the [dirty bitmap](crate::dirty), the
+//! [membership registry](crate::membership) and [topic GC](crate::gc).
+//!
+//! Every write follows the same path, all inside one epoch pin:
+//!
+//! 1. find the topic's entry (lock-free), inserting it if new (short lock);
+//! 2. *enter* it: check it is `LIVE`, reviving it if GC marked it `DYING`,
+//!    and starting over with a fresh lookup if it is `DEAD`;
+//! 3. add to the calling CPU's cell of its id (one `lock xadd`);
+//! 4. mark its dirty bit (usually a plain load: the bit is already set).
+
+use crate::dirty::Dirty;
+use crate::error::{Error, Result};
+use crate::gc::Gc;
+use crate::handle::TopicHandle;
+use crate::membership::{Membership, TopicKey};
+use crate::stripes::Stripes;
+use crate::sync::{pin, spin_hint, Arc, Guard, Ordering};
+use crate::table::{Entry, Table, TableFull, DEAD, DYING, LIVE};
+use std::time::{Duration, Instant};
+
+/// Default for [`CounterConfig::max_topic_len`].
+pub const DEFAULT_MAX_TOPIC_LEN: usize = 1024;
+/// Default for [`CounterConfig::gc_after`].
+pub const DEFAULT_GC_AFTER: Duration = Duration::from_secs(60);
+
+/// Settings of a [`Counter`].
+#[derive(Debug, Clone)]
+pub struct CounterConfig {
+    /// Longest topic name accepted, in bytes (default 1024).
+    pub max_topic_len: usize,
+    /// How long a topic must sit at zero before GC removes it (default 60 s).
+    pub gc_after: Duration,
+    /// Stripe count; `None` sizes for every CPU of the machine.
+    pub stripes: Option<usize>,
+}
+
+impl Default for CounterConfig {
+    fn default() -> Self {
+        Self { max_topic_len: DEFAULT_MAX_TOPIC_LEN, gc_after: DEFAULT_GC_AFTER, stripes: None }
+    }
+}
+
+/// The exact local count of users per topic on this node.
+///
+/// Cheap to clone (an `Arc`), `Send + Sync`; every method takes `&self` and
+/// may be called from any number of threads at once.
+///
+/// ```
+/// use headcount::Counter;
+/// let counter = Counter::new();
+/// assert!(counter.track(b"room:1", 42).unwrap());   // conn 42 joins
+/// assert!(!counter.track(b"room:1", 42).unwrap());  // not counted twice
+/// counter.track(b"room:2", 42).unwrap();
+/// assert_eq!(counter.count_local(b"room:1").unwrap(), 1);
+/// assert_eq!(counter.untrack_all(42), 2);            // conn 42 disconnects
+/// assert_eq!(counter.total_local(), 0);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Counter {
+    pub(crate) core: Arc<Core>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Core {
+    pub(crate) table: Table,
+    pub(crate) stripes: Stripes,
+    pub(crate) dirty: Dirty,
+    pub(crate) members: Membership,
+    pub(crate) gc: Gc,
+    max_topic_len: usize,
+}
+
+impl Default for Counter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Counter {
+    /// A counter with default settings.
+    pub fn new() -> Self {
+        Self::with_config(CounterConfig::default())
+    }
+
+    /// A counter with the given settings.
+    pub fn with_config(config: CounterConfig) -> Self {
+        let stripes = match config.stripes {
+            Some(n) => Stripes::new(n),
+            None => Stripes::for_this_machine(),
+        };
+        let shards = stripes.len() * 16;
+        Self {
+            core: Arc::new(Core {
+                table: Table::new(),
+                stripes,
+                dirty: Dirty::new(),
+                members: Membership::new(shards),
+                gc: Gc::new(config.gc_after),
+                max_topic_len: config.max_topic_len,
+            }),
+        }
+    }
+
+    /// Adds connection `conn` to `topic`. Returns `true` if it was not
+    /// already there (only then is the count incremented).
+    pub fn track(&self, topic: &[u8], conn: u64) -> Result<bool> {
+        let core = &*self.core;
+        core.write(topic, |entry| {
+            let key = TopicKey { id: entry.id, gen: entry.gen };
+            core.members.insert(conn, key, || core.add_to(entry.id, 1))
+        })
+    }
+
+    /// Removes connection `conn` from `topic`. Returns `false` (and changes
+    /// nothing) if it was not there.
+    pub fn untrack(&self, topic: &[u8], conn: u64) -> Result<bool> {
+        let core = &*self.core;
+        core.check_topic(topic)?;
+        let guard = pin();
+        let hash = core.table.hash(topic);
+        loop {
+            let Some(entry) = core.table.find(topic, hash, &guard) else { return Ok(false) };
+            if !core.enter(entry) {
+                continue;
+            }
+            let key = TopicKey { id: entry.id, gen: entry.gen };
+            return Ok(core.members.remove(conn, key, || core.add_to(entry.id, -1)));
+        }
+    }
+
+    /// Removes connection `conn` from every topic it is in (the "connection
+    /// went away" case). Returns how many topics that was.
+    pub fn untrack_all(&self, conn: u64) -> usize {
+        let core = &*self.core;
+        let guard = pin();
+        core.members.remove_all(conn, |key| match core.table.by_id(key.id, &guard) {
+            Some(entry) if entry.gen == key.gen && core.enter(entry) => {
+                core.add_to(key.id, -1);
+                true
+            }
+            // The topic was collected after a raw `add` drove it to zero
+            // under this member: nothing left to subtract.
+            _ => false,
+        })
+    }
+
+    /// Adds `delta` to `topic`'s count without membership: for callers that
+    /// keep membership themselves. Counts are never reported below zero, but
+    /// a negative total stays negative internally until enough is added back.
+    pub fn add(&self, topic: &[u8], delta: i64) -> Result<()> {
+        let core = &*self.core;
+        core.write(topic, |entry| core.add_to(entry.id, delta))
+    }
+
+    /// Resolves `topic` once, for counting by handle on hot paths. The topic
+    /// is never garbage-collected while a handle to it exists.
+    pub fn topic(&self, topic: &[u8]) -> Result<TopicHandle> {
+        let core = &*self.core;
+        core.write(topic, |entry| {
+            entry.handles.fetch_add(1, Ordering::Relaxed);
+            TopicHandle::new(self.core.clone(), entry)
+        })
+    }
+
+    /// The exact number of local members of `topic` (0 if unknown).
+    pub fn count_local(&self, topic: &[u8]) -> Result<u64> {
+        let core = &*self.core;
+        core.check_topic(topic)?;
+        let guard = pin();
+        Ok(core.table.find(topic, core.table.hash(topic), &guard).map_or(0, |e| core.count(e.id)))
+    }
+
+    /// The sum of all local counts. Costs O(topics x stripes).
+    pub fn total_local(&self) -> u64 {
+        let core = &*self.core;
+        let guard = pin();
+        (0..core.table.high_water())
+            .filter(|&id| core.table.by_id(id, &guard).is_some())
+            .map(|id| core.count(id))
+            .sum()
+    }
+
+    /// Calls `f(topic, count)` for every topic whose local count is non-zero.
+    pub fn for_each_nonzero(&self, mut f: impl FnMut(&[u8], u64)) {
+        let core = &*self.core;
+        let guard = pin();
+        for id in 0..core.table.high_water() {
+            if let Some(entry) = core.table.by_id(id, &guard) {
+                let n = core.count(id);
+                if n > 0 {
+                    f(&entry.name, n);
+                }
+            }
+        }
+    }
+
+    /// Calls `f(topic, count)` once for every topic written since the last
+    /// drain, with its exact local count now (possibly 0). Costs O(changed
+    /// topics). Meant for one flusher thread: concurrent drains are
+    /// serialised. Also feeds topic GC its list of topics at zero.
+    pub fn drain(&self, now: Instant, mut f: impl FnMut(&[u8], u64)) -> usize {
+        let core = &*self.core;
+        let mut zeros = core.gc.lock_zeros();
+        let guard = pin();
+        let segments = (core.table.high_water() as usize).div_ceil(crate::segvec::SEGMENT_LEN);
+        let mut changed = 0;
+        core.dirty.drain(segments, |id| {
+            let Some(entry) = core.table.by_id(id, &guard) else { return };
+            let n = core.count(id);
+            zeros.observe(TopicKey { id, gen: entry.gen }, n, now);
+            f(&entry.name, n);
+            changed += 1;
+        });
+        changed
+    }
+
+    /// Runs one step of topic GC (see [`crate::gc`]): topics at zero for
+    /// `gc_after` start dying; topics that died a grace period ago are
+    /// removed and their ids recycled. Returns how many topics were removed.
+    /// The flusher calls it after each drain.
+    pub fn collect_garbage(&self, now: Instant) -> usize {
+        self.core.gc.collect(&self.core, now)
+    }
+
+    /// Topics currently known (including those at zero not yet collected).
+    pub fn topics(&self) -> usize {
+        self.core.table.len()
+    }
+
+    /// Tracked (connection, topic) pairs.
+    pub fn pairs(&self) -> usize {
+        self.core.members.pairs()
+    }
+
+    /// Connections tracked in at least one topic.
+    pub fn connections(&self) -> usize {
+        self.core.members.connections()
+    }
+
+    /// The longest topic accepted, in bytes.
+    pub fn max_topic_len(&self) -> usize {
+        self.core.max_topic_len
+    }
+
+    /// Number of counter stripes.
+    pub fn stripes(&self) -> usize {
+        self.core.stripes.len()
+    }
+}
+
+impl Core {
+    /// Makes `entry` writable: `true` if it is (or was revived to) `LIVE`,
+    /// `false` if it is `DEAD` and the caller must look the topic up again.
+    /// The caller is pinned. See [`crate::gc`] for the protocol.
+    #[inline]
+    pub(crate) fn enter(&self, entry: &Entry) -> bool {
+        loop {
+            match entry.state.load(Ordering::Acquire) {
+                LIVE => return true,
+                DYING => {
+                    if entry.state.compare_exchange(DYING, LIVE, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+                        // GC dropped this topic from its list of zeros when it
+                        // marked it; a dirty bit puts it back in view.
+                        self.dirty.mark(entry.id);
+                        return true;
+                    }
+                }
+                state => {
+                    debug_assert_eq!(state, DEAD);
+                    spin_hint();
+                    return false;
+                }
+            }
+        }
+    }
+
+    pub(crate) fn check_topic(&self, topic: &[u8]) -> Result<()> {
+        if topic.is_empty() || topic.len() > self.max_topic_len {
+            return Err(Error::InvalidTopic { len: topic.len(), max: self.max_topic_len });
+        }
+        Ok(())
+    }
+
+    /// Finds or creates `topic`, enters it, and runs `f` on it, all under one
+    /// pin (so GC cannot finish removing it meanwhile).
+    fn write<R>(&self, topic: &[u8], f: impl FnOnce(&Entry) -> R) -> Result<R> {
+        self.check_topic(topic)?;
+        let guard = pin();
+        let hash = self.table.hash(topic);
+        loop {
+            let entry = self.find_or_insert(topic, hash, &guard)?;
+            if self.enter(entry) {
+                return Ok(f(entry));
+            }
+        }
+    }
+
+    fn find_or_insert<'g>(&self, topic: &[u8], hash: u64, guard: &'g Guard) -> Result<&'g Entry> {
+        let found = self.table.find_or_insert(topic, hash, guard, |seg| {
+            self.stripes.ensure_segment(seg);
+            self.dirty.ensure_segment(seg);
+        });
+        let (entry, new) = found.map_err(|TableFull| Error::TooManyTopics)?;
+        if new {
+            // A new topic is born dirty, so a drain sees it even if nothing
+            // is ever added (and GC can then collect it).
+            self.dirty.mark(entry.id);
+        }
+        Ok(entry)
+    }
+
+    /// Adds `delta` to the calling CPU's cell of `id`, then marks it dirty.
+    /// The caller has entered the id's entry (or holds a handle to it).
+    #[inline]
+    pub(crate) fn add_to(&self, id: u32, delta: i64) {
+        let added = self.stripes.add(id, delta);
+        debug_assert!(added.is_some(), "published id {id} has no counter segment");
+        self.dirty.mark(id);
+    }
+
+    /// The local count of `id`, clamped at zero.
+    #[inline]
+    pub(crate) fn count(&self, id: u32) -> u64 {
+        self.stripes.sum(id).max(0) as u64
+    }
+}
