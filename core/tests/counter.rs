@@ -105,13 +105,13 @@ fn drain_reports_exactly_the_changed_topics() {
     c.track(b"t7", 1).unwrap();
     c.track(b"t7", 1).unwrap(); // no-op: not a change, but harmless if reported
     let d = drained(&c, Instant::now());
-    assert_eq!(d.get(&b"t5".to_vec()), Some(&3));
-    assert_eq!(d.get(&b"t7".to_vec()), Some(&2));
+    assert_eq!(d.get(b"t5".as_slice()), Some(&3));
+    assert_eq!(d.get(b"t7".as_slice()), Some(&2));
     assert_eq!(d.len(), 2);
     // A join then a leave in one interval still reports the (unchanged) count.
     c.track(b"t9", 9).unwrap();
     c.untrack(b"t9", 9).unwrap();
-    assert_eq!(drained(&c, Instant::now()).get(&b"t9".to_vec()), Some(&1));
+    assert_eq!(drained(&c, Instant::now()).get(b"t9".as_slice()), Some(&1));
 }
 
 #[test]
@@ -239,7 +239,7 @@ fn writes_racing_gc_are_never_lost() {
     for t in 0..4u8 {
         // Each worker ends tracked in topic t iff its last op on t was a
         // track that was not undone: i % 3 == 0 for the last i with i%4==t.
-        let last_i = (0..20_000u64).filter(|i| i % 4 == u64::from(t)).last().unwrap();
+        let last_i = (0..20_000u64).rfind(|i| i % 4 == u64::from(t)).unwrap();
         let want = if last_i % 3 == 0 { 3 } else { 0 };
         assert_eq!(c.count_local(&[b'g', t]).unwrap(), want, "topic {t}");
     }
