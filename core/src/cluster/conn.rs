@@ -572,7 +572,7 @@ impl Conn {
     /// Largest frame (type + body) the peer may send us now: small until it
     /// has authenticated.
     pub fn max_frame_len(&self) -> usize {
-        if self.is_established() {
+        if self.peer.is_some() {
             MAX_FRAME_LEN
         } else {
             MAX_HANDSHAKE_FRAME_LEN
@@ -587,6 +587,16 @@ impl Conn {
     /// Outbound topic ids in use.
     pub fn out_topic_ids(&self) -> usize {
         self.out_topics.len()
+    }
+
+    /// Whether frames are queued for writing.
+    pub fn has_transmit(&self) -> bool {
+        !self.transmit.is_empty()
+    }
+
+    /// Whether our first snapshot has been queued (DELTA may follow).
+    pub fn has_sent_snapshot(&self) -> bool {
+        self.sent_snapshot
     }
 
     /// Next frame to write, if any.
