@@ -20,6 +20,11 @@
 // SAFETY comment. Marking them `unsafe extern "C"` would change nothing for C.
 #![allow(clippy::not_unsafe_ptr_arg_deref)]
 
+// The panic boundary is `catch_unwind`: with panic=abort a bug would abort the
+// host process instead of returning HC_ERR_PANIC.
+#[cfg(panic = "abort")]
+compile_error!("headcount-ffi must be built with panic = \"unwind\" (its panic boundary relies on it)");
+
 mod boundary;
 mod status;
 

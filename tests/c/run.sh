@@ -70,6 +70,30 @@ else
     fail "$readme link line does not match rustc's native-static-libs (update the README)"
 fi
 
+# --- 2b. the exported symbols are exactly the contract's (issue 4) -----------
+contract="hc_add hc_config_free hc_config_new hc_config_set hc_count hc_count_info hc_count_local \
+hc_last_error hc_node_add_peer hc_node_free hc_node_local_addr hc_node_start hc_stats_json hc_status_str \
+hc_total hc_track hc_untrack hc_untrack_all hc_version"
+contract="$(tr ' ' '\n' <<<"$contract" | sed '/^$/d' | sort | tr '\n' ' ')"
+exported="$(nm -D --defined-only "$libdir/libheadcount.so" | awk '$2 == "T" {print $3}' | sort | tr '\n' ' ')"
+declared="$(grep -oE '\bhc_[a-z_]+\(' include/headcount.h | tr -d '(' | sort -u | tr '\n' ' ')"
+if [ "$exported" = "$contract" ] && [ "$declared" = "$contract" ]; then
+    pass "libheadcount.so exports and the header declares exactly the 19 contract functions"
+else
+    echo "  contract: $contract"; echo "  exported: $exported"; echo "  declared: $declared"
+    fail "exported or declared functions differ from the contract"
+fi
+
+# --- 2c. the header stands alone, as C99 and as C++ --------------------------
+hdr_ok=1
+printf '#include "headcount.h"\n#include "headcount.h"\nint main(void) { return HC_OK; }\n' >"$tmp/hdr.c"
+"$CC" -std=c99 -pedantic -Wall -Wextra -Werror -I"$root/include" -fsyntax-only "$tmp/hdr.c" || hdr_ok=0
+if command -v c++ >/dev/null 2>&1; then
+    c++ -x c++ -std=c++11 -Wall -Wextra -Werror -I"$root/include" -fsyntax-only "$tmp/hdr.c" || hdr_ok=0
+fi
+if [ $hdr_ok = 1 ]; then pass "include/headcount.h compiles on its own (C99 -pedantic, C++11)"
+else fail "include/headcount.h does not compile on its own"; fi
+
 # --- 3. the C tests, under sanitizers ----------------------------------------
 if [ $# -gt 0 ]; then tests=("$@"); else
     tests=()
