@@ -23,7 +23,7 @@
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -139,9 +139,8 @@ struct Link {
     st: Mutex<LinkState>,
     cv: Condvar,
     stats: LinkStats,
-    /// Peer node id and view slot, once registered (0 / u32::MAX before).
+    /// Peer node id, once registered (0 before).
     peer_id: AtomicU64,
-    slot: AtomicU32,
     finished: AtomicBool,
 }
 
@@ -151,6 +150,34 @@ impl Link {
         let mut st = self.st.lock();
         st.conn.close(code, message, now_ms);
         st.stop = true;
+        self.cv.notify_all();
+    }
+
+    /// Merges one flush's changes into the outbox (latest value per topic).
+    /// Past `cap` entries the outbox is dropped for a fresh snapshot.
+    fn enqueue(&self, changes: &[(Topic, u64)], cap: usize) {
+        let mut st = self.st.lock();
+        if st.stop || st.conn.is_closed() {
+            return;
+        }
+        // With a snapshot still to be read, these values will be in it.
+        if !st.need_snapshot {
+            let mut coalesced = 0;
+            for (t, n) in changes {
+                if st.pending.insert(t.clone(), *n).is_some() {
+                    coalesced += 1;
+                }
+            }
+            if st.pending.len() > cap {
+                // The peer is far behind: stop tracking single changes and
+                // send it a fresh snapshot when it catches up.
+                st.pending = HashMap::default();
+                st.need_snapshot = true;
+                self.stats.overflows.fetch_add(1, Ordering::Relaxed);
+            }
+            self.stats.coalesced.fetch_add(coalesced, Ordering::Relaxed);
+            self.stats.pending.store(st.pending.len(), Ordering::Relaxed);
+        }
         self.cv.notify_all();
     }
 
@@ -596,7 +623,6 @@ impl Cluster {
             cv: Condvar::new(),
             stats: LinkStats::default(),
             peer_id: AtomicU64::new(0),
-            slot: AtomicU32::new(u32::MAX),
             finished: AtomicBool::new(false),
         });
         {
@@ -960,7 +986,6 @@ impl Cluster {
         p.since_ms = now;
         self.view.set_owner(slot, link.id);
         link.peer_id.store(id.node_id, Ordering::Release);
-        link.slot.store(u32::from(slot), Ordering::Release);
         let gossip = reg.gossip();
         {
             let mut st = link.st.lock();
@@ -1073,28 +1098,7 @@ impl Cluster {
         }
         let links: Vec<Arc<Link>> = self.reg.lock().peers.values().filter_map(|p| p.link.clone()).collect();
         for l in links {
-            let mut st = l.st.lock();
-            if st.stop || st.conn.is_closed() {
-                continue;
-            }
-            if !st.need_snapshot {
-                let mut coalesced = 0;
-                for (t, n) in changes {
-                    if st.pending.insert(t.clone(), *n).is_some() {
-                        coalesced += 1;
-                    }
-                }
-                if st.pending.len() > OUTBOX_CAP {
-                    // The peer is far behind: stop tracking single changes
-                    // and send it a fresh snapshot when it catches up.
-                    st.pending = HashMap::default();
-                    st.need_snapshot = true;
-                    l.stats.overflows.fetch_add(1, Ordering::Relaxed);
-                }
-                l.stats.coalesced.fetch_add(coalesced, Ordering::Relaxed);
-                l.stats.pending.store(st.pending.len(), Ordering::Relaxed);
-            }
-            l.cv.notify_all();
+            l.enqueue(changes, OUTBOX_CAP);
         }
     }
 
@@ -1252,5 +1256,132 @@ fn dialable(listen: &str, remote: SocketAddr) -> String {
             a.to_string()
         }
         _ => listen.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(id: u64) -> ConnParams {
+        ConnParams {
+            cluster: "t".into(),
+            node_name: format!("n{id}"),
+            node_id: id,
+            incarnation: id,
+            listen: String::new(),
+            key: AuthKey::new(b"s"),
+            handshake_timeout_ms: 1000,
+            heartbeat_ms: 100,
+            down_after_ms: 1000,
+            id_soft_cap: DEFAULT_ID_SOFT_CAP,
+        }
+    }
+
+    /// A link over a real loopback socket whose `Conn` is authenticated
+    /// (handshake driven in memory against a second `Conn`).
+    fn established_link() -> Link {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let stream = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let mut a = Conn::new(&params(1), Role::Dialer, [1; 32], 0);
+        let mut b = Conn::new(&params(2), Role::Acceptor, [2; 32], 0);
+        for _ in 0..3 {
+            while let Some(f) = a.poll_transmit() {
+                b.handle_frame(f, 1).unwrap();
+            }
+            while let Some(f) = b.poll_transmit() {
+                a.handle_frame(f, 1).unwrap();
+            }
+        }
+        assert!(a.is_established());
+        Link {
+            id: 1,
+            role: Role::Dialer,
+            remote: l.local_addr().unwrap(),
+            dialed: None,
+            stream,
+            st: Mutex::new(LinkState {
+                conn: a,
+                pending: HashMap::default(),
+                need_snapshot: false,
+                peers: None,
+                stop: false,
+            }),
+            cv: Condvar::new(),
+            stats: LinkStats::default(),
+            peer_id: AtomicU64::new(2),
+            finished: AtomicBool::new(false),
+        }
+    }
+
+    fn ch(list: &[(&str, u64)]) -> Vec<(Topic, u64)> {
+        list.iter().map(|(t, n)| (Topic::from(t.as_bytes()), *n)).collect()
+    }
+
+    #[test]
+    fn outbox_coalesces_to_the_latest_absolute_value() {
+        let link = established_link();
+        link.enqueue(&ch(&[("a", 1), ("b", 1)]), 10);
+        link.enqueue(&ch(&[("a", 2)]), 10);
+        link.enqueue(&ch(&[("a", 3), ("c", 0)]), 10);
+        let st = link.st.lock();
+        assert_eq!(st.pending.len(), 3);
+        assert_eq!(st.pending.get(&b"a"[..]), Some(&3));
+        assert_eq!(st.pending.get(&b"c"[..]), Some(&0));
+        assert_eq!(link.stats.coalesced.load(Ordering::Relaxed), 2);
+        assert!(!st.need_snapshot);
+    }
+
+    #[test]
+    fn outbox_overflow_switches_to_a_snapshot_and_stays_bounded() {
+        let link = established_link();
+        let many: Vec<(Topic, u64)> = (0..100).map(|i| (Topic::from(format!("t{i}").as_bytes()), 1)).collect();
+        link.enqueue(&many[..50], 64);
+        assert_eq!(link.st.lock().pending.len(), 50);
+        link.enqueue(&many[50..], 64);
+        {
+            let st = link.st.lock();
+            assert!(st.pending.is_empty(), "dropped past the cap");
+            assert!(st.need_snapshot, "a snapshot replaces the dropped changes");
+        }
+        assert_eq!(link.stats.overflows.load(Ordering::Relaxed), 1);
+        // While a snapshot is pending, changes are not even buffered: the
+        // snapshot (read later) includes them.
+        for _ in 0..10 {
+            link.enqueue(&many, 64);
+        }
+        assert!(link.st.lock().pending.is_empty());
+        // A stopped link buffers nothing.
+        let link = established_link();
+        link.st.lock().stop = true;
+        link.enqueue(&many, 1000);
+        assert!(link.st.lock().pending.is_empty());
+    }
+
+    #[test]
+    fn dialable_substitutes_unspecified_hosts() {
+        let remote: SocketAddr = "10.1.2.3:5555".parse().unwrap();
+        assert_eq!(dialable("0.0.0.0:7000", remote), "10.1.2.3:7000");
+        assert_eq!(dialable("127.0.0.1:7000", remote), "127.0.0.1:7000");
+        assert_eq!(dialable("db.local:7000", remote), "db.local:7000");
+    }
+
+    #[test]
+    fn node_ids_are_stable_for_a_name_and_random_without() {
+        let s = |name: &str, named| Settings {
+            node_name: name.into(),
+            cluster: "c".into(),
+            secret: b"s".to_vec(),
+            listen: None,
+            advertise: None,
+            seeds: vec![],
+            flush_interval_ms: 100,
+            down_after_ms: 1000,
+            down_grace_ms: 0,
+            named,
+        };
+        assert_eq!(node_id_for(&s("a", true)).unwrap(), node_id_for(&s("a", true)).unwrap());
+        assert_ne!(node_id_for(&s("a", true)).unwrap(), node_id_for(&s("b", true)).unwrap());
+        assert_ne!(node_id_for(&s("a", false)).unwrap(), node_id_for(&s("a", false)).unwrap());
     }
 }
