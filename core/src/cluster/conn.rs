@@ -62,8 +62,8 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use super::wire::{
-    self, ByeCode, Delta, Entry, Frame, FrameType, Hello, Snapshot, WireError, MAC_LEN,
-    MAX_FRAME_LEN, MAX_HANDSHAKE_FRAME_LEN, MAX_TOPIC_ID, NONCE_LEN, PROTOCOL_VERSION,
+    self, ByeCode, Delta, Entry, Frame, FrameType, Hello, Snapshot, WireError, MAC_LEN, MAX_FRAME_LEN,
+    MAX_HANDSHAKE_FRAME_LEN, MAX_TOPIC_ID, NONCE_LEN, PROTOCOL_VERSION,
 };
 
 /// A topic name, shared between the id table and the events that carry it.
@@ -94,8 +94,8 @@ impl AuthKey {
     pub fn new(secret: &[u8]) -> AuthKey {
         // HMAC accepts keys of every length, so this cannot fail; fall back to
         // an empty key rather than panic should the crate ever change that.
-        let mac = Hmac::<Sha256>::new_from_slice(secret)
-            .unwrap_or_else(|_| <Hmac<Sha256> as Mac>::new(&Default::default()));
+        let mac =
+            Hmac::<Sha256>::new_from_slice(secret).unwrap_or_else(|_| <Hmac<Sha256> as Mac>::new(&Default::default()));
         AuthKey(mac)
     }
 
@@ -119,20 +119,13 @@ impl AuthKey {
     /// dialer sent `dialer` and acceptor sent `acceptor`.
     pub fn mac(&self, role: u8, dialer: &Hello, acceptor: &Hello) -> [u8; MAC_LEN] {
         let mut out = [0u8; MAC_LEN];
-        out.copy_from_slice(
-            &self
-                .mac_state(role, dialer, acceptor)
-                .finalize()
-                .into_bytes(),
-        );
+        out.copy_from_slice(&self.mac_state(role, dialer, acceptor).finalize().into_bytes());
         out
     }
 
     /// Constant-time check of a received AUTH MAC.
     pub fn verify(&self, role: u8, dialer: &Hello, acceptor: &Hello, mac: &[u8]) -> bool {
-        self.mac_state(role, dialer, acceptor)
-            .verify_slice(mac)
-            .is_ok()
+        self.mac_state(role, dialer, acceptor).verify_slice(mac).is_ok()
     }
 }
 
@@ -304,10 +297,7 @@ impl fmt::Display for ConnError {
                 write!(f, "unexpected {} in state {state}", frame.name())
             }
             ConnError::VersionUnsupported(v) => {
-                write!(
-                    f,
-                    "peer speaks protocol version {v}, we speak {PROTOCOL_VERSION}"
-                )
+                write!(f, "peer speaks protocol version {v}, we speak {PROTOCOL_VERSION}")
             }
             ConnError::ClusterMismatch(c) => write!(f, "peer is in cluster {c:?}"),
             ConnError::SelfConnection => write!(f, "connected to ourselves"),
@@ -345,9 +335,7 @@ impl ConnError {
             ConnError::SelfConnection => ByeCode::SELF_CONNECTION,
             ConnError::AuthFailed => ByeCode::AUTH_FAILED,
             ConnError::HandshakeTimeout | ConnError::PeerSilent(_) => ByeCode::TIMEOUT,
-            ConnError::RejectedByPeer { .. } | ConnError::NotEstablished | ConnError::Closed => {
-                return None
-            }
+            ConnError::RejectedByPeer { .. } | ConnError::NotEstablished | ConnError::Closed => return None,
             _ => ByeCode::PROTOCOL_ERROR,
         })
     }
@@ -416,11 +404,7 @@ impl OutTopics {
                 self.zeros.push_back(id);
             }
             slot.1 = count;
-            return Ok(Entry {
-                id,
-                name: None,
-                count,
-            });
+            return Ok(Entry { id, name: None, count });
         }
         let topic: Topic = Arc::from(name);
         let id = match self.reusable_id() {
@@ -441,11 +425,7 @@ impl OutTopics {
         if count == 0 {
             self.zeros.push_back(id);
         }
-        Ok(Entry {
-            id,
-            name: Some(name.to_vec()),
-            count,
-        })
+        Ok(Entry { id, name: Some(name.to_vec()), count })
     }
 
     fn reusable_id(&mut self) -> Option<u32> {
@@ -592,7 +572,7 @@ impl Conn {
     /// Largest frame (type + body) the peer may send us now: small until it
     /// has authenticated.
     pub fn max_frame_len(&self) -> usize {
-        if self.is_established() {
+        if self.peer.is_some() {
             MAX_FRAME_LEN
         } else {
             MAX_HANDSHAKE_FRAME_LEN
@@ -607,6 +587,16 @@ impl Conn {
     /// Outbound topic ids in use.
     pub fn out_topic_ids(&self) -> usize {
         self.out_topics.len()
+    }
+
+    /// Whether frames are queued for writing.
+    pub fn has_transmit(&self) -> bool {
+        !self.transmit.is_empty()
+    }
+
+    /// Whether our first snapshot has been queued (DELTA may follow).
+    pub fn has_sent_snapshot(&self) -> bool {
+        self.sent_snapshot
     }
 
     /// Next frame to write, if any.
@@ -672,10 +662,7 @@ impl Conn {
     }
 
     fn dispatch(&mut self, frame: Frame, now_ms: u64) -> Result<(), ConnError> {
-        let unexpected = |s: &State, f: &Frame| ConnError::Unexpected {
-            state: s.name(),
-            frame: f.frame_type(),
-        };
+        let unexpected = |s: &State, f: &Frame| ConnError::Unexpected { state: s.name(), frame: f.frame_type() };
         match (&self.state, frame) {
             (State::AwaitHello | State::AwaitAuth { .. }, Frame::Bye { code, message }) => {
                 // An unauthenticated BYE carries no authority over state; it
@@ -688,10 +675,7 @@ impl Conn {
             (State::Established, Frame::Delta(d)) => self.on_delta(d),
             (State::Established, Frame::Heartbeat { last_seq }) => {
                 if last_seq != self.in_seq {
-                    return Err(ConnError::BadSeq {
-                        expected: self.in_seq,
-                        got: last_seq,
-                    });
+                    return Err(ConnError::BadSeq { expected: self.in_seq, got: last_seq });
                 }
                 Ok(())
             }
@@ -725,10 +709,7 @@ impl Conn {
         // The HELLO decoded, so it re-encodes (strict codec); check anyway so
         // that a HELLO built by hand (tests, fuzzers) cannot slip through.
         if wire::encode_body(&Frame::Hello(h.clone()), &mut Vec::new()).is_err() {
-            return Err(ConnError::Wire(WireError::BadLength {
-                field: "hello",
-                len: 0,
-            }));
+            return Err(ConnError::Wire(WireError::BadLength { field: "hello", len: 0 }));
         }
         let (dialer, acceptor) = self.order(&h);
         let mac = self.key.mac(self.role.byte(), dialer, acceptor);
@@ -750,10 +731,7 @@ impl Conn {
             _ => return Err(ConnError::Closed),
         };
         let (dialer, acceptor) = self.order(&peer);
-        if !self
-            .key
-            .verify(self.role.other().byte(), dialer, acceptor, mac)
-        {
+        if !self.key.verify(self.role.other().byte(), dialer, acceptor, mac) {
             return Err(ConnError::AuthFailed);
         }
         let id = PeerIdentity {
@@ -814,10 +792,7 @@ impl Conn {
         for e in d.entries {
             entries.push(self.in_topics.resolve(e)?);
         }
-        self.events.push_back(Event::Delta {
-            seq: d.seq,
-            entries,
-        });
+        self.events.push_back(Event::Delta { seq: d.seq, entries });
         Ok(())
     }
 
@@ -838,12 +813,7 @@ impl Conn {
                     return Err(self.fail(ConnError::PeerSilent(silent), now_ms));
                 }
                 if now_ms.saturating_sub(self.last_tx_ms) >= self.heartbeat_ms {
-                    self.queue(
-                        Frame::Heartbeat {
-                            last_seq: self.out_seq,
-                        },
-                        now_ms,
-                    );
+                    self.queue(Frame::Heartbeat { last_seq: self.out_seq }, now_ms);
                 }
                 Ok(())
             }
@@ -895,15 +865,7 @@ impl Conn {
             if !entries.is_empty() && size + len > TARGET_FRAME_LEN {
                 let seq = self.next_out_seq();
                 let chunk = std::mem::take(&mut entries);
-                self.queue(
-                    Frame::Snapshot(Snapshot {
-                        seq,
-                        first,
-                        last: false,
-                        entries: chunk,
-                    }),
-                    now_ms,
-                );
+                self.queue(Frame::Snapshot(Snapshot { seq, first, last: false, entries: chunk }), now_ms);
                 first = false;
                 size = 0;
             }
@@ -911,15 +873,7 @@ impl Conn {
             entries.push(e);
         }
         let seq = self.next_out_seq();
-        self.queue(
-            Frame::Snapshot(Snapshot {
-                seq,
-                first,
-                last: true,
-                entries,
-            }),
-            now_ms,
-        );
+        self.queue(Frame::Snapshot(Snapshot { seq, first, last: true, entries }), now_ms);
         Ok(())
     }
 
@@ -942,13 +896,7 @@ impl Conn {
             if !entries.is_empty() && size + len > TARGET_FRAME_LEN {
                 let seq = self.next_out_seq();
                 let chunk = std::mem::take(&mut entries);
-                self.queue(
-                    Frame::Delta(Delta {
-                        seq,
-                        entries: chunk,
-                    }),
-                    now_ms,
-                );
+                self.queue(Frame::Delta(Delta { seq, entries: chunk }), now_ms);
                 size = 0;
             }
             size += len;
@@ -1017,9 +965,7 @@ mod tests {
     fn pump(from: &mut Conn, to: &mut Conn, now: u64) -> Result<(), ConnError> {
         for f in drain_tx(from) {
             let bytes = wire::encode_to_vec(&f).unwrap();
-            let (g, _) = wire::decode_frame(&bytes, to.max_frame_len())
-                .unwrap()
-                .unwrap();
+            let (g, _) = wire::decode_frame(&bytes, to.max_frame_len()).unwrap().unwrap();
             to.handle_frame(g, now)?;
         }
         Ok(())
@@ -1041,43 +987,24 @@ mod tests {
     }
 
     fn unhex(s: &str) -> Vec<u8> {
-        s.split_whitespace()
-            .map(|b| u8::from_str_radix(b, 16).unwrap())
-            .collect()
+        s.split_whitespace().map(|b| u8::from_str_radix(b, 16).unwrap()).collect()
     }
 
     /// The test vectors of docs/PROTOCOL.md section 11.
     #[test]
     fn protocol_md_test_vectors() {
         let hb = unhex("02 00 00 00 05 00 ed f4 7d 81");
-        assert_eq!(
-            wire::encode_to_vec(&Frame::Heartbeat { last_seq: 0 }).unwrap(),
-            hb
-        );
+        assert_eq!(wire::encode_to_vec(&Frame::Heartbeat { last_seq: 0 }).unwrap(), hb);
         let delta = Frame::Delta(Delta {
             seq: 7,
             entries: vec![
-                Entry {
-                    id: 0,
-                    name: Some(b"room:1".to_vec()),
-                    count: 3,
-                },
-                Entry {
-                    id: 0,
-                    name: None,
-                    count: 300,
-                },
+                Entry { id: 0, name: Some(b"room:1".to_vec()), count: 3 },
+                Entry { id: 0, name: None, count: 300 },
             ],
         });
         let bytes = unhex("0f 00 00 00 04 07 02 01 06 72 6f 6f 6d 3a 31 03 00 ac 02 5d af 0f 30");
         assert_eq!(wire::encode_to_vec(&delta).unwrap(), bytes);
-        assert_eq!(
-            wire::decode_frame(&bytes, MAX_FRAME_LEN)
-                .unwrap()
-                .unwrap()
-                .0,
-            delta
-        );
+        assert_eq!(wire::decode_frame(&bytes, MAX_FRAME_LEN).unwrap().unwrap().0, delta);
         let mut nonce = [0u8; 32];
         for (i, b) in nonce.iter_mut().enumerate() {
             *b = i as u8;
@@ -1097,10 +1024,7 @@ mod tests {
              02 03 04 05 06 07 08 09 0a 0b 0c 0d 0e 0f 10 11 12 13 14 15 16 17 18 19 1a
              1b 1c 1d 1e 1f f7 86 e2 05",
         );
-        assert_eq!(
-            wire::encode_to_vec(&Frame::Hello(d.clone())).unwrap(),
-            hello
-        );
+        assert_eq!(wire::encode_to_vec(&Frame::Hello(d.clone())).unwrap(), hello);
         let a = Hello {
             node_name: "b".into(),
             node_id: 3,
@@ -1146,30 +1070,15 @@ mod tests {
     fn state_flows_and_topic_ids_are_reused_per_connection() {
         let (mut a, mut b) = established();
         drain_ev(&mut b);
-        a.send_snapshot([(&b"x"[..], 3), (&b"y"[..], 1)], 2)
-            .unwrap();
+        a.send_snapshot([(&b"x"[..], 3), (&b"y"[..], 1)], 2).unwrap();
         a.send_delta([(&b"x"[..], 4), (&b"z"[..], 9)], 2).unwrap();
         a.send_delta([(&b"x"[..], 0)], 2).unwrap();
         let tx = drain_tx(&mut a);
         // The second mention of "x" uses its id, without the name.
         match &tx[1] {
             Frame::Delta(d) => {
-                assert_eq!(
-                    d.entries[0],
-                    Entry {
-                        id: 0,
-                        name: None,
-                        count: 4
-                    }
-                );
-                assert_eq!(
-                    d.entries[1],
-                    Entry {
-                        id: 2,
-                        name: Some(b"z".to_vec()),
-                        count: 9
-                    }
-                );
+                assert_eq!(d.entries[0], Entry { id: 0, name: None, count: 4 });
+                assert_eq!(d.entries[1], Entry { id: 2, name: Some(b"z".to_vec()), count: 9 });
             }
             f => panic!("{f:?}"),
         }
@@ -1186,14 +1095,8 @@ mod tests {
             drain_ev(&mut b),
             vec![
                 Event::Snapshot(vec![(t(b"x"), 3), (t(b"y"), 1)]),
-                Event::Delta {
-                    seq: 2,
-                    entries: vec![(t(b"x"), 4), (t(b"z"), 9)]
-                },
-                Event::Delta {
-                    seq: 3,
-                    entries: vec![(t(b"x"), 0)]
-                },
+                Event::Delta { seq: 2, entries: vec![(t(b"x"), 4), (t(b"z"), 9)] },
+                Event::Delta { seq: 3, entries: vec![(t(b"x"), 0)] },
             ]
         );
     }
@@ -1202,11 +1105,8 @@ mod tests {
     fn large_snapshots_are_split_and_reassembled() {
         let (mut a, mut b) = established();
         drain_ev(&mut b);
-        let names: Vec<Vec<u8>> = (0..5000)
-            .map(|i| format!("topic-{i:030}").into_bytes())
-            .collect();
-        a.send_snapshot(names.iter().map(|n| (&n[..], 1)), 2)
-            .unwrap();
+        let names: Vec<Vec<u8>> = (0..5000).map(|i| format!("topic-{i:030}").into_bytes()).collect();
+        a.send_snapshot(names.iter().map(|n| (&n[..], 1)), 2).unwrap();
         let tx = drain_tx(&mut a);
         assert!(tx.len() > 1, "split into {} frames", tx.len());
         for f in &tx {
@@ -1229,15 +1129,7 @@ mod tests {
         a.send_snapshot(std::iter::empty(), 2).unwrap();
         a.send_delta(std::iter::empty(), 2).unwrap();
         let tx = drain_tx(&mut a);
-        assert_eq!(
-            tx,
-            vec![Frame::Snapshot(Snapshot {
-                seq: 1,
-                first: true,
-                last: true,
-                entries: vec![]
-            })]
-        );
+        assert_eq!(tx, vec![Frame::Snapshot(Snapshot { seq: 1, first: true, last: true, entries: vec![] })]);
         b.handle_frame(tx[0].clone(), 3).unwrap();
         assert_eq!(drain_ev(&mut b), vec![Event::Snapshot(vec![])]);
     }
@@ -1249,25 +1141,13 @@ mod tests {
         assert_eq!(pump(&mut b, &mut a, 1), Err(ConnError::AuthFailed));
         assert!(a.is_closed());
         // b never authenticated a, so it refuses to send state.
-        assert_eq!(
-            b.send_delta([(&b"x"[..], 1)], 2),
-            Err(ConnError::NotEstablished)
-        );
-        assert_eq!(
-            b.send_snapshot(std::iter::empty(), 2),
-            Err(ConnError::NotEstablished)
-        );
-        assert_eq!(
-            b.send_peers(&["h:1".into()], 2),
-            Err(ConnError::NotEstablished)
-        );
+        assert_eq!(b.send_delta([(&b"x"[..], 1)], 2), Err(ConnError::NotEstablished));
+        assert_eq!(b.send_snapshot(std::iter::empty(), 2), Err(ConnError::NotEstablished));
+        assert_eq!(b.send_peers(&["h:1".into()], 2), Err(ConnError::NotEstablished));
         // a answered b's challenge, then refused b: an AUTH, a BYE, no state.
         let tx = drain_tx(&mut a);
         match &tx[..] {
-            [auth @ Frame::Auth { .. }, Frame::Bye {
-                code: ByeCode::AUTH_FAILED,
-                ..
-            }] => {
+            [auth @ Frame::Auth { .. }, Frame::Bye { code: ByeCode::AUTH_FAILED, .. }] => {
                 // b in turn rejects a's AUTH (made with the other secret).
                 assert_eq!(b.handle_frame(auth.clone(), 2), Err(ConnError::AuthFailed));
             }
@@ -1277,23 +1157,12 @@ mod tests {
         let err = b.handle_frame(tx[1].clone(), 2).unwrap_err();
         assert_eq!(err, ConnError::Closed);
         let sent: Vec<Frame> = drain_tx(&mut b);
-        assert!(sent
-            .iter()
-            .all(|f| matches!(f, Frame::Hello(_) | Frame::Auth { .. } | Frame::Bye { .. })));
+        assert!(sent.iter().all(|f| matches!(f, Frame::Hello(_) | Frame::Auth { .. } | Frame::Bye { .. })));
         assert!(drain_ev(&mut a).is_empty() && drain_ev(&mut b).is_empty());
         // A BYE before authentication reports the peer's refusal.
         let (mut c, _) = pair(b"s", b"s");
-        let bye = Frame::Bye {
-            code: ByeCode::AUTH_FAILED,
-            message: "no".into(),
-        };
-        assert!(matches!(
-            c.handle_frame(bye, 1),
-            Err(ConnError::RejectedByPeer {
-                code: ByeCode::AUTH_FAILED,
-                ..
-            })
-        ));
+        let bye = Frame::Bye { code: ByeCode::AUTH_FAILED, message: "no".into() };
+        assert!(matches!(c.handle_frame(bye, 1), Err(ConnError::RejectedByPeer { code: ByeCode::AUTH_FAILED, .. })));
     }
 
     #[test]
@@ -1311,49 +1180,20 @@ mod tests {
         assert_eq!(a.poll_timeout(), Some(1000));
         assert_eq!(a.handle_timeout(999), Ok(()));
         assert_eq!(a.handle_timeout(1000), Err(ConnError::HandshakeTimeout));
-        assert!(matches!(
-            &drain_tx(&mut a)[..],
-            [Frame::Bye {
-                code: ByeCode::TIMEOUT,
-                ..
-            }]
-        ));
+        assert!(matches!(&drain_tx(&mut a)[..], [Frame::Bye { code: ByeCode::TIMEOUT, .. }]));
     }
 
     #[test]
     fn out_of_state_frames_close() {
         let auth = Frame::Auth { mac: [0; 32] };
-        let delta = Frame::Delta(Delta {
-            seq: 1,
-            entries: vec![],
-        });
-        let snap = Frame::Snapshot(Snapshot {
-            seq: 1,
-            first: true,
-            last: true,
-            entries: vec![],
-        });
+        let delta = Frame::Delta(Delta { seq: 1, entries: vec![] });
+        let snap = Frame::Snapshot(Snapshot { seq: 1, first: true, last: true, entries: vec![] });
         let peers = Frame::Peers { addrs: vec![] };
         let hb = Frame::Heartbeat { last_seq: 0 };
-        for f in [
-            auth.clone(),
-            delta.clone(),
-            snap.clone(),
-            peers.clone(),
-            hb.clone(),
-        ] {
+        for f in [auth.clone(), delta.clone(), snap.clone(), peers.clone(), hb.clone()] {
             let (mut a, _) = pair(b"s", b"s");
             let e = a.handle_frame(f.clone(), 1).unwrap_err();
-            assert!(
-                matches!(
-                    e,
-                    ConnError::Unexpected {
-                        state: "AwaitHello",
-                        ..
-                    }
-                ),
-                "{f:?} {e:?}"
-            );
+            assert!(matches!(e, ConnError::Unexpected { state: "AwaitHello", .. }), "{f:?} {e:?}");
             assert!(a.is_closed());
             assert_eq!(a.handle_frame(f, 1), Err(ConnError::Closed));
         }
@@ -1365,16 +1205,7 @@ mod tests {
             let hello = b.poll_transmit().unwrap();
             a.handle_frame(hello.clone(), 1).unwrap();
             let e = a.handle_frame(f.clone(), 1).unwrap_err();
-            assert!(
-                matches!(
-                    e,
-                    ConnError::Unexpected {
-                        state: "AwaitAuth",
-                        ..
-                    }
-                ),
-                "{f:?}"
-            );
+            assert!(matches!(e, ConnError::Unexpected { state: "AwaitAuth", .. }), "{f:?}");
             // A second HELLO is out of state too.
             let (mut a, mut b) = pair(b"s", b"s");
             pump(&mut a, &mut b, 1).unwrap();
@@ -1411,51 +1242,18 @@ mod tests {
         let good = hello_from(&mut b);
         drop(a.poll_transmit());
         let cases = [
-            (
-                Hello {
-                    version: 2,
-                    ..good.clone()
-                },
-                ByeCode::VERSION_UNSUPPORTED,
-            ),
-            (
-                Hello {
-                    cluster: "other".into(),
-                    ..good.clone()
-                },
-                ByeCode::CLUSTER_MISMATCH,
-            ),
-            (
-                Hello {
-                    node_id: 1,
-                    ..good.clone()
-                },
-                ByeCode::SELF_CONNECTION,
-            ),
-            (
-                Hello {
-                    nonce: [1; 32],
-                    ..good.clone()
-                },
-                ByeCode::PROTOCOL_ERROR,
-            ),
-            (
-                Hello {
-                    listen: "x".repeat(300),
-                    ..good.clone()
-                },
-                ByeCode::PROTOCOL_ERROR,
-            ),
+            (Hello { version: 2, ..good.clone() }, ByeCode::VERSION_UNSUPPORTED),
+            (Hello { cluster: "other".into(), ..good.clone() }, ByeCode::CLUSTER_MISMATCH),
+            (Hello { node_id: 1, ..good.clone() }, ByeCode::SELF_CONNECTION),
+            (Hello { nonce: [1; 32], ..good.clone() }, ByeCode::PROTOCOL_ERROR),
+            (Hello { listen: "x".repeat(300), ..good.clone() }, ByeCode::PROTOCOL_ERROR),
         ];
         for (h, code) in cases {
             let (mut a, _) = pair(b"s", b"s");
             drop(a.poll_transmit());
             assert!(a.handle_frame(Frame::Hello(h), 1).is_err());
             let tx = drain_tx(&mut a);
-            assert!(
-                matches!(&tx[..], [Frame::Bye { code: c, .. }] if *c == code),
-                "{tx:?}"
-            );
+            assert!(matches!(&tx[..], [Frame::Bye { code: c, .. }] if *c == code), "{tx:?}");
         }
         assert!(a.handle_frame(Frame::Hello(good), 1).is_ok());
     }
@@ -1467,23 +1265,14 @@ mod tests {
         // Victim accepts a connection from the attacker, who claims id 66.
         let mut victim = Conn::new(&params("v", 1, b"secret"), Role::Acceptor, [1; 32], 0);
         let victim_hello = hello_from(&mut victim);
-        let attacker_hello = Hello {
-            node_id: 66,
-            nonce: [6; 32],
-            ..victim_hello.clone()
-        };
-        victim
-            .handle_frame(Frame::Hello(attacker_hello), 1)
-            .unwrap();
+        let attacker_hello = Hello { node_id: 66, nonce: [6; 32], ..victim_hello.clone() };
+        victim.handle_frame(Frame::Hello(attacker_hello), 1).unwrap();
         let victim_auth = match victim.poll_transmit() {
             Some(f @ Frame::Auth { .. }) => f,
             f => panic!("{f:?}"),
         };
         // Sending the victim's own AUTH back fails: it is labelled 'A'.
-        assert_eq!(
-            victim.handle_frame(victim_auth.clone(), 1),
-            Err(ConnError::AuthFailed)
-        );
+        assert_eq!(victim.handle_frame(victim_auth.clone(), 1), Err(ConnError::AuthFailed));
 
         // Two connections: the attacker dials the victim twice and relays the
         // challenge of connection 2 as its own on connection 1. Both HELLOs of
@@ -1493,31 +1282,17 @@ mod tests {
         let h1 = hello_from(&mut v1);
         let h2 = hello_from(&mut v2);
         // Attacker sends HELLO with v1's nonce on connection 2 ...
-        let fake = Hello {
-            node_id: 66,
-            nonce: h1.nonce,
-            ..h2.clone()
-        };
+        let fake = Hello { node_id: 66, nonce: h1.nonce, ..h2.clone() };
         v2.handle_frame(Frame::Hello(fake.clone()), 1).unwrap();
         let answer = v2.poll_transmit().unwrap();
         // ... and replays v2's answer on connection 1.
-        v1.handle_frame(
-            Frame::Hello(Hello {
-                nonce: h2.nonce,
-                ..fake
-            }),
-            1,
-        )
-        .unwrap();
+        v1.handle_frame(Frame::Hello(Hello { nonce: h2.nonce, ..fake }), 1).unwrap();
         assert_eq!(v1.handle_frame(answer, 1), Err(ConnError::AuthFailed));
 
         // A victim HELLO reflected verbatim is refused as a self-connection.
         let mut v3 = Conn::new(&params("v", 1, b"secret"), Role::Acceptor, [4; 32], 0);
         let h3 = hello_from(&mut v3);
-        assert_eq!(
-            v3.handle_frame(Frame::Hello(h3), 1),
-            Err(ConnError::SelfConnection)
-        );
+        assert_eq!(v3.handle_frame(Frame::Hello(h3), 1), Err(ConnError::SelfConnection));
     }
 
     #[test]
@@ -1532,42 +1307,19 @@ mod tests {
             listen: "l".into(),
             nonce: [1; 32],
         };
-        let a = Hello {
-            node_name: "a".into(),
-            node_id: 3,
-            nonce: [2; 32],
-            ..d.clone()
-        };
+        let a = Hello { node_name: "a".into(), node_id: 3, nonce: [2; 32], ..d.clone() };
         let base = key.mac(ROLE_DIALER, &d, &a);
         assert!(key.verify(ROLE_DIALER, &d, &a, &base));
         assert_ne!(base, key.mac(ROLE_ACCEPTOR, &d, &a));
         assert_ne!(base, key.mac(ROLE_DIALER, &a, &d));
         assert_ne!(base, AuthKey::new(b"k2").mac(ROLE_DIALER, &d, &a));
         for v in [
-            Hello {
-                cluster: "c2".into(),
-                ..d.clone()
-            },
-            Hello {
-                node_name: "d2".into(),
-                ..d.clone()
-            },
-            Hello {
-                node_id: 9,
-                ..d.clone()
-            },
-            Hello {
-                incarnation: 9,
-                ..d.clone()
-            },
-            Hello {
-                listen: "l2".into(),
-                ..d.clone()
-            },
-            Hello {
-                nonce: [9; 32],
-                ..d.clone()
-            },
+            Hello { cluster: "c2".into(), ..d.clone() },
+            Hello { node_name: "d2".into(), ..d.clone() },
+            Hello { node_id: 9, ..d.clone() },
+            Hello { incarnation: 9, ..d.clone() },
+            Hello { listen: "l2".into(), ..d.clone() },
+            Hello { nonce: [9; 32], ..d.clone() },
         ] {
             assert_ne!(base, key.mac(ROLE_DIALER, &v, &a), "{v:?}");
             assert_ne!(base, key.mac(ROLE_DIALER, &d, &Hello { node_id: 3, ..v }));
@@ -1580,75 +1332,29 @@ mod tests {
 
     #[test]
     fn sequence_and_snapshot_order_errors() {
-        let snap = |seq, first, last, entries| {
-            Frame::Snapshot(Snapshot {
-                seq,
-                first,
-                last,
-                entries,
-            })
-        };
+        let snap = |seq, first, last, entries| Frame::Snapshot(Snapshot { seq, first, last, entries });
         let delta = |seq, entries| Frame::Delta(Delta { seq, entries });
         type Case = (Vec<Frame>, fn(&ConnError) -> bool);
         let cases: Vec<Case> = vec![
-            (vec![delta(1, vec![])], |e| {
+            (vec![delta(1, vec![])], |e| matches!(e, ConnError::SnapshotOrder(_))),
+            (vec![snap(1, false, true, vec![])], |e| matches!(e, ConnError::SnapshotOrder(_))),
+            (vec![snap(2, true, true, vec![])], |e| matches!(e, ConnError::BadSeq { .. })),
+            (vec![snap(1, true, false, vec![]), snap(2, true, true, vec![])], |e| {
                 matches!(e, ConnError::SnapshotOrder(_))
             }),
-            (vec![snap(1, false, true, vec![])], |e| {
-                matches!(e, ConnError::SnapshotOrder(_))
+            (vec![snap(1, true, false, vec![]), delta(2, vec![])], |e| matches!(e, ConnError::SnapshotOrder(_))),
+            (vec![snap(1, true, true, vec![]), delta(1, vec![])], |e| {
+                matches!(e, ConnError::BadSeq { expected: 2, got: 1 })
             }),
-            (vec![snap(2, true, true, vec![])], |e| {
+            (vec![snap(1, true, true, vec![]), Frame::Heartbeat { last_seq: 0 }], |e| {
                 matches!(e, ConnError::BadSeq { .. })
             }),
-            (
-                vec![snap(1, true, false, vec![]), snap(2, true, true, vec![])],
-                |e| matches!(e, ConnError::SnapshotOrder(_)),
-            ),
-            (vec![snap(1, true, false, vec![]), delta(2, vec![])], |e| {
-                matches!(e, ConnError::SnapshotOrder(_))
+            (vec![snap(1, true, true, vec![Entry { id: 0, name: None, count: 1 }])], |e| {
+                matches!(e, ConnError::UnknownTopicId(0))
             }),
-            (vec![snap(1, true, true, vec![]), delta(1, vec![])], |e| {
-                matches!(
-                    e,
-                    ConnError::BadSeq {
-                        expected: 2,
-                        got: 1
-                    }
-                )
+            (vec![snap(1, true, true, vec![Entry { id: 1, name: Some(b"t".to_vec()), count: 1 }])], |e| {
+                matches!(e, ConnError::BadDefine { id: 1, next: 0 })
             }),
-            (
-                vec![
-                    snap(1, true, true, vec![]),
-                    Frame::Heartbeat { last_seq: 0 },
-                ],
-                |e| matches!(e, ConnError::BadSeq { .. }),
-            ),
-            (
-                vec![snap(
-                    1,
-                    true,
-                    true,
-                    vec![Entry {
-                        id: 0,
-                        name: None,
-                        count: 1,
-                    }],
-                )],
-                |e| matches!(e, ConnError::UnknownTopicId(0)),
-            ),
-            (
-                vec![snap(
-                    1,
-                    true,
-                    true,
-                    vec![Entry {
-                        id: 1,
-                        name: Some(b"t".to_vec()),
-                        count: 1,
-                    }],
-                )],
-                |e| matches!(e, ConnError::BadDefine { id: 1, next: 0 }),
-            ),
         ];
         for (frames, check) in cases {
             let (_, mut b) = established();
@@ -1661,13 +1367,7 @@ mod tests {
             }
             let e = res.expect_err(&format!("{frames:?}"));
             assert!(check(&e), "{frames:?}: {e:?}");
-            assert!(matches!(
-                drain_tx(&mut b).last(),
-                Some(Frame::Bye {
-                    code: ByeCode::PROTOCOL_ERROR,
-                    ..
-                })
-            ));
+            assert!(matches!(drain_tx(&mut b).last(), Some(Frame::Bye { code: ByeCode::PROTOCOL_ERROR, .. })));
         }
         // Heartbeats with the right last_seq are fine, before and after state.
         let (_, mut b) = established();
@@ -1675,50 +1375,11 @@ mod tests {
         b.handle_frame(snap(1, true, true, vec![]), 2).unwrap();
         b.handle_frame(Frame::Heartbeat { last_seq: 1 }, 2).unwrap();
         // Redefining an id renames it.
-        b.handle_frame(
-            delta(
-                2,
-                vec![Entry {
-                    id: 0,
-                    name: Some(b"p".to_vec()),
-                    count: 1,
-                }],
-            ),
-            2,
-        )
-        .unwrap();
-        b.handle_frame(
-            delta(
-                3,
-                vec![Entry {
-                    id: 0,
-                    name: Some(b"q".to_vec()),
-                    count: 2,
-                }],
-            ),
-            2,
-        )
-        .unwrap();
-        b.handle_frame(
-            delta(
-                4,
-                vec![Entry {
-                    id: 0,
-                    name: None,
-                    count: 3,
-                }],
-            ),
-            2,
-        )
-        .unwrap();
+        b.handle_frame(delta(2, vec![Entry { id: 0, name: Some(b"p".to_vec()), count: 1 }]), 2).unwrap();
+        b.handle_frame(delta(3, vec![Entry { id: 0, name: Some(b"q".to_vec()), count: 2 }]), 2).unwrap();
+        b.handle_frame(delta(4, vec![Entry { id: 0, name: None, count: 3 }]), 2).unwrap();
         let ev = drain_ev(&mut b);
-        assert_eq!(
-            ev.last(),
-            Some(&Event::Delta {
-                seq: 4,
-                entries: vec![(Arc::from(&b"q"[..]), 3)]
-            })
-        );
+        assert_eq!(ev.last(), Some(&Event::Delta { seq: 4, entries: vec![(Arc::from(&b"q"[..]), 3)] }));
     }
 
     #[test]
@@ -1737,13 +1398,7 @@ mod tests {
         b.handle_timeout(401).unwrap();
         drain_tx(&mut b);
         assert_eq!(b.handle_timeout(402), Err(ConnError::PeerSilent(301)));
-        assert!(matches!(
-            &drain_tx(&mut b)[..],
-            [Frame::Bye {
-                code: ByeCode::TIMEOUT,
-                ..
-            }]
-        ));
+        assert!(matches!(&drain_tx(&mut b)[..], [Frame::Bye { code: ByeCode::TIMEOUT, .. }]));
     }
 
     #[test]
@@ -1754,13 +1409,7 @@ mod tests {
         assert!(a.is_closed());
         assert_eq!(a.send_delta([(&b"x"[..], 1)], 5), Err(ConnError::Closed));
         pump(&mut a, &mut b, 5).unwrap();
-        assert_eq!(
-            drain_ev(&mut b),
-            vec![Event::Bye {
-                code: ByeCode::SHUTDOWN,
-                message: "leaving".into()
-            }]
-        );
+        assert_eq!(drain_ev(&mut b), vec![Event::Bye { code: ByeCode::SHUTDOWN, message: "leaving".into() }]);
         assert!(b.is_closed());
     }
 
@@ -1768,13 +1417,9 @@ mod tests {
     fn peers_flow_after_auth() {
         let (mut a, mut b) = established();
         drain_ev(&mut b);
-        a.send_peers(&["127.0.0.1:9".into(), String::new(), "x".repeat(300)], 2)
-            .unwrap();
+        a.send_peers(&["127.0.0.1:9".into(), String::new(), "x".repeat(300)], 2).unwrap();
         pump(&mut a, &mut b, 2).unwrap();
-        assert_eq!(
-            drain_ev(&mut b),
-            vec![Event::Peers(vec!["127.0.0.1:9".into()])]
-        );
+        assert_eq!(drain_ev(&mut b), vec![Event::Peers(vec!["127.0.0.1:9".into()])]);
     }
 
     #[test]
@@ -1795,14 +1440,7 @@ mod tests {
         // Now zero "c" and a newcomer takes its id.
         t.entry(b"c", 0).unwrap();
         assert_eq!(t.entry(b"e", 1).unwrap().id, 1);
-        assert_eq!(
-            t.entry(b"e", 2).unwrap(),
-            Entry {
-                id: 1,
-                name: None,
-                count: 2
-            }
-        );
+        assert_eq!(t.entry(b"e", 2).unwrap(), Entry { id: 1, name: None, count: 2 });
         assert_eq!(t.entry(b"c", 2).unwrap().name.as_deref(), Some(&b"c"[..]));
     }
 
@@ -1826,14 +1464,8 @@ mod tests {
             drain_ev(&mut b),
             vec![
                 Event::Snapshot(vec![(t(b"x"), 1)]),
-                Event::Delta {
-                    seq: 2,
-                    entries: vec![(t(b"x"), 0), (t(b"y"), 7)]
-                },
-                Event::Delta {
-                    seq: 3,
-                    entries: vec![(t(b"y"), 8)]
-                },
+                Event::Delta { seq: 2, entries: vec![(t(b"x"), 0), (t(b"y"), 7)] },
+                Event::Delta { seq: 3, entries: vec![(t(b"y"), 8)] },
             ]
         );
     }
@@ -1845,13 +1477,7 @@ mod tests {
         let e = a.handle_decode_error(WireError::UnknownType(9), 3);
         assert_eq!(e, ConnError::Wire(WireError::UnknownType(9)));
         assert!(a.is_closed());
-        assert!(matches!(
-            &drain_tx(&mut a)[..],
-            [Frame::Bye {
-                code: ByeCode::PROTOCOL_ERROR,
-                ..
-            }]
-        ));
+        assert!(matches!(&drain_tx(&mut a)[..], [Frame::Bye { code: ByeCode::PROTOCOL_ERROR, .. }]));
     }
 
     /// Both sides driven by a pseudo-random interleaving of valid traffic and
@@ -1873,43 +1499,25 @@ mod tests {
             for _ in 0..40 {
                 now += rnd() % 50;
                 let junk = match rnd() % 8 {
-                    0 => Some(Frame::Auth {
-                        mac: [rnd() as u8; 32],
-                    }),
-                    1 => Some(Frame::Delta(Delta {
-                        seq: rnd() % 3,
-                        entries: vec![],
-                    })),
-                    2 => Some(Frame::Heartbeat {
-                        last_seq: rnd() % 2,
-                    }),
+                    0 => Some(Frame::Auth { mac: [rnd() as u8; 32] }),
+                    1 => Some(Frame::Delta(Delta { seq: rnd() % 3, entries: vec![] })),
+                    2 => Some(Frame::Heartbeat { last_seq: rnd() % 2 }),
                     3 => Some(Frame::Snapshot(Snapshot {
                         seq: rnd() % 3,
                         first: rnd() % 2 == 0,
                         last: rnd() % 2 == 0,
-                        entries: vec![Entry {
-                            id: (rnd() % 2) as u32,
-                            name: None,
-                            count: 1,
-                        }],
+                        entries: vec![Entry { id: (rnd() % 2) as u32, name: None, count: 1 }],
                     })),
                     _ => None,
                 };
                 for dir in 0..2 {
-                    let (x, y) = if dir == 0 {
-                        (&mut a, &mut b)
-                    } else {
-                        (&mut b, &mut a)
-                    };
+                    let (x, y) = if dir == 0 { (&mut a, &mut b) } else { (&mut b, &mut a) };
                     if x.is_established() && rnd() % 2 == 0 {
                         let _ = x.send_delta([(&b"t"[..], rnd() % 5)], now);
                     }
                     let _ = x.handle_timeout(now);
                     while let Some(f) = x.poll_transmit() {
-                        let state = matches!(
-                            f,
-                            Frame::Snapshot(_) | Frame::Delta(_) | Frame::Peers { .. }
-                        );
+                        let state = matches!(f, Frame::Snapshot(_) | Frame::Delta(_) | Frame::Peers { .. });
                         assert!(!state || x.peer().is_some(), "state before auth: {f:?}");
                         let _ = y.handle_frame(f, now);
                     }

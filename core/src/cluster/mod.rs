@@ -7,4 +7,7 @@
 //! byte-level specification is `docs/PROTOCOL.md`.
 
 pub mod conn;
+pub(crate) mod log;
+pub(crate) mod runtime;
+pub(crate) mod view;
 pub mod wire;

@@ -318,10 +318,7 @@ impl fmt::Display for WireError {
                 write!(f, "frame length {len} exceeds the cap of {max}")
             }
             WireError::BadChecksum { got, computed } => {
-                write!(
-                    f,
-                    "checksum mismatch: got {got:#010x}, computed {computed:#010x}"
-                )
+                write!(f, "checksum mismatch: got {got:#010x}, computed {computed:#010x}")
             }
             WireError::UnknownType(t) => write!(f, "unknown frame type {t}"),
             WireError::Truncated(field) => write!(f, "body truncated in {field}"),
@@ -435,12 +432,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Length-prefixed bytes with `min ..= max` length.
-    fn bytes(
-        &mut self,
-        field: &'static str,
-        min: usize,
-        max: usize,
-    ) -> Result<&'a [u8], WireError> {
+    fn bytes(&mut self, field: &'static str, min: usize, max: usize) -> Result<&'a [u8], WireError> {
         let len = self.varint(field)?;
         if len < min as u64 || len > max as u64 {
             return Err(WireError::BadLength { field, len });
@@ -459,12 +451,7 @@ impl<'a> Reader<'a> {
 
     /// A list count, bounded by `cap` and by what the rest of the body could
     /// hold at `min_item` bytes per item.
-    fn count(
-        &mut self,
-        field: &'static str,
-        cap: usize,
-        min_item: usize,
-    ) -> Result<usize, WireError> {
+    fn count(&mut self, field: &'static str, cap: usize, min_item: usize) -> Result<usize, WireError> {
         let n = self.varint(field)?;
         let fits = (self.remaining() / min_item) as u64;
         if n > cap as u64 || n > fits {
@@ -541,9 +528,7 @@ pub fn decode_body(ty: u8, body: &[u8]) -> Result<Frame, WireError> {
     let mut r = Reader { buf: body };
     let frame = match ft {
         FrameType::Hello => Frame::Hello(decode_hello(&mut r)?),
-        FrameType::Auth => Frame::Auth {
-            mac: r.array::<MAC_LEN>("mac")?,
-        },
+        FrameType::Auth => Frame::Auth { mac: r.array::<MAC_LEN>("mac")? },
         FrameType::Snapshot => {
             let flags = r.u8("flags")?;
             if flags & !(SNAPSHOT_FIRST | SNAPSHOT_LAST) != 0 {
@@ -563,19 +548,14 @@ pub fn decode_body(ty: u8, body: &[u8]) -> Result<Frame, WireError> {
             let entries = decode_entries(&mut r)?;
             Frame::Delta(Delta { seq, entries })
         }
-        FrameType::Heartbeat => Frame::Heartbeat {
-            last_seq: r.varint("last_seq")?,
-        },
+        FrameType::Heartbeat => Frame::Heartbeat { last_seq: r.varint("last_seq")? },
         FrameType::Peers => {
             let n = r.count("peers", MAX_PEERS, MIN_ADDR_LEN)?;
             let mut addrs = Vec::with_capacity(n);
             for _ in 0..n {
                 let a = r.string("peer address", MAX_NAME_LEN)?;
                 if a.is_empty() {
-                    return Err(WireError::BadLength {
-                        field: "peer address",
-                        len: 0,
-                    });
+                    return Err(WireError::BadLength { field: "peer address", len: 0 });
                 }
                 addrs.push(a);
             }
@@ -618,17 +598,9 @@ fn decode_entries(r: &mut Reader<'_>) -> Result<Vec<Entry>, WireError> {
         if id > u64::from(MAX_TOPIC_ID) {
             return Err(WireError::TopicIdTooLarge(id));
         }
-        let name = if tref & 1 == 1 {
-            Some(r.bytes("topic", 1, MAX_TOPIC_LEN)?.to_vec())
-        } else {
-            None
-        };
+        let name = if tref & 1 == 1 { Some(r.bytes("topic", 1, MAX_TOPIC_LEN)?.to_vec()) } else { None };
         let count = r.varint("count")?;
-        entries.push(Entry {
-            id: id as u32,
-            name,
-            count,
-        });
+        entries.push(Entry { id: id as u32, name, count });
     }
     Ok(entries)
 }
@@ -644,10 +616,7 @@ fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
 
 fn check_len(field: &'static str, len: usize, min: usize, max: usize) -> Result<(), WireError> {
     if len < min || len > max {
-        Err(WireError::BadLength {
-            field,
-            len: len as u64,
-        })
+        Err(WireError::BadLength { field, len: len as u64 })
     } else {
         Ok(())
     }
@@ -656,11 +625,7 @@ fn check_len(field: &'static str, len: usize, min: usize, max: usize) -> Result<
 /// Encoded size of one entry.
 pub fn entry_len(e: &Entry) -> usize {
     let tref = (u64::from(e.id) << 1) | u64::from(e.name.is_some());
-    varint_len(tref)
-        + e.name
-            .as_ref()
-            .map_or(0, |n| varint_len(n.len() as u64) + n.len())
-        + varint_len(e.count)
+    varint_len(tref) + e.name.as_ref().map_or(0, |n| varint_len(n.len() as u64) + n.len()) + varint_len(e.count)
 }
 
 fn encode_entries(out: &mut Vec<u8>, entries: &[Entry]) -> Result<(), WireError> {
@@ -719,10 +684,7 @@ pub fn encode_body(frame: &Frame, out: &mut Vec<u8>) -> Result<(), WireError> {
         Frame::Heartbeat { last_seq } => put_varint(out, *last_seq),
         Frame::Peers { addrs } => {
             if addrs.len() > MAX_PEERS {
-                return Err(WireError::TooManyItems {
-                    field: "peers",
-                    count: addrs.len() as u64,
-                });
+                return Err(WireError::TooManyItems { field: "peers", count: addrs.len() as u64 });
             }
             put_varint(out, addrs.len() as u64);
             for a in addrs {
@@ -752,10 +714,7 @@ pub fn encode_frame(frame: &Frame, out: &mut Vec<u8>) -> Result<(), WireError> {
     let len = out.len() - start - HEADER_LEN;
     if len > MAX_FRAME_LEN {
         out.truncate(start);
-        return Err(WireError::FrameTooLarge {
-            len,
-            max: MAX_FRAME_LEN,
-        });
+        return Err(WireError::FrameTooLarge { len, max: MAX_FRAME_LEN });
     }
     // len <= MAX_FRAME_LEN < u32::MAX.
     out[start..start + HEADER_LEN].copy_from_slice(&(len as u32).to_le_bytes());
@@ -773,8 +732,7 @@ pub fn encode_to_vec(frame: &Frame) -> Result<Vec<u8>, WireError> {
 
 /// Bytes a SNAPSHOT or DELTA frame spends outside its entries, at most:
 /// header, type, flags, seq and entry count varints, checksum.
-pub const STATE_FRAME_OVERHEAD: usize =
-    HEADER_LEN + 1 + 1 + MAX_VARINT_LEN + MAX_VARINT_LEN + TRAILER_LEN;
+pub const STATE_FRAME_OVERHEAD: usize = HEADER_LEN + 1 + 1 + MAX_VARINT_LEN + MAX_VARINT_LEN + TRAILER_LEN;
 
 // ---------------------------------------------------------------------------
 // Streaming decoder
@@ -796,12 +754,7 @@ pub struct FrameDecoder {
 impl FrameDecoder {
     /// A decoder accepting frames of up to `max_len` (type + body).
     pub fn new(max_len: usize) -> FrameDecoder {
-        FrameDecoder {
-            buf: Vec::new(),
-            start: 0,
-            max_len: max_len.min(MAX_FRAME_LEN),
-            failed: false,
-        }
+        FrameDecoder { buf: Vec::new(), start: 0, max_len: max_len.min(MAX_FRAME_LEN), failed: false }
     }
 
     /// Changes the cap (e.g. from the handshake cap to [`MAX_FRAME_LEN`]).
@@ -873,75 +826,33 @@ mod tests {
     fn sample_frames() -> Vec<Frame> {
         vec![
             Frame::Hello(hello()),
-            Frame::Hello(Hello {
-                cluster: String::new(),
-                listen: String::new(),
-                ..hello()
-            }),
-            Frame::Auth {
-                mac: [0xab; MAC_LEN],
-            },
-            Frame::Snapshot(Snapshot {
-                seq: 1,
-                first: true,
-                last: true,
-                entries: vec![],
-            }),
+            Frame::Hello(Hello { cluster: String::new(), listen: String::new(), ..hello() }),
+            Frame::Auth { mac: [0xab; MAC_LEN] },
+            Frame::Snapshot(Snapshot { seq: 1, first: true, last: true, entries: vec![] }),
             Frame::Snapshot(Snapshot {
                 seq: 2,
                 first: false,
                 last: false,
                 entries: vec![
-                    Entry {
-                        id: 0,
-                        name: Some(b"room:1".to_vec()),
-                        count: 3,
-                    },
-                    Entry {
-                        id: MAX_TOPIC_ID,
-                        name: None,
-                        count: u64::MAX,
-                    },
+                    Entry { id: 0, name: Some(b"room:1".to_vec()), count: 3 },
+                    Entry { id: MAX_TOPIC_ID, name: None, count: u64::MAX },
                 ],
             }),
             Frame::Delta(Delta {
                 seq: u64::MAX,
                 entries: vec![
-                    Entry {
-                        id: 5,
-                        name: None,
-                        count: 0,
-                    },
-                    Entry {
-                        id: 6,
-                        name: Some(vec![0, 255, 10]),
-                        count: 127,
-                    },
-                    Entry {
-                        id: 6,
-                        name: None,
-                        count: 128,
-                    },
+                    Entry { id: 5, name: None, count: 0 },
+                    Entry { id: 6, name: Some(vec![0, 255, 10]), count: 127 },
+                    Entry { id: 6, name: None, count: 128 },
                 ],
             }),
-            Frame::Delta(Delta {
-                seq: 0,
-                entries: vec![],
-            }),
+            Frame::Delta(Delta { seq: 0, entries: vec![] }),
             Frame::Heartbeat { last_seq: 0 },
             Frame::Heartbeat { last_seq: 300 },
             Frame::Peers { addrs: vec![] },
-            Frame::Peers {
-                addrs: vec!["127.0.0.1:1".into(), "[::1]:65535".into()],
-            },
-            Frame::Bye {
-                code: ByeCode::SHUTDOWN,
-                message: String::new(),
-            },
-            Frame::Bye {
-                code: ByeCode(u64::MAX),
-                message: "héllo".into(),
-            },
+            Frame::Peers { addrs: vec!["127.0.0.1:1".into(), "[::1]:65535".into()] },
+            Frame::Bye { code: ByeCode::SHUTDOWN, message: String::new() },
+            Frame::Bye { code: ByeCode(u64::MAX), message: "héllo".into() },
         ]
     }
 
@@ -967,10 +878,7 @@ mod tests {
     #[test]
     fn varint_rejects_overlong_and_overflow() {
         assert_eq!(get_varint(&[0x80, 0x00]), Err(WireError::VarintNotMinimal));
-        assert_eq!(
-            get_varint(&[0xff, 0x80, 0x00]),
-            Err(WireError::VarintNotMinimal)
-        );
+        assert_eq!(get_varint(&[0xff, 0x80, 0x00]), Err(WireError::VarintNotMinimal));
         // Zero itself is one byte, fine.
         assert_eq!(get_varint(&[0x00]), Ok((0, 1)));
         // Tenth byte may only be 0x01.
@@ -1003,11 +911,7 @@ mod tests {
         for f in sample_frames() {
             let b = encode_to_vec(&f).unwrap();
             for cut in 0..b.len() {
-                assert_eq!(
-                    decode_frame(&b[..cut], MAX_FRAME_LEN),
-                    Ok(None),
-                    "{f:?} cut {cut}"
-                );
+                assert_eq!(decode_frame(&b[..cut], MAX_FRAME_LEN), Ok(None), "{f:?} cut {cut}");
             }
         }
     }
@@ -1056,22 +960,11 @@ mod tests {
     fn header_errors() {
         assert_eq!(decode_err(&[0, 0, 0, 0]), WireError::EmptyFrame);
         let big = ((MAX_FRAME_LEN + 1) as u32).to_le_bytes();
-        assert_eq!(
-            decode_err(&big),
-            WireError::FrameTooLarge {
-                len: MAX_FRAME_LEN + 1,
-                max: MAX_FRAME_LEN
-            }
-        );
+        assert_eq!(decode_err(&big), WireError::FrameTooLarge { len: MAX_FRAME_LEN + 1, max: MAX_FRAME_LEN });
         // The handshake cap applies before anything else is read.
         let hs = ((MAX_HANDSHAKE_FRAME_LEN + 1) as u32).to_le_bytes();
-        assert!(matches!(
-            decode_frame(&hs, MAX_HANDSHAKE_FRAME_LEN),
-            Err(WireError::FrameTooLarge { .. })
-        ));
-        assert!(decode_err(&[0xff, 0xff, 0xff, 0xff])
-            .to_string()
-            .contains("cap"));
+        assert!(matches!(decode_frame(&hs, MAX_HANDSHAKE_FRAME_LEN), Err(WireError::FrameTooLarge { .. })));
+        assert!(decode_err(&[0xff, 0xff, 0xff, 0xff]).to_string().contains("cap"));
     }
 
     #[test]
@@ -1094,17 +987,11 @@ mod tests {
                 continue;
             }
             let e = decode_err(&raw(f.frame_type() as u8, &body[..body.len() - 1]));
-            assert!(
-                matches!(e, WireError::Truncated(_) | WireError::TooManyItems { .. }),
-                "{f:?}: {e:?}"
-            );
+            assert!(matches!(e, WireError::Truncated(_) | WireError::TooManyItems { .. }), "{f:?}: {e:?}");
             // Trailing garbage is an error too.
             let mut long = body.clone();
             long.push(0);
-            assert_eq!(
-                decode_err(&raw(f.frame_type() as u8, &long)),
-                WireError::TrailingBytes(1)
-            );
+            assert_eq!(decode_err(&raw(f.frame_type() as u8, &long)), WireError::TrailingBytes(1));
         }
     }
 
@@ -1124,38 +1011,20 @@ mod tests {
         b.push(1);
         put_varint(&mut b, MAX_NAME_LEN as u64 + 1);
         b.extend_from_slice(&[b'a'; MAX_NAME_LEN + 1]);
-        assert_eq!(
-            decode_err(&raw(1, &b)),
-            WireError::BadLength {
-                field: "cluster",
-                len: MAX_NAME_LEN as u64 + 1
-            }
-        );
+        assert_eq!(decode_err(&raw(1, &b)), WireError::BadLength { field: "cluster", len: MAX_NAME_LEN as u64 + 1 });
 
         // A huge length must not allocate: it is rejected by its bound.
         let mut b = MAGIC.to_vec();
         b.push(1);
         put_varint(&mut b, u64::MAX);
-        assert!(matches!(
-            decode_err(&raw(1, &b)),
-            WireError::BadLength { .. }
-        ));
+        assert!(matches!(decode_err(&raw(1, &b)), WireError::BadLength { .. }));
 
         // Encoding refuses what decoding would refuse.
         let long = "x".repeat(MAX_NAME_LEN + 1);
         for h in [
-            Hello {
-                cluster: long.clone(),
-                ..hello()
-            },
-            Hello {
-                node_name: long.clone(),
-                ..hello()
-            },
-            Hello {
-                listen: long.clone(),
-                ..hello()
-            },
+            Hello { cluster: long.clone(), ..hello() },
+            Hello { node_name: long.clone(), ..hello() },
+            Hello { listen: long.clone(), ..hello() },
         ] {
             let mut out = vec![9];
             assert!(encode_frame(&Frame::Hello(h), &mut out).is_err());
@@ -1165,85 +1034,39 @@ mod tests {
 
     #[test]
     fn auth_wrong_length() {
-        assert_eq!(
-            decode_err(&raw(2, &[0; MAC_LEN - 1])),
-            WireError::Truncated("mac")
-        );
-        assert_eq!(
-            decode_err(&raw(2, &[0; MAC_LEN + 1])),
-            WireError::TrailingBytes(1)
-        );
+        assert_eq!(decode_err(&raw(2, &[0; MAC_LEN - 1])), WireError::Truncated("mac"));
+        assert_eq!(decode_err(&raw(2, &[0; MAC_LEN + 1])), WireError::TrailingBytes(1));
     }
 
     #[test]
     fn entry_errors() {
         // Unknown flag bits.
-        assert_eq!(
-            decode_err(&raw(3, &[0x04, 1, 0])),
-            WireError::BadFlags(0x04)
-        );
+        assert_eq!(decode_err(&raw(3, &[0x04, 1, 0])), WireError::BadFlags(0x04));
         // Entry count larger than the body could hold.
-        assert!(matches!(
-            decode_err(&raw(4, &[1, 3, 0, 0])),
-            WireError::TooManyItems { .. }
-        ));
+        assert!(matches!(decode_err(&raw(4, &[1, 3, 0, 0])), WireError::TooManyItems { .. }));
         let mut b = vec![1];
         put_varint(&mut b, u64::MAX);
-        assert!(matches!(
-            decode_err(&raw(4, &b)),
-            WireError::TooManyItems { .. }
-        ));
+        assert!(matches!(decode_err(&raw(4, &b)), WireError::TooManyItems { .. }));
         // Topic id too large.
         let mut b = vec![1, 1];
         put_varint(&mut b, (u64::from(MAX_TOPIC_ID) + 1) << 1);
         b.push(0);
-        assert_eq!(
-            decode_err(&raw(4, &b)),
-            WireError::TopicIdTooLarge(u64::from(MAX_TOPIC_ID) + 1)
-        );
+        assert_eq!(decode_err(&raw(4, &b)), WireError::TopicIdTooLarge(u64::from(MAX_TOPIC_ID) + 1));
         // Empty topic name in a DEFINE.
-        assert_eq!(
-            decode_err(&raw(4, &[1, 1, 0x01, 0, 5])),
-            WireError::BadLength {
-                field: "topic",
-                len: 0
-            }
-        );
+        assert_eq!(decode_err(&raw(4, &[1, 1, 0x01, 0, 5])), WireError::BadLength { field: "topic", len: 0 });
         // Topic name longer than the cap.
         let mut b = vec![1, 1, 0x01];
         put_varint(&mut b, MAX_TOPIC_LEN as u64 + 1);
         b.extend_from_slice(&vec![0u8; MAX_TOPIC_LEN + 1]);
         b.push(0);
-        assert!(matches!(
-            decode_err(&raw(4, &b)),
-            WireError::BadLength { field: "topic", .. }
-        ));
+        assert!(matches!(decode_err(&raw(4, &b)), WireError::BadLength { field: "topic", .. }));
         // Non-minimal count varint.
-        assert_eq!(
-            decode_err(&raw(4, &[1, 1, 0x00, 0x80, 0x00])),
-            WireError::VarintNotMinimal
-        );
+        assert_eq!(decode_err(&raw(4, &[1, 1, 0x00, 0x80, 0x00])), WireError::VarintNotMinimal);
         // Encoding refuses an empty topic and an oversized id.
-        let e = Entry {
-            id: 0,
-            name: Some(vec![]),
-            count: 1,
-        };
-        assert!(encode_to_vec(&Frame::Delta(Delta {
-            seq: 1,
-            entries: vec![e]
-        }))
-        .is_err());
-        let e = Entry {
-            id: MAX_TOPIC_ID + 1,
-            name: None,
-            count: 1,
-        };
-        assert!(encode_to_vec(&Frame::Delta(Delta {
-            seq: 1,
-            entries: vec![e]
-        }))
-        .is_err());
+        let e = Entry { id: 0, name: Some(vec![]), count: 1 };
+        assert!(encode_to_vec(&Frame::Delta(Delta { seq: 1, entries: vec![e] })).is_err());
+        let e = Entry { id: MAX_TOPIC_ID + 1, name: None, count: 1 };
+        assert!(encode_to_vec(&Frame::Delta(Delta { seq: 1, entries: vec![e] })).is_err());
     }
 
     #[test]
@@ -1254,74 +1077,34 @@ mod tests {
         for _ in 0..=MAX_PEERS {
             b.extend_from_slice(&[1, b'a']);
         }
-        assert!(matches!(
-            decode_err(&raw(6, &b)),
-            WireError::TooManyItems { .. }
-        ));
+        assert!(matches!(decode_err(&raw(6, &b)), WireError::TooManyItems { .. }));
         // Empty address.
-        assert_eq!(
-            decode_err(&raw(6, &[2, 0, 1, b'a', b'x'])),
-            WireError::BadLength {
-                field: "peer address",
-                len: 0
-            }
-        );
+        assert_eq!(decode_err(&raw(6, &[2, 0, 1, b'a', b'x'])), WireError::BadLength { field: "peer address", len: 0 });
         // Non-UTF-8 message.
-        assert_eq!(
-            decode_err(&raw(7, &[0, 1, 0xc0])),
-            WireError::BadUtf8("message")
-        );
+        assert_eq!(decode_err(&raw(7, &[0, 1, 0xc0])), WireError::BadUtf8("message"));
         let long = "m".repeat(MAX_BYE_MESSAGE_LEN + 1);
-        assert!(encode_to_vec(&Frame::Bye {
-            code: ByeCode::SHUTDOWN,
-            message: long
-        })
-        .is_err());
+        assert!(encode_to_vec(&Frame::Bye { code: ByeCode::SHUTDOWN, message: long }).is_err());
         let many = vec!["a:1".to_string(); MAX_PEERS + 1];
         assert!(encode_to_vec(&Frame::Peers { addrs: many }).is_err());
     }
 
     #[test]
     fn encode_refuses_frames_over_the_cap() {
-        let entries: Vec<Entry> = (0..20u32)
-            .map(|i| Entry {
-                id: i,
-                name: Some(vec![b'x'; 60_000]),
-                count: 1,
-            })
-            .collect();
+        let entries: Vec<Entry> =
+            (0..20u32).map(|i| Entry { id: i, name: Some(vec![b'x'; 60_000]), count: 1 }).collect();
         let f = Frame::Delta(Delta { seq: 1, entries });
         let mut out = Vec::new();
-        assert!(matches!(
-            encode_frame(&f, &mut out),
-            Err(WireError::FrameTooLarge { .. })
-        ));
+        assert!(matches!(encode_frame(&f, &mut out), Err(WireError::FrameTooLarge { .. })));
         assert!(out.is_empty());
     }
 
     #[test]
     fn entry_len_matches_encoding() {
         for e in [
-            Entry {
-                id: 0,
-                name: None,
-                count: 0,
-            },
-            Entry {
-                id: 63,
-                name: None,
-                count: 127,
-            },
-            Entry {
-                id: 64,
-                name: None,
-                count: 128,
-            },
-            Entry {
-                id: 1000,
-                name: Some(vec![1; 200]),
-                count: u64::MAX,
-            },
+            Entry { id: 0, name: None, count: 0 },
+            Entry { id: 63, name: None, count: 127 },
+            Entry { id: 64, name: None, count: 128 },
+            Entry { id: 1000, name: Some(vec![1; 200]), count: u64::MAX },
         ] {
             let mut b = Vec::new();
             encode_entries(&mut b, std::slice::from_ref(&e)).unwrap();
@@ -1354,22 +1137,14 @@ mod tests {
     fn streaming_decoder_fails_fast_and_stays_failed() {
         let mut d = FrameDecoder::new(MAX_HANDSHAKE_FRAME_LEN);
         d.push(b"GET / HTTP/1.1\r\n");
-        assert!(matches!(
-            d.next_frame(),
-            Err(WireError::FrameTooLarge { .. })
-        ));
+        assert!(matches!(d.next_frame(), Err(WireError::FrameTooLarge { .. })));
         assert!(d.next_frame().is_err());
         assert_eq!(d.buffered(), 0);
     }
 
     #[test]
     fn state_frame_overhead_bounds_empty_frames() {
-        let f = Frame::Snapshot(Snapshot {
-            seq: u64::MAX,
-            first: true,
-            last: true,
-            entries: vec![],
-        });
+        let f = Frame::Snapshot(Snapshot { seq: u64::MAX, first: true, last: true, entries: vec![] });
         assert!(encode_to_vec(&f).unwrap().len() <= STATE_FRAME_OVERHEAD);
     }
 
@@ -1416,11 +1191,7 @@ mod prop {
     }
 
     fn entry() -> impl Strategy<Value = Entry> {
-        (
-            0..=MAX_TOPIC_ID,
-            proptest::option::of(vec(any::<u8>(), 1..40)),
-            any::<u64>(),
-        )
+        (0..=MAX_TOPIC_ID, proptest::option::of(vec(any::<u8>(), 1..40)), any::<u64>())
             .prop_map(|(id, name, count)| Entry { id, name, count })
     }
 
@@ -1435,44 +1206,17 @@ mod prop {
                 name(MAX_NAME_LEN),
                 any::<[u8; NONCE_LEN]>()
             )
-                .prop_map(
-                    |(version, cluster, node_name, node_id, incarnation, listen, nonce)| {
-                        Frame::Hello(Hello {
-                            version,
-                            cluster,
-                            node_name,
-                            node_id,
-                            incarnation,
-                            listen,
-                            nonce,
-                        })
-                    }
-                ),
+                .prop_map(|(version, cluster, node_name, node_id, incarnation, listen, nonce)| {
+                    Frame::Hello(Hello { version, cluster, node_name, node_id, incarnation, listen, nonce })
+                }),
             any::<[u8; MAC_LEN]>().prop_map(|mac| Frame::Auth { mac }),
-            (
-                any::<u64>(),
-                any::<bool>(),
-                any::<bool>(),
-                vec(entry(), 0..20)
-            )
-                .prop_map(|(seq, first, last, entries)| Frame::Snapshot(Snapshot {
-                    seq,
-                    first,
-                    last,
-                    entries
-                })),
-            (any::<u64>(), vec(entry(), 0..20))
-                .prop_map(|(seq, entries)| Frame::Delta(Delta { seq, entries })),
+            (any::<u64>(), any::<bool>(), any::<bool>(), vec(entry(), 0..20))
+                .prop_map(|(seq, first, last, entries)| Frame::Snapshot(Snapshot { seq, first, last, entries })),
+            (any::<u64>(), vec(entry(), 0..20)).prop_map(|(seq, entries)| Frame::Delta(Delta { seq, entries })),
             any::<u64>().prop_map(|last_seq| Frame::Heartbeat { last_seq }),
-            vec(
-                name(MAX_NAME_LEN).prop_filter("non-empty", |s| !s.is_empty()),
-                0..10
-            )
-            .prop_map(|addrs| Frame::Peers { addrs }),
-            (any::<u64>(), name(MAX_BYE_MESSAGE_LEN)).prop_map(|(c, message)| Frame::Bye {
-                code: ByeCode(c),
-                message
-            }),
+            vec(name(MAX_NAME_LEN).prop_filter("non-empty", |s| !s.is_empty()), 0..10)
+                .prop_map(|addrs| Frame::Peers { addrs }),
+            (any::<u64>(), name(MAX_BYE_MESSAGE_LEN)).prop_map(|(c, message)| Frame::Bye { code: ByeCode(c), message }),
         ]
     }
 
