@@ -103,7 +103,7 @@ fn address_ok(v: &str) -> bool {
 fn accepts(key: &str, value: &str) -> bool {
     match key {
         "node_name" | "cluster" => name_ok(value),
-        "listen" => address_ok(value),
+        "listen" | "advertise" => address_ok(value),
         "seeds" => value.split(',').map(str::trim).filter(|s| !s.is_empty()).all(address_ok),
         "secret" => !value.is_empty(),
         "flush_interval_ms" => integer_ok(value, 1, 60_000),
