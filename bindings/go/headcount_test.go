@@ -486,8 +486,8 @@ func TestFinalizerFreesUnclosedNodes(t *testing.T) {
 	}
 }
 
-// A closed node's finalizer is cleared: closing and then collecting the
-// node frees nothing twice.
+// Closing and then collecting a node frees it exactly once (Close clears
+// the finalizer, and a finalizer that still ran would find nothing to free).
 func TestCloseClearsFinalizer(t *testing.T) {
 	before := finalized.Load()
 	for i := 0; i < 8; i++ {
