@@ -42,6 +42,20 @@ for f in "$lib" "$root/include/headcount.h"; do
     fi
 done
 
+# The system libraries in cgo.go must be exactly those rustc says the static
+# library needs (less -lc, which the C compiler adds).
+if [ "${HEADCOUNT_SKIP_CARGO:-0}" != 1 ]; then
+    echo "== system libraries of libheadcount.a vs cgo.go"
+    needed="$(cd "$root" && cargo rustc -p headcount-ffi --lib "${cargo_flags[@]}" --crate-type staticlib \
+        -- --print native-static-libs 2>&1 | sed -n 's/.*native-static-libs: //p' | tail -n 1 \
+        | tr ' ' '\n' | grep -vx -- '-lc' | grep -v '^$' | tr '\n' ' ')"
+    linked="$(sed -n 's/^#cgo !headcount_external LDFLAGS: //p' "$here/cgo.go" | tr -s ' ' | tr '\n' ' ')"
+    if [ -z "$needed" ] || [ "${needed% }" != "${linked% }" ]; then
+        echo "run-tests.sh: cgo.go links [${linked% }] but rustc says the static library needs [${needed% }] (plus -lc)" >&2
+        exit 1
+    fi
+fi
+
 cd "$here"
 unformatted="$(gofmt -l .)"
 if [ -n "$unformatted" ]; then
