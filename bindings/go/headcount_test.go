@@ -9,6 +9,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 // start starts a node and closes it when the test ends.
@@ -420,11 +421,13 @@ func TestCloseRacesCalls(t *testing.T) {
 		}
 		var wg sync.WaitGroup
 		started := make(chan struct{})
+		var startOnce sync.Once
 		errs := make(chan error, 8)
 		for g := 0; g < 8; g++ {
 			wg.Add(1)
 			go func(g int) {
 				defer wg.Done()
+				defer startOnce.Do(func() { close(started) })
 				for i := 0; ; i++ {
 					var err error
 					topic := fmt.Sprintf("t%d", i%50)
@@ -442,8 +445,8 @@ func TestCloseRacesCalls(t *testing.T) {
 					case 5:
 						err = n.Add(topic, 1)
 					}
-					if i == 100 && g == 0 {
-						close(started)
+					if i == 100 {
+						startOnce.Do(func() { close(started) })
 					}
 					if err != nil {
 						if !errors.Is(err, ErrClosed) {
@@ -465,44 +468,91 @@ func TestCloseRacesCalls(t *testing.T) {
 	}
 }
 
-// Nodes never closed are freed by the finalizer.
-func TestFinalizerFreesUnclosedNodes(t *testing.T) {
-	before := finalized.Load()
-	const nodes = 16
-	for i := 0; i < nodes; i++ {
-		n, err := Start(Config{NodeName: fmt.Sprintf("leak-%d", i)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		must(n.Track("x", uint64(i)))
+// watchFinalizer records the C nodes the finalizer frees while the test
+// runs (nodes leaked by other tests may be freed meanwhile too).
+func watchFinalizer(t *testing.T) func() map[uintptr]int {
+	var mu sync.Mutex
+	freed := map[uintptr]int{}
+	hook := func(p uintptr) {
+		mu.Lock()
+		freed[p]++
+		mu.Unlock()
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for finalized.Load()-before < nodes {
-		if time.Now().After(deadline) {
-			t.Fatalf("finalizer freed %d of %d unreachable nodes", finalized.Load()-before, nodes)
+	finalizeHook.Store(&hook)
+	t.Cleanup(func() { finalizeHook.Store(nil) })
+	return func() map[uintptr]int {
+		mu.Lock()
+		defer mu.Unlock()
+		c := make(map[uintptr]int, len(freed))
+		for p, k := range freed {
+			c[p] = k
 		}
-		runtime.GC()
-		time.Sleep(10 * time.Millisecond)
+		return c
 	}
 }
 
-// Closing and then collecting a node frees it exactly once (Close clears
-// the finalizer, and a finalizer that still ran would find nothing to free).
+func addr(n *Node) uintptr { return uintptr(unsafe.Pointer(n.ptr)) }
+
+// Nodes never closed are freed by the finalizer, each exactly once.
+func TestFinalizerFreesUnclosedNodes(t *testing.T) {
+	freed := watchFinalizer(t)
+	// The 16 nodes are alive at once (so their addresses are distinct) and
+	// unreachable once this function returns.
+	leaked := func() []uintptr {
+		nodes := make([]*Node, 16)
+		addrs := make([]uintptr, len(nodes))
+		for i := range nodes {
+			n, err := Start(Config{NodeName: fmt.Sprintf("leak-%d", i)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			must(n.Track("x", uint64(i)))
+			nodes[i], addrs[i] = n, addr(n)
+		}
+		runtime.KeepAlive(nodes)
+		return addrs
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		runtime.GC()
+		time.Sleep(10 * time.Millisecond)
+		f, missing := freed(), 0
+		for _, p := range leaked {
+			if f[p] > 1 {
+				t.Fatalf("node %#x freed %d times", p, f[p])
+			}
+			missing += 1 - f[p]
+		}
+		if missing == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the finalizer freed %d of %d unreachable nodes", len(leaked)-missing, len(leaked))
+		}
+	}
+}
+
+// Close clears the finalizer: a closed node, once collected, is not freed
+// again.
 func TestCloseClearsFinalizer(t *testing.T) {
-	before := finalized.Load()
+	freed := watchFinalizer(t)
+	closed := map[uintptr]bool{}
 	for i := 0; i < 8; i++ {
 		n, err := Start(Config{})
 		if err != nil {
 			t.Fatal(err)
 		}
+		closed[addr(n)] = true
 		n.Close()
 	}
 	for i := 0; i < 5; i++ {
 		runtime.GC()
 		time.Sleep(5 * time.Millisecond)
 	}
-	if d := finalized.Load() - before; d != 0 {
-		t.Fatalf("finalizer freed %d nodes that were closed", d)
+	for p := range freed() {
+		if closed[p] {
+			t.Fatalf("the finalizer freed node %#x, which was closed", p)
+		}
 	}
 }
 

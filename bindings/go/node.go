@@ -79,8 +79,9 @@ type Node struct {
 	ptr *C.hc_node
 }
 
-// finalized counts nodes freed by the finalizer (read by tests).
-var finalized atomic.Int64
+// finalizeHook, when set (only tests set it), is called with the address
+// of every C node the finalizer frees.
+var finalizeHook atomic.Pointer[func(node uintptr)]
 
 // statsBufSize is the first buffer size StatsJSON tries (a variable so
 // tests can force the grow-and-retry path).
@@ -170,23 +171,27 @@ func Start(cfg Config) (*Node, error) {
 	}
 	n := &Node{ptr: r.node}
 	runtime.SetFinalizer(n, func(n *Node) {
-		if n.free() {
-			finalized.Add(1)
+		if p := n.free(); p != 0 {
+			if hook := finalizeHook.Load(); hook != nil {
+				(*hook)(p)
+			}
 		}
 	})
 	return n, nil
 }
 
-// free frees the C node once; it reports whether this call freed it.
-func (n *Node) free() bool {
+// free frees the C node once. It returns the address it freed, or 0 when
+// the node was already freed.
+func (n *Node) free() uintptr {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.ptr == nil {
-		return false
+		return 0
 	}
+	p := uintptr(unsafe.Pointer(n.ptr))
 	C.hc_node_free(n.ptr) // graceful leave: says BYE to peers, joins threads
 	n.ptr = nil
-	return true
+	return p
 }
 
 // Close leaves the cluster gracefully (peers drop this node's counts at
@@ -194,7 +199,7 @@ func (n *Node) free() bool {
 // idempotent and always returns nil; later calls on the node return
 // ErrClosed.
 func (n *Node) Close() error {
-	if n.free() {
+	if n.free() != 0 {
 		runtime.SetFinalizer(n, nil)
 	}
 	return nil
