@@ -1,9 +1,10 @@
 package headcount
 
 import (
-	"errors"
+	"encoding/json"
 	"fmt"
 	"net"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -11,11 +12,7 @@ import (
 
 const clusterSecret = "go-binding-test-secret"
 
-// startClustered starts a node that listens on a free loopback port. Until
-// clustering lands in the library, hc_node_start refuses listen/seeds with
-// HC_ERR_CONFIG "clustering is not available in this build yet"; on exactly
-// that error (and no other) the test is skipped.
-// TODO(issue 3): remove the skip once the cluster branch is merged.
+// startClustered starts a node that listens on a free loopback port.
 func startClustered(t *testing.T, name string, seeds ...string) *Node {
 	t.Helper()
 	cfg := Config{
@@ -24,22 +21,14 @@ func startClustered(t *testing.T, name string, seeds ...string) *Node {
 		Seeds:         seeds,
 		Secret:        clusterSecret,
 		FlushInterval: 20 * time.Millisecond,
-		DownAfter:     500 * time.Millisecond,
+		DownAfter:     3 * time.Second,
 	}
 	n, err := Start(cfg)
 	if err != nil {
-		skipIfNoClustering(t, err)
 		t.Fatalf("Start(%+v): %v", cfg, err)
 	}
 	t.Cleanup(func() { n.Close() })
 	return n
-}
-
-func skipIfNoClustering(t *testing.T, err error) {
-	t.Helper()
-	if errors.Is(err, ErrConfig) && strings.Contains(err.Error(), "clustering is not available") {
-		t.Skipf("SKIPPED until clustering lands (issue 3): %v", err)
-	}
 }
 
 // eventually polls cond until it returns "" or the deadline passes.
@@ -116,11 +105,22 @@ func TestClusterOfThreeConverges(t *testing.T) {
 		if must(n.CountLocal("room")) != uint64((i+1)*10) {
 			t.Errorf("node %d CountLocal(room) wrong", i)
 		}
+		var stats struct {
+			Node  string
+			Peers []struct{ Name, State string }
+		}
 		js := must(n.StatsJSON())
-		for _, other := range []string{`"a"`, `"b"`, `"c"`} {
-			if !strings.Contains(js, other) {
-				t.Errorf("node %d stats do not mention node %s: %s", i, other, js)
-			}
+		if err := json.Unmarshal([]byte(js), &stats); err != nil {
+			t.Fatalf("node %d StatsJSON: %v\n%s", i, err, js)
+		}
+		var peers []string
+		for _, p := range stats.Peers {
+			peers = append(peers, p.Name+"/"+p.State)
+		}
+		sort.Strings(peers)
+		wantPeers := map[int]string{0: "b/up c/up", 1: "a/up c/up", 2: "a/up b/up"}[i]
+		if stats.Node != "abc"[i:i+1] || strings.Join(peers, " ") != wantPeers {
+			t.Errorf("node %d stats: node %q, peers %v; want %q, %s\n%s", i, stats.Node, peers, "abc"[i:i+1], wantPeers, js)
 		}
 	}
 
@@ -132,11 +132,12 @@ func TestClusterOfThreeConverges(t *testing.T) {
 	want["only-1"] = 0
 	eventually(t, 5*time.Second, func() string { return checkAll(nodes, want) })
 
-	// c leaves gracefully; a and b drop its counts well before down_after.
+	// c leaves gracefully; a and b drop its counts at once (BYE), well before
+	// DownAfter (3s) would have.
 	c.Close()
 	want["room"] = 10
 	want["only-2"] = 0
-	eventually(t, 400*time.Millisecond, func() string { return checkAll(nodes[:2], want) })
+	eventually(t, time.Second, func() string { return checkAll(nodes[:2], want) })
 	if k := must(a.CountInfo("room")).PeersKnown; k != 1 {
 		t.Errorf("a knows %d peers after c left, want 1", k)
 	}
@@ -166,4 +167,33 @@ func TestClusterListenInUse(t *testing.T) {
 		t.Fatalf("a second node listening on %s started", a.LocalAddr())
 	}
 	wantErr(t, "Start(listen in use)", err, ErrIO)
+}
+
+// Secret is passed through: a node with another secret is refused and
+// never sees the cluster's counts, nor the cluster its.
+func TestClusterWrongSecret(t *testing.T) {
+	a := startClustered(t, "a")
+	must(a.Track("room", 1))
+	e, err := Start(Config{NodeName: "e", Listen: "127.0.0.1:0", Seeds: []string{a.LocalAddr()},
+		Secret: "another secret", FlushInterval: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	must(e.Track("room", 2))
+	eventually(t, 5*time.Second, func() string {
+		var stats struct {
+			AuthFailures int `json:"auth_failures"`
+		}
+		if err := json.Unmarshal([]byte(must(a.StatsJSON())), &stats); err != nil || stats.AuthFailures == 0 {
+			return fmt.Sprintf("a counted no auth failure (%v)", err)
+		}
+		return ""
+	})
+	time.Sleep(200 * time.Millisecond) // 10 flush intervals
+	for name, n := range map[string]*Node{"a": a, "e": e} {
+		if info := must(n.CountInfo("room")); info.Count != 1 || info.PeersKnown != 0 {
+			t.Errorf("%s: CountInfo(room) = %+v, want only its own count and no peers", name, info)
+		}
+	}
 }

@@ -9,7 +9,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-	"unsafe"
 )
 
 // start starts a node and closes it when the test ends.
@@ -470,20 +469,20 @@ func TestCloseRacesCalls(t *testing.T) {
 
 // watchFinalizer records the C nodes the finalizer frees while the test
 // runs (nodes leaked by other tests may be freed meanwhile too).
-func watchFinalizer(t *testing.T) func() map[uintptr]int {
+func watchFinalizer(t *testing.T) func() map[uint64]int {
 	var mu sync.Mutex
-	freed := map[uintptr]int{}
-	hook := func(p uintptr) {
+	freed := map[uint64]int{}
+	hook := func(p uint64) {
 		mu.Lock()
 		freed[p]++
 		mu.Unlock()
 	}
 	finalizeHook.Store(&hook)
 	t.Cleanup(func() { finalizeHook.Store(nil) })
-	return func() map[uintptr]int {
+	return func() map[uint64]int {
 		mu.Lock()
 		defer mu.Unlock()
-		c := make(map[uintptr]int, len(freed))
+		c := make(map[uint64]int, len(freed))
 		for p, k := range freed {
 			c[p] = k
 		}
@@ -491,26 +490,23 @@ func watchFinalizer(t *testing.T) func() map[uintptr]int {
 	}
 }
 
-func addr(n *Node) uintptr { return uintptr(unsafe.Pointer(n.ptr)) }
-
 // Nodes never closed are freed by the finalizer, each exactly once.
 func TestFinalizerFreesUnclosedNodes(t *testing.T) {
 	freed := watchFinalizer(t)
-	// The 16 nodes are alive at once (so their addresses are distinct) and
-	// unreachable once this function returns.
-	leaked := func() []uintptr {
+	// The 16 nodes are unreachable once this function returns.
+	leaked := func() []uint64 {
 		nodes := make([]*Node, 16)
-		addrs := make([]uintptr, len(nodes))
+		serials := make([]uint64, len(nodes))
 		for i := range nodes {
 			n, err := Start(Config{NodeName: fmt.Sprintf("leak-%d", i)})
 			if err != nil {
 				t.Fatal(err)
 			}
 			must(n.Track("x", uint64(i)))
-			nodes[i], addrs[i] = n, addr(n)
+			nodes[i], serials[i] = n, n.serial
 		}
 		runtime.KeepAlive(nodes)
-		return addrs
+		return serials
 	}()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -519,7 +515,7 @@ func TestFinalizerFreesUnclosedNodes(t *testing.T) {
 		f, missing := freed(), 0
 		for _, p := range leaked {
 			if f[p] > 1 {
-				t.Fatalf("node %#x freed %d times", p, f[p])
+				t.Fatalf("node %d freed %d times", p, f[p])
 			}
 			missing += 1 - f[p]
 		}
@@ -536,13 +532,13 @@ func TestFinalizerFreesUnclosedNodes(t *testing.T) {
 // again.
 func TestCloseClearsFinalizer(t *testing.T) {
 	freed := watchFinalizer(t)
-	closed := map[uintptr]bool{}
+	closed := map[uint64]bool{}
 	for i := 0; i < 8; i++ {
 		n, err := Start(Config{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		closed[addr(n)] = true
+		closed[n.serial] = true
 		n.Close()
 	}
 	for i := 0; i < 5; i++ {
@@ -551,7 +547,7 @@ func TestCloseClearsFinalizer(t *testing.T) {
 	}
 	for p := range freed() {
 		if closed[p] {
-			t.Fatalf("the finalizer freed node %#x, which was closed", p)
+			t.Fatalf("the finalizer freed node %d, which was closed", p)
 		}
 	}
 }

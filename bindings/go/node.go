@@ -77,11 +77,18 @@ type Node struct {
 	// calls waits for them and never frees the node under them.
 	mu  sync.RWMutex
 	ptr *C.hc_node
+	// serial identifies the node to the tests' finalizer hook.
+	serial uint64
 }
 
-// finalizeHook, when set (only tests set it), is called with the address
-// of every C node the finalizer frees.
-var finalizeHook atomic.Pointer[func(node uintptr)]
+// finalizeHook, when set (only tests set it), is called with the serial
+// number of every node the finalizer frees. (Serial numbers, not C
+// addresses: the allocator reuses an address as soon as hc_node_free has
+// released it.)
+var finalizeHook atomic.Pointer[func(serial uint64)]
+
+// serials numbers nodes in the order they start.
+var serials atomic.Uint64
 
 // statsBufSize is the first buffer size StatsJSON tries (a variable so
 // tests can force the grow-and-retry path).
@@ -169,29 +176,27 @@ func Start(cfg Config) (*Node, error) {
 	if r.node == nil {
 		return nil, &Error{Status: StatusNullArg, Message: "hc_node_start returned OK without a node"}
 	}
-	n := &Node{ptr: r.node}
+	n := &Node{ptr: r.node, serial: serials.Add(1)}
 	runtime.SetFinalizer(n, func(n *Node) {
-		if p := n.free(); p != 0 {
+		if n.free() {
 			if hook := finalizeHook.Load(); hook != nil {
-				(*hook)(p)
+				(*hook)(n.serial)
 			}
 		}
 	})
 	return n, nil
 }
 
-// free frees the C node once. It returns the address it freed, or 0 when
-// the node was already freed.
-func (n *Node) free() uintptr {
+// free frees the C node once; it reports whether this call freed it.
+func (n *Node) free() bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.ptr == nil {
-		return 0
+		return false
 	}
-	p := uintptr(unsafe.Pointer(n.ptr))
 	C.hc_node_free(n.ptr) // graceful leave: says BYE to peers, joins threads
 	n.ptr = nil
-	return p
+	return true
 }
 
 // Close leaves the cluster gracefully (peers drop this node's counts at
@@ -199,7 +204,7 @@ func (n *Node) free() uintptr {
 // idempotent and always returns nil; later calls on the node return
 // ErrClosed.
 func (n *Node) Close() error {
-	if n.free() != 0 {
+	if n.free() {
 		runtime.SetFinalizer(n, nil)
 	}
 	return nil
