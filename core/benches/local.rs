@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo bench -p headcount --bench local -- [--threads 1,2] [--secs 0.5] [--rounds 5]
-//!     [--keys 1000] [--dist uniform|zipf] [--pin] [--no-mem] [--mem-only] [--mem-conns N]
+//!     [--keys 1000] [--dist uniform|zipf] [--pin] [--no-mem] [--mem-only] [--mem-conns N] [--mem-topics N]
 //!     [--only NAME,..] [--min-share 0.95 [--retries 20]]
 //! ```
 //!
@@ -167,6 +167,8 @@ struct Options {
     only: Vec<String>,
     /// Connections of the "N conns x 1 topic" memory scenario.
     mem_conns: usize,
+    /// Topics of the "N topics" memory scenario.
+    mem_topics: usize,
     /// Divides the memory scenarios' sizes (smoke runs).
     mem_scale: usize,
     smoke: bool,
@@ -188,6 +190,7 @@ fn options() -> Options {
         min_share: 0.0,
         retries: 20,
         mem_conns: 1_000_000,
+        mem_topics: 100_000,
         mem_scale: if smoke { 100 } else { 1 },
         smoke,
     };
@@ -221,6 +224,9 @@ fn options() -> Options {
                     value().parse().ok().filter(|s| (0.0..=1.0).contains(s)).unwrap_or_else(|| usage("bad --min-share"))
             }
             "--retries" => o.retries = value().parse().unwrap_or_else(|_| usage("bad --retries")),
+            "--mem-topics" => {
+                o.mem_topics = value().parse().ok().filter(|&n| n > 0).unwrap_or_else(|| usage("bad --mem-topics"))
+            }
             "--pin" => o.pin = true,
             "--no-mem" => o.memory = false,
             "--mem-only" => o.time = false,
@@ -239,7 +245,7 @@ fn usage(problem: &str) -> ! {
     }
     eprintln!(
         "usage: cargo bench -p headcount --bench local -- [--threads 1,2] [--secs 0.5] [--rounds 5] \
-         [--keys 1000] [--dist uniform|zipf] [--pin] [--no-mem] [--mem-only] [--mem-conns N] [--only NAME,...] [--min-share 0.95 [--retries 20]]"
+         [--keys 1000] [--dist uniform|zipf] [--pin] [--no-mem] [--mem-only] [--mem-conns N] [--mem-topics N] [--only NAME,...] [--min-share 0.95 [--retries 20]]"
     );
     std::process::exit(if problem.is_empty() { 0 } else { 2 })
 }
@@ -981,7 +987,7 @@ fn settle() {
 /// Returns the worst requested bytes per pair of headcount's pair scenarios.
 fn memory(o: &Options) -> f64 {
     let s = o.mem_scale;
-    let (conns_1, conns_10, topics) = ((o.mem_conns / s).max(1), 100_000 / s, 100_000 / s);
+    let (conns_1, conns_10, topics) = ((o.mem_conns / s).max(1), 100_000 / s, (o.mem_topics / s).max(1));
     let keys = Keys::new(1000);
     println!();
     println!("### Memory (counting global allocator)");
