@@ -727,9 +727,12 @@ static hc_status stats_fn(const hc_node *node, char *buf, size_t cap, size_t *le
     return hc_stats_json(node, buf, cap, len);
 }
 
-static ERL_NIF_TERM string_nif(ErlNifEnv *env, ERL_NIF_TERM node_term, string_fn fn)
+/* Runs a string-returning call on the node in `argv[0]`; `*empty` tells
+ * whether the string was empty. Returns a binary, an error tuple or badarg. */
+static ERL_NIF_TERM string_nif(ErlNifEnv *env, ERL_NIF_TERM node_term, string_fn fn, bool *empty)
 {
     hc_erl_node *res;
+    *empty = false;
     if (!get_node(env, node_term, &res))
         return enif_make_badarg(env);
     hc_node *node = acquire(res);
@@ -738,25 +741,28 @@ static ERL_NIF_TERM string_nif(ErlNifEnv *env, ERL_NIF_TERM node_term, string_fn
     ERL_NIF_TERM bin;
     ERL_NIF_TERM r = string_call(env, node, fn, &bin);
     release(res);
-    return r == am_ok ? bin : r;
+    if (r != am_ok)
+        return r;
+    ErlNifBinary b;
+    *empty = enif_inspect_binary(env, bin, &b) && b.size == 0;
+    return bin;
 }
 
 /* local_addr(Node) -> <<"host:port">> | undefined | {error, _} */
 static ERL_NIF_TERM local_addr_nif(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 {
     (void)argc;
-    ERL_NIF_TERM r = string_nif(env, argv[0], local_addr_fn);
-    ErlNifBinary bin;
-    if (enif_inspect_binary(env, r, &bin) && bin.size == 0)
-        return am_undefined; /* a node without a listener */
-    return r;
+    bool empty;
+    ERL_NIF_TERM r = string_nif(env, argv[0], local_addr_fn, &empty);
+    return empty ? am_undefined : r; /* empty: a node without a listener */
 }
 
 /* stats_json(Node) -> JSON binary | {error, _} */
 static ERL_NIF_TERM stats_json_nif(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 {
     (void)argc;
-    return string_nif(env, argv[0], stats_fn);
+    bool empty;
+    return string_nif(env, argv[0], stats_fn, &empty);
 }
 
 /* add_peer(Node, Addr) -> ok | {error, _}. Dirty IO: may resolve a name. */
