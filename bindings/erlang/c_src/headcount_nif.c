@@ -41,9 +41,11 @@
  * - `untrack` of a pid's last topic demonitors it. If the monitor has already
  *   fired (demonitor returns > 0), its `down` is on its way; it finds no
  *   entry (or an entry with another monitor) and does nothing.
- * - `down` vs `stop`: `stop` demonitors every entry and empties the map
- *   under the write lock. A `down` already past the runtime's check waits
- *   for the read lock, then finds the node closed and no entry: nothing to do.
+ * - `down` vs `stop`: under the write lock `stop` takes the node and the
+ *   pid tables out (so every later call, `down` included, finds the node
+ *   closed and no entry); after releasing it, it demonitors the entries of
+ *   the tables it took and frees them and the node. A `down` that fired
+ *   before the demonitor finds no entry: nothing to do.
  * - `down` vs the destructor: the runtime keeps the resource alive for the
  *   whole `down` call (it takes a reference unless the count is already
  *   zero, and then skips `down`), and removes all monitors before the
@@ -274,25 +276,38 @@ static void shard_remove(pid_shard *s, pid_entry *e)
         (void)shard_resize(s, s->cap / 2); /* out of memory: keep the big table */
 }
 
-/* Demonitors every tracked pid and empties the map. Write lock held, or no
- * other reference (env NULL: from the destructor, where the runtime has
- * already removed the monitors). */
-static void clear_pids(ErlNifEnv *env, hc_erl_node *res)
+/* The pid map's tables, taken out of a node by `stop`. */
+typedef struct {
+    pid_entry *slots;
+    uint32_t cap;
+} taken_table;
+
+/* Moves every shard's table into `out` (NSHARDS entries), leaving the map
+ * empty. Write lock held (so no shard lock is held by anyone), or no other
+ * reference to `res` exists. */
+static void take_pids(hc_erl_node *res, taken_table *out)
 {
     for (unsigned k = 0; k < NSHARDS; k++) {
         pid_shard *s = &res->shards[k];
-        if (s->lock)
-            enif_mutex_lock(s->lock);
-        if (env) {
-            for (uint32_t i = 0; i < s->cap; i++)
-                if (s->slots[i].used)
-                    (void)enif_demonitor_process(env, res, &s->slots[i].mon);
-        }
-        enif_free(s->slots);
+        out[k].slots = s->slots;
+        out[k].cap = s->cap;
         s->slots = NULL;
         s->cap = s->len = 0;
-        if (s->lock)
-            enif_mutex_unlock(s->lock);
+    }
+}
+
+/* Demonitors (when `env` is given) every entry of taken tables and frees
+ * them. Needs no lock: the tables belong to the caller alone. A `down` for
+ * one of these monitors that is already on its way finds no entry. */
+static void drop_pids(ErlNifEnv *env, hc_erl_node *res, taken_table *tables)
+{
+    for (unsigned k = 0; k < NSHARDS; k++) {
+        if (env) {
+            for (uint32_t i = 0; i < tables[k].cap; i++)
+                if (tables[k].slots[i].used)
+                    (void)enif_demonitor_process(env, res, &tables[k].slots[i].mon);
+        }
+        enif_free(tables[k].slots);
     }
 }
 
@@ -303,7 +318,9 @@ static void node_dtor(ErlNifEnv *env, void *obj)
 {
     (void)env;
     hc_erl_node *res = obj;
-    clear_pids(NULL, res);
+    /* The runtime has removed the monitors already; just free the tables. */
+    for (unsigned k = 0; k < NSHARDS; k++)
+        enif_free(res->shards[k].slots);
     /* Not stopped: a garbage-collected node. hc_node_free leaves the cluster
      * and joins the node's threads; it runs here, on the scheduler the
      * runtime picked for the destructor, so call stop/1 to choose when. */
@@ -460,14 +477,20 @@ static ERL_NIF_TERM stop_nif(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]
     hc_erl_node *res;
     if (!get_node(env, argv[0], &res))
         return enif_make_badarg(env);
+    taken_table *tables = enif_alloc(sizeof(taken_table) * NSHARDS);
+    if (!tables)
+        return error_tuple(env, am_enomem);
+    /* Under the write lock only what is O(shards): take the node and the
+     * pid tables out. Normal schedulers calling into this node wait for no
+     * longer than that, then see {error, closed}. */
     enif_rwlock_rwlock(res->lock);
     hc_node *node = res->node;
     res->node = NULL;
-    if (node)
-        clear_pids(env, res);
+    take_pids(res, tables);
     enif_rwlock_rwunlock(res->lock);
-    /* No call can reach `node` any more: free it outside the lock so that
-     * calls racing this one fail fast with {error, closed}. */
+    /* Nothing can reach `node` or the tables any more. */
+    drop_pids(env, res, tables);
+    enif_free(tables);
     hc_node_free(node);
     return am_ok;
 }

@@ -410,6 +410,22 @@ stopped_node_test() ->
     exit(P, kill),
     wait_dead(P).
 
+%% stop/1 with many tracked processes: demonitors them all; their later
+%% deaths touch nothing.
+stop_with_many_tracked_test_() ->
+    {timeout, 60, fun() ->
+        N = start(),
+        Users = [idle() || _ <- lists:seq(1, 20000)],
+        [ok = headcount:track(N, <<"t">>, U) || U <- Users],
+        T0 = erlang:monotonic_time(microsecond),
+        ok = headcount:stop(N),
+        report("stop/1 with 20,000 tracked processes: ~.1f ms",
+               [(erlang:monotonic_time(microsecond) - T0) / 1000]),
+        [exit(U, kill) || U <- Users],
+        [wait_dead(U) || U <- Users],
+        ?assertEqual({error, closed}, headcount:count(N, <<"t">>))
+    end}.
+
 start_stop_cycles_test_() ->
     {timeout, 120, fun() ->
         ok = headcount:stop(start()),  % warm up anything lazily started
