@@ -24,6 +24,8 @@
 //! See `docs/ARCHITECTURE.md` for the data structures and their memory
 //! orderings.
 
+#[cfg(not(loom))]
+pub mod cluster;
 mod counter;
 mod cpu;
 mod dirty;
@@ -52,6 +54,11 @@ pub use error::{Error, Result};
 pub use handle::TopicHandle;
 #[cfg(not(loom))]
 pub use node::{Node, TopicCount};
+
+/// The README's Rust examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;
 
 /// The most topics that can exist at once on one node.
 pub const MAX_TOPICS: usize = segvec::MAX_TOPICS;
