@@ -551,43 +551,36 @@ two_nodes_converge_test_() ->
 
 two_nodes_converge() ->
     Base = #{secret => <<"test-secret">>, flush_interval_ms => 20, down_after_ms => 500},
-    case headcount:start(Base#{node_name => <<"a">>, listen => <<"127.0.0.1:0">>}) of
-        {error, {config, Msg}} = E ->
-            %% Temporary: the library has no clustering until the cluster
-            %% branch lands on main. Skip on exactly that error only.
-            case binary:match(Msg, <<"clustering is not available">>) of
-                nomatch -> error({unexpected, E});
-                _ -> report("SKIPPED two_nodes_converge: ~s", [Msg])
-            end;
-        {ok, A} ->
-            Addr = headcount:local_addr(A),
-            ?assertMatch(<<"127.0.0.1:", _/binary>>, Addr),
-            {ok, B} = headcount:start(Base#{node_name => <<"b">>, listen => "127.0.0.1:0", seeds => [Addr]}),
-            T = <<"room:lobby">>,
-            PA = [idle() || _ <- lists:seq(1, 3)],
-            PB = [idle() || _ <- lists:seq(1, 2)],
-            [ok = headcount:track(A, T, P) || P <- PA],
-            [ok = headcount:track(B, T, P) || P <- PB],
-            Both = fun(Want) -> headcount:count(A, T) =:= Want andalso headcount:count(B, T) =:= Want end,
-            Ms = wait_until(fun() -> Both(5) end, 10000) / 1000,
-            report("two nodes converged on 5 in ~.1f ms", [Ms]),
-            ?assertEqual(3, headcount:count_local(A, T)),
-            ?assertEqual(2, headcount:count_local(B, T)),
-            ?assertMatch(#{count := 5, local := 3, peers_reporting := 1, peers_known := 1},
-                         headcount:count_info(A, T)),
-            ?assertEqual(5, headcount:total(B)),
-            %% deaths on A reach B
-            [exit(P, kill) || P <- PA],
-            wait_until(fun() -> Both(2) end, 10000),
-            %% a third node joining through add_peer
-            {ok, C} = headcount:start(Base#{node_name => <<"c">>, listen => "127.0.0.1:0"}),
-            ok = headcount:track(C, T),
-            ok = headcount:add_peer(C, headcount:local_addr(B)),
-            wait_until(fun() -> Both(3) andalso headcount:count(C, T) =:= 3 end, 10000),
-            %% a graceful stop drops B's counts on the others at once
-            ok = headcount:stop(B),
-            wait_until(fun() -> headcount:count(A, T) =:= 1 andalso headcount:count(C, T) =:= 1 end, 10000),
-            ok = headcount:stop(C),
-            ok = headcount:stop(A),
-            [exit(P, kill) || P <- PB]
-    end.
+    {ok, A} = headcount:start(Base#{node_name => <<"a">>, listen => <<"127.0.0.1:0">>}),
+    Addr = headcount:local_addr(A),
+    ?assertMatch(<<"127.0.0.1:", Port/binary>> when Port =/= <<"0">>, Addr),
+    {ok, B} = headcount:start(Base#{node_name => <<"b">>, listen => "127.0.0.1:0", seeds => [Addr]}),
+    T = <<"room:lobby">>,
+    PA = [idle() || _ <- lists:seq(1, 3)],
+    PB = [idle() || _ <- lists:seq(1, 2)],
+    [ok = headcount:track(A, T, P) || P <- PA],
+    [ok = headcount:track(B, T, P) || P <- PB],
+    Both = fun(Want) -> headcount:count(A, T) =:= Want andalso headcount:count(B, T) =:= Want end,
+    Ms = wait_until(fun() -> Both(5) end, 10000) / 1000,
+    report("two nodes converged on 5 in ~.1f ms (after the last track)", [Ms]),
+    ?assertEqual(3, headcount:count_local(A, T)),
+    ?assertEqual(2, headcount:count_local(B, T)),
+    ?assertMatch(#{count := 5, local := 3, peers_reporting := 1, peers_known := 1},
+                 headcount:count_info(A, T)),
+    ?assertEqual(5, headcount:total(B)),
+    ?assertMatch(#{<<"peers">> := [_]}, headcount:stats(A)),
+    ?assertMatch({error, {invalid_argument, _}}, headcount:add_peer(A, <<"not an address">>)),
+    %% deaths on A reach B
+    [exit(P, kill) || P <- PA],
+    wait_until(fun() -> Both(2) end, 10000),
+    %% a third node joining through add_peer
+    {ok, C} = headcount:start(Base#{node_name => <<"c">>, listen => "127.0.0.1:0"}),
+    ok = headcount:track(C, T),
+    ok = headcount:add_peer(C, headcount:local_addr(B)),
+    wait_until(fun() -> Both(3) andalso headcount:count(C, T) =:= 3 end, 10000),
+    %% a graceful stop drops B's counts on the others at once
+    ok = headcount:stop(B),
+    wait_until(fun() -> headcount:count(A, T) =:= 1 andalso headcount:count(C, T) =:= 1 end, 10000),
+    ok = headcount:stop(C),
+    ok = headcount:stop(A),
+    [exit(P, kill) || P <- PB].
