@@ -12,24 +12,41 @@
  * with a `down` callback, the caller monitored as soon as it holds state, the
  * explicit release path demonitoring first).
  *
+ * Keeping `stop` from freeing the node under a concurrent call: the guard.
+ *
+ *   Every call that uses `res->node` (the `down` callback too) enters the
+ *   node's guard and leaves it when done. Entering is one atomic add on a
+ *   counter of the calling thread's own (a slot picked once per OS thread),
+ *   then a load of `closed`; leaving is one atomic subtract. `stop` stores
+ *   `closed = 1` and then waits until every counter reads 0: after that no
+ *   call is inside, and every later one sees `closed` and answers
+ *   `{error, closed}` without touching the node.
+ *
+ *     caller                        stop
+ *     ------                        ----
+ *     inflight[slot] += 1  (A)      closed = 1            (C)
+ *     if closed: undo, fail (B)     wait inflight[*] == 0 (D)
+ *
+ *   All four are sequentially consistent, so in their single total order
+ *   either (A) comes before (D)'s read of that slot (stop sees the caller
+ *   and waits for it) or (C) comes before (B) (the caller sees `closed`):
+ *   Dekker's argument. An rwlock (ERTS's enif_rwlock is a plain
+ *   ethr_rwmutex) would do the same job with every reader writing one
+ *   shared cache line on every call; this way a scheduler writes only its
+ *   own line, as the library's per-CPU counters do.
+ *
+ *   State: `closed` 0 -> 1, once, under `stop_lock` (which only `stop`
+ *   takes); `node` is written only by `start` before the handle exists and
+ *   by `stop` after the wait.
+ *
  * Locks, always taken in this order (no path takes them the other way round):
  *
- *   1. `res->lock` (ErlNifRWLock). Every call that uses `res->node` holds it
- *      for reading; `stop` holds it for writing while it takes the node out
- *      and empties the pid map. So `stop` can never free the node under a
- *      concurrent call, and a call that comes after `stop` sees `node ==
- *      NULL` and answers `{error, closed}`.
- *   2. one `shard->lock` (ErlNifMutex) of the pid map, chosen by the pid's
- *      hash. It orders everything about one pid: whether it has an entry,
- *      its monitor, its topic count, and the library calls that change its
- *      membership (so the topic count always equals what the library holds
- *      for that connection).
- *   3. the library's own short internal locks (inside hc_track etc.).
- *
- * None of these is ever held while waiting on the runtime: in OTP >= 21
- * `enif_monitor_process` / `enif_demonitor_process` only send signals, and
- * the `down` callback is called without runtime locks that our NIF calls
- * could be waiting for.
+ *   1. one `shard->lock` (ErlNifMutex) of the pid map, chosen by the pid's
+ *      hash, taken inside the guard. It orders everything about one pid:
+ *      whether it has an entry, its monitor, its topic count, and the
+ *      library calls that change its membership (so the topic count always
+ *      equals what the library holds for that connection).
+ *   2. the library's own short internal locks (inside hc_track etc.).
  *
  * The races, and why each is safe:
  *
@@ -41,11 +58,10 @@
  * - `untrack` of a pid's last topic demonitors it. If the monitor has already
  *   fired (demonitor returns > 0), its `down` is on its way; it finds no
  *   entry (or an entry with another monitor) and does nothing.
- * - `down` vs `stop`: under the write lock `stop` takes the node and the
- *   pid tables out (so every later call, `down` included, finds the node
- *   closed and no entry); after releasing it, it demonitors the entries of
- *   the tables it took and frees them and the node. A `down` that fired
- *   before the demonitor finds no entry: nothing to do.
+ * - `down` vs `stop`: `down` enters the guard like any call. Once `stop`
+ *   has closed the guard and waited, no call is inside; it takes the pid
+ *   tables out, demonitors their entries, and frees them and the node. A
+ *   `down` that fires meanwhile sees `closed`: nothing to do.
  * - `down` vs the destructor: the runtime keeps the resource alive for the
  *   whole `down` call (it takes a reference unless the count is already
  *   zero, and then skips `down`), and removes all monitors before the
@@ -62,6 +78,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sched.h>
 #include <string.h>
 
 #include "headcount.h"
@@ -169,14 +186,73 @@ typedef struct {
 #define NSHARDS (1u << SHARD_BITS)
 #define MIN_CAP 16u
 
+#define GUARD_SLOTS 64 /* a power of two */
+
+/* One in-flight counter, alone on its cache line. */
 typedef struct {
-    ErlNifRWLock *lock;
-    hc_node *node;      /* NULL once stopped; guarded by `lock` */
-    uint64_t next_conn; /* atomic (__atomic builtins); connection 0 is never used */
+    uint64_t n; /* atomic */
+    char pad_[64 - sizeof(uint64_t)];
+} guard_slot;
+
+typedef struct {
+    guard_slot inflight[GUARD_SLOTS]; /* see "the guard" above */
+    uint32_t closed;                  /* atomic; 0 -> 1 once, by stop */
+    ErlNifMutex *stop_lock;           /* serializes stop calls */
+    hc_node *node;                    /* NULL once stopped */
+    uint64_t next_conn;               /* atomic; connection 0 is never used */
     pid_shard shards[NSHARDS];
 } hc_erl_node;
 
 static ErlNifResourceType *node_type;
+
+/* This OS thread's guard slot (schedulers are long-lived threads, so in
+ * practice each gets a slot of its own). */
+static uint32_t next_thread_slot; /* atomic */
+static _Thread_local uint32_t thread_slot_plus1;
+
+static uint32_t my_slot(void)
+{
+    uint32_t s = thread_slot_plus1;
+    if (s == 0) {
+        s = (__atomic_fetch_add(&next_thread_slot, 1, __ATOMIC_RELAXED) % GUARD_SLOTS) + 1;
+        thread_slot_plus1 = s;
+    }
+    return s - 1;
+}
+
+/* Enters the node's guard: its node, or NULL (not entered) once stopped. */
+static hc_node *acquire(hc_erl_node *res)
+{
+    uint64_t *n = &res->inflight[my_slot()].n;
+    __atomic_fetch_add(n, 1, __ATOMIC_SEQ_CST);                  /* (A) */
+    if (__atomic_load_n(&res->closed, __ATOMIC_SEQ_CST)) {       /* (B) */
+        __atomic_fetch_sub(n, 1, __ATOMIC_RELEASE);
+        return NULL;
+    }
+    return res->node;
+}
+
+/* Leaves the guard (same thread as acquire: NIF calls and callbacks never
+ * move between threads). */
+static void release(hc_erl_node *res)
+{
+    __atomic_fetch_sub(&res->inflight[my_slot()].n, 1, __ATOMIC_RELEASE);
+}
+
+/* Closes the guard and waits until no call is inside. stop_lock held. */
+static void close_and_drain(hc_erl_node *res)
+{
+    __atomic_store_n(&res->closed, 1, __ATOMIC_SEQ_CST);         /* (C) */
+    for (unsigned k = 0; k < GUARD_SLOTS; k++) {                 /* (D) */
+        unsigned spins = 0;
+        while (__atomic_load_n(&res->inflight[k].n, __ATOMIC_SEQ_CST) != 0) {
+            /* A call inside is a few microseconds from leaving. */
+            if (++spins > 64)
+                sched_yield();
+        }
+    }
+}
+
 
 /* A 64-bit hash of a local pid, well mixed (murmur3's finalizer over the
  * runtime's own hash of the term). */
@@ -283,8 +359,8 @@ typedef struct {
 } taken_table;
 
 /* Moves every shard's table into `out` (NSHARDS entries), leaving the map
- * empty. Write lock held (so no shard lock is held by anyone), or no other
- * reference to `res` exists. */
+ * empty. The guard is closed and drained (so no shard lock is held by
+ * anyone and none will be). */
 static void take_pids(hc_erl_node *res, taken_table *out)
 {
     for (unsigned k = 0; k < NSHARDS; k++) {
@@ -329,8 +405,8 @@ static void node_dtor(ErlNifEnv *env, void *obj)
     for (unsigned k = 0; k < NSHARDS; k++)
         if (res->shards[k].lock)
             enif_mutex_destroy(res->shards[k].lock);
-    if (res->lock)
-        enif_rwlock_destroy(res->lock);
+    if (res->stop_lock)
+        enif_mutex_destroy(res->stop_lock);
 }
 
 /* A tracked process exited: untrack it everywhere, drop its entry. */
@@ -341,16 +417,17 @@ static void node_down(ErlNifEnv *env, void *obj, ErlNifPid *pid, ErlNifMonitor *
     uint64_t hash = pid_hash(pid);
     pid_shard *s = shard_of(res, hash);
 
-    enif_rwlock_rlock(res->lock);
+    hc_node *node = acquire(res);
+    if (!node)
+        return; /* stopped: stop has taken (or is taking) the pid tables */
     enif_mutex_lock(s->lock);
     pid_entry *e = shard_find(s, pid, hash);
     if (e && enif_compare_monitors(&e->mon, mon) == 0) {
-        if (res->node)
-            (void)hc_untrack_all(res->node, e->conn, NULL);
+        (void)hc_untrack_all(node, e->conn, NULL);
         shard_remove(s, e);
     }
     enif_mutex_unlock(s->lock);
-    enif_rwlock_runlock(res->lock);
+    release(res);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -381,21 +458,6 @@ static int iodata_to_cstr(ErlNifBinary *bin, char *buf, size_t cap, char **out)
     s[bin->size] = 0;
     *out = s;
     return 1;
-}
-
-/* Read-locks the node; NULL (unlocked) when it is stopped. */
-static hc_node *acquire(hc_erl_node *res)
-{
-    enif_rwlock_rlock(res->lock);
-    if (res->node)
-        return res->node;
-    enif_rwlock_runlock(res->lock);
-    return NULL;
-}
-
-static void release(hc_erl_node *res)
-{
-    enif_rwlock_runlock(res->lock);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -456,8 +518,8 @@ static ERL_NIF_TERM start_nif(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[
     }
     memset(res, 0, sizeof *res);
     res->next_conn = 1;
-    res->lock = enif_rwlock_create("headcount_node");
-    bool ok = res->lock != NULL;
+    res->stop_lock = enif_mutex_create("headcount_stop");
+    bool ok = res->stop_lock != NULL;
     for (unsigned k = 0; ok && k < NSHARDS; k++) {
         res->shards[k].lock = enif_mutex_create("headcount_pids");
         ok = res->shards[k].lock != NULL;
@@ -480,14 +542,16 @@ static ERL_NIF_TERM stop_nif(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]
     taken_table *tables = enif_alloc(sizeof(taken_table) * NSHARDS);
     if (!tables)
         return error_tuple(env, am_enomem);
-    /* Under the write lock only what is O(shards): take the node and the
-     * pid tables out. Normal schedulers calling into this node wait for no
-     * longer than that, then see {error, closed}. */
-    enif_rwlock_rwlock(res->lock);
-    hc_node *node = res->node;
-    res->node = NULL;
+    enif_mutex_lock(res->stop_lock);
+    hc_node *node = NULL;
+    if (!__atomic_load_n(&res->closed, __ATOMIC_SEQ_CST)) {
+        close_and_drain(res);
+        node = res->node;
+        res->node = NULL;
+    }
+    /* A second stop takes empty tables. */
     take_pids(res, tables);
-    enif_rwlock_rwunlock(res->lock);
+    enif_mutex_unlock(res->stop_lock);
     /* Nothing can reach `node` or the tables any more. */
     drop_pids(env, res, tables);
     enif_free(tables);
@@ -706,7 +770,7 @@ static ERL_NIF_TERM total_nif(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[
 /*
  * Calls `fn` (a string-returning ABI call) into a stack buffer, retrying
  * with a heap buffer of the size it asks for; returns a binary or an error.
- * Read lock held by the caller.
+ * Called inside the guard.
  */
 typedef hc_status (*string_fn)(const hc_node *, char *, size_t, size_t *);
 
