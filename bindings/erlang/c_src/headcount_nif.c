@@ -50,8 +50,9 @@
  *
  * The races, and why each is safe:
  *
- * - `down` vs NIF calls on other schedulers: `down` takes the same two locks
- *   as `untrack`, so it is just another caller. It removes the pid's entry
+ * - `down` vs NIF calls on other schedulers: `down` enters the guard and
+ *   takes the pid's shard lock as `untrack` does, so it is just another
+ *   caller. It removes the pid's entry
  *   only if the entry's monitor is the one that fired (`enif_compare_
  *   monitors`): an entry created later for the same pid carries a newer
  *   monitor, and that monitor's own `down` will remove it.
@@ -252,7 +253,6 @@ static void close_and_drain(hc_erl_node *res)
         }
     }
 }
-
 
 /* A 64-bit hash of a local pid, well mixed (murmur3's finalizer over the
  * runtime's own hash of the term). */
@@ -487,19 +487,24 @@ static ERL_NIF_TERM start_nif(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[
             return enif_make_badarg(env);
         }
         char kbuf[64], vbuf[256], *k = NULL, *v = NULL;
-        ERL_NIF_TERM err = 0;
+        ERL_NIF_TERM err = am_ok;
+        bool failed = false;
         if (!iodata_to_cstr(&kbin, kbuf, sizeof kbuf, &k) || !iodata_to_cstr(&vbin, vbuf, sizeof vbuf, &v)) {
+            /* a NUL byte inside: not a C string */
             err = error_tuple(env, enif_make_tuple2(env, am_config, kv[0]));
+            failed = true;
         } else {
             hc_status st = hc_config_set(cfg, k, v);
-            if (st != HC_OK)
+            if (st != HC_OK) {
                 err = status_error(env, st);
+                failed = true;
+            }
         }
         if (k && k != kbuf)
             enif_free(k);
         if (v && v != vbuf)
             enif_free(v);
-        if (err) {
+        if (failed) {
             hc_config_free(cfg);
             return err;
         }
@@ -656,7 +661,7 @@ static ERL_NIF_TERM do_untrack(ErlNifEnv *env, ERL_NIF_TERM node_term, ERL_NIF_T
     hc_status st = hc_untrack(node, topic.data, topic.size, e ? e->conn : 0, &removed);
     if (st != HC_OK)
         result = status_error(env, st);
-    else if (!removed)
+    else if (!removed || !e) /* !e && removed: impossible, conn 0 is never tracked */
         result = error_tuple(env, am_not_tracked);
     else {
         result = am_ok;
