@@ -19,7 +19,7 @@ if [ -z "${HC_LIB:-}" ]; then
     # Incremental: a no-op when the library is up to date.
     release_flag=""
     [ "$profile" = release ] && release_flag="--release"
-    (cd "$root" && cargo build -p headcount-ffi $release_flag)
+    (cd "$root" && cargo build --locked -p headcount-ffi $release_flag)
 fi
 
 make -C "$here" PROFILE="$profile" all

@@ -469,6 +469,51 @@ garbage_collected_node_test_() ->
         ok = headcount:stop(N2)
     end}.
 
+%% The same for listening nodes in a cluster: once every node is stopped or
+%% collected, all their threads (listeners, dialers, writers, flushers) are
+%% gone, and a surviving peer sees a collected node leave.
+clustered_lifetimes_test_() ->
+    {timeout, 120, fun() ->
+        Cfg = #{secret => <<"s">>, listen => <<"127.0.0.1:0">>, flush_interval_ms => 20,
+                down_after_ms => 300},
+        {ok, Warm} = headcount:start(Cfg),
+        ok = headcount:stop(Warm),
+        Threads = os_threads(),
+        {ok, Stay} = headcount:start(Cfg),
+        StayAddr = headcount:local_addr(Stay),
+        %% stopped
+        [begin
+             {ok, N} = headcount:start(Cfg#{seeds => [StayAddr]}),
+             ok = headcount:track(N, <<"t">>),
+             ok = headcount:stop(N)
+         end || _ <- lists:seq(1, 10)],
+        %% garbage collected while connected and counted by Stay
+        in_process(fun() ->
+                       {ok, N} = headcount:start(Cfg#{seeds => [StayAddr]}),
+                       ok = headcount:track(N, <<"gc">>, self()),
+                       wait_until(fun() -> headcount:count(Stay, <<"gc">>) =:= 1 end, 10000),
+                       ok
+                   end),
+        wait_until(fun() ->
+                       [erlang:garbage_collect(P) || P <- processes()],
+                       headcount:count(Stay, <<"gc">>) =:= 0
+                   end, 10000),
+        ok = headcount:stop(Stay),
+        wait_until(fun() -> os_threads() =:= Threads end, 10000),
+        %% two connected nodes, neither stopped, both collected
+        in_process(fun() ->
+                       {ok, A} = headcount:start(Cfg),
+                       {ok, B} = headcount:start(Cfg#{seeds => [headcount:local_addr(A)]}),
+                       ok = headcount:track(A, <<"x">>),
+                       wait_until(fun() -> headcount:count(B, <<"x">>) =:= 1 end, 10000),
+                       ok
+                   end),
+        wait_until(fun() ->
+                       [erlang:garbage_collect(P) || P <- processes()],
+                       os_threads() =:= Threads
+                   end, 10000)
+    end}.
+
 %% stop/1 racing tracks, untracks, reads and deaths on other schedulers:
 %% every call returns a valid answer and nothing crashes.
 stop_races_everything_test_() ->
