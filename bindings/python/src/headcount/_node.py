@@ -152,7 +152,7 @@ def _config_value(key: str, value: Any) -> bytes:
 
 def _read_string(fn: Any, handle: int, what: str, initial: int) -> str:
     """Calls a ``(node, buf, cap, &len)`` function, growing the buffer."""
-    cap = initial
+    cap = max(1, initial)
     for _ in range(8):
         buf = ctypes.create_string_buffer(cap)
         needed = c_size_t(0)
@@ -194,6 +194,11 @@ class Node:
     """
 
     _handle: Optional[int]
+
+    # Initial buffer sizes for string results; they grow on
+    # BUFFER_TOO_SMALL (tests shrink them to exercise that path).
+    _addr_buffer = 64
+    _stats_buffer = 4096
 
     def __init__(self, **config: Any) -> None:
         # Set first so that close()/__del__ work even if start fails.
@@ -364,7 +369,7 @@ class Node:
         port when ``listen`` asked for port 0."""
         h = self._enter()
         try:
-            return _read_string(self._lib.hc_node_local_addr, h, "local_addr", 64)
+            return _read_string(self._lib.hc_node_local_addr, h, "local_addr", self._addr_buffer)
         finally:
             self._exit()
 
@@ -387,7 +392,7 @@ class Node:
         """The node's counters and peer states (``hc_stats_json``), parsed."""
         h = self._enter()
         try:
-            text = _read_string(self._lib.hc_stats_json, h, "stats", 4096)
+            text = _read_string(self._lib.hc_stats_json, h, "stats", self._stats_buffer)
         finally:
             self._exit()
         result: Dict[str, Any] = json.loads(text)
