@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Regenerates include/headcount.h from ffi/src with ffi/cbindgen.toml.
+# Usage: scripts/gen-header.sh [OUTPUT]   (default: include/headcount.h)
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+out="${1:-$root/include/headcount.h}"
+case "$out" in /*) ;; *) out="$PWD/$out" ;; esac
+cbindgen="${CBINDGEN:-$(command -v cbindgen || echo "$HOME/.cargo/bin/cbindgen")}"
+if [ ! -x "$cbindgen" ]; then
+    echo "cbindgen not found: cargo install cbindgen --locked (or set CBINDGEN)" >&2
+    exit 2
+fi
+cd "$root/ffi"
+# cbindgen warns that it "can't find RawStatus": that type is excluded on
+# purpose (see ffi/cbindgen.toml), so that one warning is filtered out.
+"$cbindgen" --quiet --config cbindgen.toml --crate headcount-ffi --output "$out" 2> >(grep -v "Can't find RawStatus" >&2)
