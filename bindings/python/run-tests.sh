@@ -20,10 +20,13 @@ if [ ! -x "$venv/bin/python" ]; then
     "$python" -m venv "$venv"
 fi
 vpy="$venv/bin/python"
-"$vpy" -m pip install "${pip_flags[@]}" "setuptools>=61" "pytest>=7" "pytest-timeout>=2"
+"$vpy" -m pip install "${pip_flags[@]}" "pytest>=7" "pytest-timeout>=2"
+# setuptools builds in place (build/, *.egg-info): start from clean so a
+# file deleted from src/ cannot survive in the installed copy.
+rm -rf "$here/build" "$here"/src/*.egg-info
 # A fresh, non-editable install every run, so the tests see exactly what
 # `pip install ./bindings/python` gives a user.
-"$vpy" -m pip install "${pip_flags[@]}" --no-build-isolation --no-deps --force-reinstall "$here"
+"$vpy" -m pip install "${pip_flags[@]}" --no-deps --force-reinstall "$here"
 
 if [ -n "${HEADCOUNT_LIB:-}" ] && [ -f "$HEADCOUNT_LIB" ]; then
     echo "run-tests.sh: using HEADCOUNT_LIB=$HEADCOUNT_LIB"

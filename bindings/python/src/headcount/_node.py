@@ -65,14 +65,18 @@ class HeadcountError(Exception):
 
 
 def _error(status: int, what: str) -> HeadcountError:
-    """The error for ``status`` from the C call ``what``, on this thread."""
+    """The error for ``status`` from the C call ``what``, on this thread.
+
+    The library's message (which already names the failing function) is
+    used as is; ``what`` only stands in when the library gave none.
+    """
     lib = _ffi.lib()
     raw = lib.hc_last_error()
     message = raw.decode("utf-8", "replace") if raw else ""
     if not message:
         s = lib.hc_status_str(status)
-        message = s.decode("utf-8", "replace") if s else f"status {status}"
-    return HeadcountError(status, f"{what}: {message}")
+        message = f"{what}: " + (s.decode("utf-8", "replace") if s else f"status {status}")
+    return HeadcountError(status, message)
 
 
 def _check(status: int, what: str) -> None:
