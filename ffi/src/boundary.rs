@@ -27,10 +27,7 @@ pub(crate) struct Failure {
 
 impl Failure {
     pub(crate) fn new(status: hc_status, message: impl Into<String>) -> Self {
-        Failure {
-            status,
-            message: message.into(),
-        }
+        Failure { status, message: message.into() }
     }
 
     /// A required pointer argument, named as in the C prototype, was NULL.
@@ -82,11 +79,7 @@ pub(crate) fn set_last_error(function: &str, message: &str) {
 /// This thread's last error message, or `""` when no call has failed on it.
 pub(crate) fn last_error() -> *const c_char {
     LAST_ERROR
-        .try_with(|slot| {
-            slot.try_borrow()
-                .ok()
-                .and_then(|s| s.as_ref().map(|c| c.as_ptr()))
-        })
+        .try_with(|slot| slot.try_borrow().ok().and_then(|s| s.as_ref().map(|c| c.as_ptr())))
         .ok()
         .flatten()
         .unwrap_or(c"".as_ptr())
@@ -94,10 +87,7 @@ pub(crate) fn last_error() -> *const c_char {
 
 /// Runs `body` inside the panic boundary. A failure or a panic records its
 /// message as this thread's last error and comes back as its status.
-pub(crate) fn catch<T>(
-    function: &'static str,
-    body: impl FnOnce() -> Outcome<T>,
-) -> Result<T, hc_status> {
+pub(crate) fn catch<T>(function: &'static str, body: impl FnOnce() -> Outcome<T>) -> Result<T, hc_status> {
     // `AssertUnwindSafe`: after a panic the caller gets HC_ERR_PANIC and may
     // keep using the node. The state `body` touches is the core's atomics
     // and parking_lot locks, which do not poison; a panic can at worst leave
@@ -109,10 +99,7 @@ pub(crate) fn catch<T>(
             Err(failure.status)
         }
         Err(payload) => {
-            set_last_error(
-                function,
-                &format!("panic: {}", panic_message(payload.as_ref())),
-            );
+            set_last_error(function, &format!("panic: {}", panic_message(payload.as_ref())));
             Err(hc_status::HC_ERR_PANIC)
         }
     }
@@ -263,10 +250,7 @@ impl OutStr {
             self.len_out.write(len);
             return Err(Failure::new(
                 hc_status::HC_ERR_BUFFER_TOO_SMALL,
-                format!(
-                    "buffer of {cap} bytes is too small: {} bytes are needed ({len} and a NUL)",
-                    len + 1
-                ),
+                format!("buffer of {cap} bytes is too small: {} bytes are needed ({len} and a NUL)", len + 1),
             ));
         }
         // SAFETY: `len + 1 <= cap`, so `buf` is not NULL (it may be NULL only
@@ -289,10 +273,7 @@ mod tests {
     fn last() -> String {
         // SAFETY: `last_error` returns a NUL-terminated string that lives
         // until the next failure on this thread.
-        unsafe { CStr::from_ptr(last_error()) }
-            .to_str()
-            .unwrap()
-            .to_owned()
+        unsafe { CStr::from_ptr(last_error()) }.to_str().unwrap().to_owned()
     }
 
     #[test]
@@ -307,10 +288,7 @@ mod tests {
 
     #[test]
     fn success_keeps_the_last_error_and_its_pointer() {
-        assert_eq!(
-            guard("hc_a", || Err(Failure::null("x"))),
-            hc_status::HC_ERR_NULL_ARG
-        );
+        assert_eq!(guard("hc_a", || Err(Failure::null("x"))), hc_status::HC_ERR_NULL_ARG);
         let before = last_error();
         assert_eq!(guard("hc_b", || Ok(())), hc_status::HC_OK);
         assert_eq!(last_error(), before);
@@ -319,13 +297,8 @@ mod tests {
 
     #[test]
     fn each_thread_has_its_own_last_error() {
-        assert_eq!(
-            guard("hc_a", || Err(Failure::null("x"))),
-            hc_status::HC_ERR_NULL_ARG
-        );
-        std::thread::spawn(|| assert_eq!(last(), ""))
-            .join()
-            .unwrap();
+        assert_eq!(guard("hc_a", || Err(Failure::null("x"))), hc_status::HC_ERR_NULL_ARG);
+        std::thread::spawn(|| assert_eq!(last(), "")).join().unwrap();
         assert_eq!(last(), "hc_a: x is NULL");
     }
 
@@ -338,22 +311,10 @@ mod tests {
     #[test]
     fn every_core_error_maps_to_its_status() {
         let cases = [
-            (
-                Error::InvalidTopic { len: 0, max: 1 },
-                hc_status::HC_ERR_INVALID_TOPIC,
-            ),
+            (Error::InvalidTopic { len: 0, max: 1 }, hc_status::HC_ERR_INVALID_TOPIC),
             (Error::TooManyTopics, hc_status::HC_ERR_INVALID_ARG),
-            (
-                Error::InvalidArgument("x".into()),
-                hc_status::HC_ERR_INVALID_ARG,
-            ),
-            (
-                Error::Config {
-                    key: "k".into(),
-                    message: "m".into(),
-                },
-                hc_status::HC_ERR_CONFIG,
-            ),
+            (Error::InvalidArgument("x".into()), hc_status::HC_ERR_INVALID_ARG),
+            (Error::Config { key: "k".into(), message: "m".into() }, hc_status::HC_ERR_CONFIG),
             (Error::Io(std::io::Error::other("x")), hc_status::HC_ERR_IO),
             (Error::Closed, hc_status::HC_ERR_CLOSED),
         ];
@@ -376,16 +337,10 @@ mod tests {
         // SAFETY: as above.
         let out = unsafe { OutStr::new(buf.as_mut_ptr(), buf.len(), &mut len) }.unwrap();
         out.write("abc").unwrap();
-        assert_eq!(
-            (len, buf),
-            (3, [b'a' as c_char, b'b' as c_char, b'c' as c_char, 0])
-        );
+        assert_eq!((len, buf), (3, [b'a' as c_char, b'b' as c_char, b'c' as c_char, 0]));
         // SAFETY: a NULL buffer with cap 0 is never written.
         let out = unsafe { OutStr::new(std::ptr::null_mut(), 0, &mut len) }.unwrap();
-        assert_eq!(
-            out.write("").unwrap_err().status,
-            hc_status::HC_ERR_BUFFER_TOO_SMALL
-        );
+        assert_eq!(out.write("").unwrap_err().status, hc_status::HC_ERR_BUFFER_TOO_SMALL);
         assert_eq!(len, 0);
         // SAFETY: NULL with cap > 0 is rejected before any write.
         let e = unsafe { OutStr::new(std::ptr::null_mut(), 8, &mut len) }.unwrap_err();

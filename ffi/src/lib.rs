@@ -20,6 +20,11 @@
 // SAFETY comment. Marking them `unsafe extern "C"` would change nothing for C.
 #![allow(clippy::not_unsafe_ptr_arg_deref)]
 
+// The panic boundary is `catch_unwind`: with panic=abort a bug would abort the
+// host process instead of returning HC_ERR_PANIC.
+#[cfg(panic = "abort")]
+compile_error!("headcount-ffi must be built with panic = \"unwind\" (its panic boundary relies on it)");
+
 mod boundary;
 mod status;
 
@@ -84,10 +89,7 @@ impl From<headcount::TopicCount> for hc_topic_count {
 /// `hc_last_error`). Thread-safe; never blocks.
 #[no_mangle]
 pub extern "C" fn hc_config_new() -> *mut hc_config {
-    catch("hc_config_new", || {
-        Ok(Box::into_raw(Box::new(hc_config(Config::new()))))
-    })
-    .unwrap_or(std::ptr::null_mut())
+    catch("hc_config_new", || Ok(Box::into_raw(Box::new(hc_config(Config::new()))))).unwrap_or(std::ptr::null_mut())
 }
 
 /// Sets configuration `key` to `value`; both are NUL-terminated UTF-8.
@@ -108,11 +110,7 @@ pub extern "C" fn hc_config_new() -> *mut hc_config {
 /// copied; the caller keeps ownership of them. Not thread-safe for one
 /// `cfg` (see `hc_config`); never blocks.
 #[no_mangle]
-pub extern "C" fn hc_config_set(
-    cfg: *mut hc_config,
-    key: *const c_char,
-    value: *const c_char,
-) -> hc_status {
+pub extern "C" fn hc_config_set(cfg: *mut hc_config, key: *const c_char, value: *const c_char) -> hc_status {
     guard("hc_config_set", || {
         // SAFETY: the caller passes NULL or a live config no other thread is using.
         let cfg = unsafe { try_mut(cfg, "cfg") }?;
@@ -120,17 +118,11 @@ pub extern "C" fn hc_config_set(
         let key = unsafe { try_cstr(key, "key") }?;
         // SAFETY: as for `key`.
         let value = unsafe { try_cstr(value, "value") }?;
-        let key = key.to_str().map_err(|_| {
-            Failure::new(
-                hc_status::HC_ERR_CONFIG,
-                format!("key {key:?} is not valid UTF-8"),
-            )
-        })?;
+        let key = key
+            .to_str()
+            .map_err(|_| Failure::new(hc_status::HC_ERR_CONFIG, format!("key {key:?} is not valid UTF-8")))?;
         let value = value.to_str().map_err(|_| {
-            Failure::new(
-                hc_status::HC_ERR_CONFIG,
-                format!("config key {key:?}: the value is not valid UTF-8"),
-            )
+            Failure::new(hc_status::HC_ERR_CONFIG, format!("config key {key:?}: the value is not valid UTF-8"))
         })?;
         cfg.0.set(key, value)?;
         Ok(())
@@ -221,11 +213,7 @@ pub extern "C" fn hc_node_local_addr(
         // SAFETY: the caller passes `buf` valid for `cap` bytes (or NULL)
         // and `len_out` NULL or valid for a `size_t`.
         let out = unsafe { OutStr::new(buf, cap, len_out) }?;
-        let addr = node
-            .0
-            .local_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_default();
+        let addr = node.0.local_addr().map(|a| a.to_string()).unwrap_or_default();
         out.write(&addr)
     })
 }
@@ -247,12 +235,9 @@ pub extern "C" fn hc_node_add_peer(node: *mut hc_node, addr: *const c_char) -> h
         let node = unsafe { try_ref(node, "node") }?;
         // SAFETY: the caller passes NULL or a NUL-terminated string.
         let addr = unsafe { try_cstr(addr, "addr") }?;
-        let addr = addr.to_str().map_err(|_| {
-            Failure::new(
-                hc_status::HC_ERR_INVALID_ARG,
-                format!("addr {addr:?} is not valid UTF-8"),
-            )
-        })?;
+        let addr = addr
+            .to_str()
+            .map_err(|_| Failure::new(hc_status::HC_ERR_INVALID_ARG, format!("addr {addr:?} is not valid UTF-8")))?;
         node.0.add_peer(addr)?;
         Ok(())
     })
@@ -322,11 +307,7 @@ pub extern "C" fn hc_untrack(
 /// closed" call. If `removed_out` is not NULL, `*removed_out` is set to the
 /// number of topics it left. Thread-safe; never blocks on I/O.
 #[no_mangle]
-pub extern "C" fn hc_untrack_all(
-    node: *mut hc_node,
-    conn: u64,
-    removed_out: *mut usize,
-) -> hc_status {
+pub extern "C" fn hc_untrack_all(node: *mut hc_node, conn: u64, removed_out: *mut usize) -> hc_status {
     guard("hc_untrack_all", || {
         // SAFETY: the caller passes NULL or a live node.
         let node = unsafe { &try_ref(node, "node")?.0 };
@@ -345,12 +326,7 @@ pub extern "C" fn hc_untrack_all(
 /// Erlang NIF). The caller is responsible for never taking a count below
 /// zero. Topic arguments as for `hc_track`. Thread-safe and lock-free.
 #[no_mangle]
-pub extern "C" fn hc_add(
-    node: *mut hc_node,
-    topic: *const u8,
-    topic_len: usize,
-    delta: i64,
-) -> hc_status {
+pub extern "C" fn hc_add(node: *mut hc_node, topic: *const u8, topic_len: usize, delta: i64) -> hc_status {
     guard("hc_add", || {
         // SAFETY: the caller passes NULL or a live node.
         let node = unsafe { &try_ref(node, "node")?.0 };
@@ -366,12 +342,7 @@ pub extern "C" fn hc_add(
 /// topic counts 0. `count_out` is required. Topic arguments as for
 /// `hc_track`. Thread-safe; takes no global lock; never blocks.
 #[no_mangle]
-pub extern "C" fn hc_count(
-    node: *const hc_node,
-    topic: *const u8,
-    topic_len: usize,
-    count_out: *mut u64,
-) -> hc_status {
+pub extern "C" fn hc_count(node: *const hc_node, topic: *const u8, topic_len: usize, count_out: *mut u64) -> hc_status {
     guard("hc_count", || {
         // SAFETY: the caller passes NULL or a live node.
         let node = unsafe { &try_ref(node, "node")?.0 };
@@ -452,12 +423,7 @@ pub extern "C" fn hc_total(node: *const hc_node, total_out: *mut u64) -> hc_stat
 /// calls, so retry with some slack (e.g. twice the length). `len_out` is
 /// required. Thread-safe; never blocks on I/O.
 #[no_mangle]
-pub extern "C" fn hc_stats_json(
-    node: *const hc_node,
-    buf: *mut c_char,
-    cap: usize,
-    len_out: *mut usize,
-) -> hc_status {
+pub extern "C" fn hc_stats_json(node: *const hc_node, buf: *mut c_char, cap: usize, len_out: *mut usize) -> hc_status {
     guard("hc_stats_json", || {
         // SAFETY: the caller passes NULL or a live node.
         let node = unsafe { &try_ref(node, "node")?.0 };
@@ -475,9 +441,7 @@ pub extern "C" fn hc_stats_json(
 #[no_mangle]
 pub extern "C" fn hc_status_str(status: RawStatus) -> *const c_char {
     catch("hc_status_str", || {
-        Ok(hc_status::from_raw(status.0)
-            .map_or(c"unknown hc_status", hc_status::describe)
-            .as_ptr())
+        Ok(hc_status::from_raw(status.0).map_or(c"unknown hc_status", hc_status::describe).as_ptr())
     })
     .unwrap_or(c"unknown hc_status".as_ptr())
 }

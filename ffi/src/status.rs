@@ -59,14 +59,10 @@ impl hc_status {
             hc_status::HC_OK => c"HC_OK: success",
             hc_status::HC_ERR_NULL_ARG => c"HC_ERR_NULL_ARG: a required pointer argument was NULL",
             hc_status::HC_ERR_INVALID_ARG => c"HC_ERR_INVALID_ARG: invalid argument",
-            hc_status::HC_ERR_INVALID_TOPIC => {
-                c"HC_ERR_INVALID_TOPIC: topic is empty or longer than max_topic_len"
-            }
+            hc_status::HC_ERR_INVALID_TOPIC => c"HC_ERR_INVALID_TOPIC: topic is empty or longer than max_topic_len",
             hc_status::HC_ERR_CONFIG => c"HC_ERR_CONFIG: invalid configuration",
             hc_status::HC_ERR_IO => c"HC_ERR_IO: I/O error",
-            hc_status::HC_ERR_BUFFER_TOO_SMALL => {
-                c"HC_ERR_BUFFER_TOO_SMALL: output buffer too small"
-            }
+            hc_status::HC_ERR_BUFFER_TOO_SMALL => c"HC_ERR_BUFFER_TOO_SMALL: output buffer too small",
             hc_status::HC_ERR_CLOSED => c"HC_ERR_CLOSED: the node is closed",
             hc_status::HC_ERR_PANIC => c"HC_ERR_PANIC: internal error (a bug in headcount)",
         }
