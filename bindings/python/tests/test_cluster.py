@@ -145,6 +145,45 @@ CHILD = textwrap.dedent(
 )
 
 
+def start_child(seed: str) -> "subprocess.Popen[str]":
+    """A node in a child Python process, seeded with ``seed``; returns once
+    it has started and tracked (6 conns in "room", +3 raw in "child-only")."""
+    env = dict(os.environ, HEADCOUNT_LIB=headcount.library_path())
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, seed, SECRET], stdout=subprocess.PIPE, env=env, text=True
+    )
+    line = child.stdout.readline() if child.stdout else ""
+    if not line.strip():
+        child.kill()
+        pytest.fail(f"child did not start (exit code {child.wait(10)})")
+    return child
+
+
+def reap(child: "subprocess.Popen[str]") -> None:
+    if child.poll() is None:
+        child.kill()
+    child.wait(10)
+    if child.stdout:
+        child.stdout.close()
+
+
+@needs_cluster
+def test_sigstopped_child_is_dropped_after_down_after_ms() -> None:
+    # A stopped process keeps its sockets open: only silence for
+    # down_after_ms (300) tells the others it is gone.
+    with Node(node_name="a", listen="127.0.0.1:0", **FAST) as a:
+        a.track("room", 1)
+        child = start_child(a.local_addr)
+        try:
+            wait_until(lambda: a.count("room"), lambda v: v == 7, what="child counted")
+            os.kill(child.pid, signal.SIGSTOP)
+            t0 = time.monotonic()
+            wait_until(lambda: a.count("room"), lambda v: v == 1, timeout=5, what="stopped child dropped")
+            assert time.monotonic() - t0 >= 0.2, "dropped before down_after_ms of silence"
+        finally:
+            reap(child)
+
+
 @needs_cluster
 def test_sigkilled_child_process_is_dropped() -> None:
     with Node(node_name="a", listen="127.0.0.1:0", **FAST) as a, Node(
@@ -153,16 +192,8 @@ def test_sigkilled_child_process_is_dropped() -> None:
         b.add_peer(a.local_addr)
         a.track("room", 1)
         b.track("room", 2)
-        env = dict(os.environ, HEADCOUNT_LIB=headcount.library_path())
-        child = subprocess.Popen(
-            [sys.executable, "-c", CHILD, a.local_addr, SECRET],
-            stdout=subprocess.PIPE,
-            env=env,
-            text=True,
-        )
+        child = start_child(a.local_addr)
         try:
-            line = child.stdout.readline() if child.stdout else ""
-            assert line.strip(), f"child did not start (exit code {child.poll()})"
             wait_until(lambda: counts([a, b], "room"), lambda v: v == [8, 8], what="child counted")
             wait_until(lambda: counts([a, b], "child-only"), lambda v: v == [3, 3], what="child raw")
             os.kill(child.pid, signal.SIGKILL)
@@ -173,8 +204,4 @@ def test_sigkilled_child_process_is_dropped() -> None:
             assert counts([a, b], "child-only") == [0, 0]
             assert [a.total(), b.total()] == [2, 2]
         finally:
-            if child.poll() is None:
-                child.kill()
-                child.wait(10)
-            if child.stdout:
-                child.stdout.close()
+            reap(child)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import gc
+import os
 import pickle
+import signal
+import time
 from typing import Any, List
 
 import pytest
@@ -197,6 +200,8 @@ def test_config_wrong_type(value: Any) -> None:
 def test_config_nul_is_rejected() -> None:
     with pytest.raises(ValueError):
         Node(node_name="a\0b")
+    with pytest.raises(ValueError):
+        Node(**{"node\0name": "a"})
 
 
 # -- argument checking before C -------------------------------------------------
@@ -436,3 +441,35 @@ def test_failed_start_leaves_nothing_to_free() -> None:
     with pytest.raises(HeadcountError):
         Node(flush_interval_ms=-1)
     gc.collect()  # __del__ of the half-built node must not raise or free
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_forked_child_neither_uses_nor_frees_the_parents_node(node: Node) -> None:
+    node.track("a", 1)
+    pid = os.fork()
+    if pid == 0:  # child: report through the exit code, never return
+        code = 0
+        try:
+            try:
+                node.count("a")
+                code = 2
+            except HeadcountError as e:
+                code = 0 if e.status == Status.CLOSED and "fork" in e.message else 3
+            node.close()  # must not hang joining threads that are not here
+            node.close()
+        except BaseException:
+            code = 4
+        os._exit(code)
+    deadline = time.monotonic() + 30
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail("forked child hung")
+        time.sleep(0.01)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
+    # The parent's node is untouched.
+    assert node.count("a") == 1

@@ -43,3 +43,12 @@ def test_cluster_example() -> None:
     assert lines[0] == "2 1"
     info = ast.literal_eval(lines[1])  # the dict the example prints
     assert info["count"] == 2 and info["local"] == 1 and info["peers_reporting"] == 1
+
+
+def test_docstring_examples() -> None:
+    import doctest
+
+    import headcount._node
+
+    result = doctest.testmod(headcount._node)
+    assert result.attempted > 0 and result.failed == 0, result

@@ -6,6 +6,7 @@ import ctypes
 import enum
 import json
 import operator
+import os
 import threading
 from ctypes import byref, c_bool, c_size_t, c_uint64, c_void_p
 from typing import Any, Dict, Optional, Union
@@ -154,6 +155,12 @@ def _config_value(key: str, value: Any) -> bytes:
     return text.encode("utf-8")
 
 
+def _config_key(key: str) -> bytes:
+    if "\0" in key:
+        raise ValueError(f"config key {key!r} must not contain a NUL character")
+    return key.encode("utf-8")
+
+
 def _read_string(fn: Any, handle: int, what: str, initial: int) -> str:
     """Calls a ``(node, buf, cap, &len)`` function, growing the buffer."""
     cap = max(1, initial)
@@ -171,6 +178,20 @@ def _read_string(fn: Any, handle: int, what: str, initial: int) -> str:
 
 
 _OPEN, _CLOSING, _CLOSED = 0, 1, 2
+
+# Bumped in the child after fork(). A node's background threads do not
+# survive a fork, so a forked child must neither use a node it inherited nor
+# free it (hc_node_free would try to join threads that are not there).
+_fork_generation = 0
+
+
+def _after_fork_in_child() -> None:
+    global _fork_generation
+    _fork_generation += 1
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class Node:
@@ -210,14 +231,15 @@ class Node:
         self._state = _CLOSED
         self._calls = 0
         self._cond = threading.Condition(threading.Lock())
+        self._generation = _fork_generation
         lib = _ffi.lib()
-        settings = [(k, _config_value(k, v)) for k, v in config.items() if v is not None]
+        settings = [(_config_key(k), _config_value(k, v)) for k, v in config.items() if v is not None]
         cfg = lib.hc_config_new()
         if not cfg:
             raise MemoryError("hc_config_new returned NULL")
         try:
             for key, value in settings:
-                _check(lib.hc_config_set(cfg, key.encode("utf-8"), value), f"config {key!r}")
+                _check(lib.hc_config_set(cfg, key, value), f"config {key!r}")
             out = c_void_p()
             _check(lib.hc_node_start(cfg, byref(out)), "starting the node")
         finally:
@@ -237,7 +259,16 @@ class Node:
     # handle. The lock is held only to update the counters, never across a
     # foreign call.
 
+    def _inherited(self) -> bool:
+        """Whether this process is a fork() child of the node's owner."""
+        return self._generation != _fork_generation
+
     def _enter(self) -> int:
+        if self._inherited():
+            raise HeadcountError(
+                Status.CLOSED,
+                "this node was created before fork(); a forked child cannot use it (create a new one)",
+            )
         with self._cond:
             if self._state != _OPEN or self._handle is None:
                 raise HeadcountError(Status.CLOSED, "the node is closed")
@@ -416,6 +447,12 @@ class Node:
         (``CLOSED``)."""
         cond = getattr(self, "_cond", None)
         if cond is None:
+            return
+        if self._inherited():
+            # The parent still owns it; here it is only forgotten. (The lock
+            # is not taken: another thread may have held it at fork time.)
+            self._handle = None
+            self._state = _CLOSED
             return
         with cond:
             if self._state == _CLOSED:
