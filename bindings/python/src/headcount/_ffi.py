@@ -107,8 +107,9 @@ _SIGNATURES = {
 }
 
 
-def _candidates() -> List[Path]:
-    """Every path to try, in order (without the environment override)."""
+def _candidates() -> "tuple[List[Path], List[str]]":
+    """Every path to try, in order (without the environment override), and
+    notes on places searched that yielded no path."""
     here = Path(__file__).resolve().parent
     found: List[Path] = [here / _LIB_NAME]
 
@@ -120,6 +121,7 @@ def _candidates() -> List[Path]:
         existing.sort(key=lambda p: p.stat().st_mtime, reverse=True)
         return existing + [p for p in builds if p not in existing]
 
+    notes: List[str] = []
     env_target = os.environ.get("CARGO_TARGET_DIR")
     if env_target:
         found += from_target(Path(env_target))
@@ -132,7 +134,11 @@ def _candidates() -> List[Path]:
             # The workspace root, but nothing built yet: say where it would be.
             found += from_target(target)
             break
-    return found
+    else:
+        notes.append(
+            f"no Cargo workspace or target/{{release,debug}}/{_LIB_NAME} in any directory above {here}"
+        )
+    return found, notes
 
 
 def _declare(cdll: ctypes.CDLL) -> ctypes.CDLL:
@@ -165,8 +171,8 @@ def _load() -> "tuple[ctypes.CDLL, str]":
             if isinstance(e, LibraryNotFoundError):
                 raise
             raise LibraryNotFoundError(f"cannot load {env} (from {LIB_ENV}): {e}", [env]) from e
-    errors: List[str] = []
-    for path in _candidates():
+    candidates, notes = _candidates()
+    for path in candidates:
         if not path.is_file():
             tried.append(f"{path}: no such file")
             continue
@@ -176,7 +182,7 @@ def _load() -> "tuple[ctypes.CDLL, str]":
             raise
         except OSError as e:
             tried.append(f"{path}: {e}")
-            errors.append(str(e))
+    tried += notes
     lines = "\n  ".join(tried) if tried else "(nothing)"
     raise LibraryNotFoundError(
         f"cannot find {_LIB_NAME}. Build it with `cargo build -p headcount-ffi` "
