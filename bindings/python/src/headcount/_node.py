@@ -382,7 +382,7 @@ class Node:
                 raise _error(status, "count_info")
         finally:
             self._exit()
-        return {name: int(getattr(info, name)) for name, _ in _ffi.TopicCount._fields_}
+        return {field[0]: int(getattr(info, field[0])) for field in _ffi.TopicCount._fields_}
 
     def total(self) -> int:
         """The sum of all counts of all topics across the cluster."""
