@@ -6,13 +6,11 @@ bounded by a deadline.
 
 from __future__ import annotations
 
-import functools
 import time
-from typing import Callable, Optional, TypeVar
+from typing import Callable, TypeVar
 
 import pytest
 
-import headcount
 
 T = TypeVar("T")
 
@@ -20,31 +18,6 @@ T = TypeVar("T")
 SECRET = "test-secret"
 #: Short intervals so that convergence and failure detection are quick.
 FAST = dict(flush_interval_ms=20, down_after_ms=300, secret=SECRET)
-
-
-@functools.lru_cache(maxsize=None)
-def clustering_unavailable() -> Optional[str]:
-    """Why clustering cannot be used with this library, or None if it can.
-
-    TEMPORARY: until the cluster branch lands, ``hc_node_start`` with
-    ``listen`` returns HC_ERR_CONFIG. Any other failure is a real error.
-    """
-    try:
-        node = headcount.Node(listen="127.0.0.1:0", secret="probe")
-    except headcount.HeadcountError as e:
-        if e.status == headcount.Status.CONFIG:
-            return f"clustering unavailable in this libheadcount build: {e}"
-        raise
-    node.close()
-    return None
-
-
-#: Marks a test that needs clustering (listen/seeds). Temporary: see
-#: clustering_unavailable().
-needs_cluster = pytest.mark.skipif(
-    clustering_unavailable() is not None,
-    reason=clustering_unavailable() or "",
-)
 
 
 def wait_until(

@@ -1,10 +1,6 @@
 """Nodes on loopback: three in one process converging, peers added at run
-time, and a node in a child process killed with SIGKILL.
-
-These need clustering (listen/seeds) in libheadcount. Until the cluster
-branch lands, ``hc_node_start`` with ``listen`` fails with HC_ERR_CONFIG and
-they are skipped (``needs_cluster``); see _support.clustering_unavailable.
-"""
+time, a wrong secret refused, and a node in a child process stopped
+(SIGSTOP) or killed (SIGKILL)."""
 
 from __future__ import annotations
 
@@ -20,7 +16,7 @@ from typing import Iterator, List
 import pytest
 
 import headcount
-from _support import FAST, SECRET, needs_cluster, wait_until
+from _support import FAST, SECRET, wait_until
 from headcount import HeadcountError, Node, Status
 
 
@@ -30,9 +26,7 @@ def test_local_only_node_has_no_listener(node: Node) -> None:
     assert node.local_addr == ""
 
 
-def test_cluster_probe_only_hides_config_errors() -> None:
-    # The skip probe must not mask a real failure: a bad listen address is a
-    # CONFIG error whether or not clustering is built in.
+def test_bad_listen_address() -> None:
     with pytest.raises(HeadcountError) as e:
         Node(listen="no-port", secret=SECRET)
     assert e.value.status == Status.CONFIG
@@ -56,7 +50,6 @@ def counts(nodes: List[Node], topic: str) -> List[int]:
     return [n.count(topic) for n in nodes]
 
 
-@needs_cluster
 def test_local_addr_is_loopback_with_a_real_port() -> None:
     with Node(listen="127.0.0.1:0", secret=SECRET) as n:
         host, port = n.local_addr.rsplit(":", 1)
@@ -66,7 +59,6 @@ def test_local_addr_is_loopback_with_a_real_port() -> None:
         assert n.local_addr == f"{host}:{port}"
 
 
-@needs_cluster
 def test_three_nodes_converge(cluster: List[Node]) -> None:
     a, b, c = cluster
     for i in range(3):
@@ -104,7 +96,6 @@ def test_three_nodes_converge(cluster: List[Node]) -> None:
     wait_until(lambda: counts([a, b], "raw"), lambda v: v == [0, 0], what="c's raw count dropped")
 
 
-@needs_cluster
 def test_add_peer_joins_a_cluster() -> None:
     with Node(node_name="a", listen="127.0.0.1:0", **FAST) as a, Node(
         node_name="d", listen="127.0.0.1:0", **FAST
@@ -116,7 +107,6 @@ def test_add_peer_joins_a_cluster() -> None:
         wait_until(lambda: counts([a, d], "lobby"), lambda v: v == [2, 2], what="lobby == 2")
 
 
-@needs_cluster
 def test_wrong_secret_gets_no_state() -> None:
     with Node(node_name="a", listen="127.0.0.1:0", **FAST) as a:
         a.track("secret-room", 1)
@@ -167,7 +157,6 @@ def reap(child: "subprocess.Popen[str]") -> None:
         child.stdout.close()
 
 
-@needs_cluster
 def test_sigstopped_child_is_dropped_after_down_after_ms() -> None:
     # A stopped process keeps its sockets open: only silence for
     # down_after_ms (300) tells the others it is gone.
@@ -184,7 +173,6 @@ def test_sigstopped_child_is_dropped_after_down_after_ms() -> None:
             reap(child)
 
 
-@needs_cluster
 def test_sigkilled_child_process_is_dropped() -> None:
     with Node(node_name="a", listen="127.0.0.1:0", **FAST) as a, Node(
         node_name="b", listen="127.0.0.1:0", seeds=[], **FAST

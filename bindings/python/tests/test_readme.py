@@ -10,10 +10,8 @@ import sys
 from pathlib import Path
 from typing import List
 
-import pytest
 
 import headcount
-from _support import clustering_unavailable
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -37,7 +35,6 @@ def test_local_example() -> None:
     assert run(blocks()[0]) == ["2", "2", "1 1", "INVALID_TOPIC"]
 
 
-@pytest.mark.skipif(clustering_unavailable() is not None, reason=clustering_unavailable() or "")
 def test_cluster_example() -> None:
     lines = run(blocks()[1])
     assert lines[0] == "2 1"
