@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 from typing import List
 
-
 import headcount
 
 README = Path(__file__).resolve().parent.parent / "README.md"
