@@ -178,10 +178,7 @@ impl Counter {
     pub fn total_local(&self) -> u64 {
         let core = &*self.core;
         let guard = pin();
-        (0..core.table.high_water())
-            .filter(|&id| core.table.by_id(id, &guard).is_some())
-            .map(|id| core.count(id))
-            .sum()
+        (0..core.table.high_water()).filter(|&id| core.table.by_id(id, &guard).is_some()).map(|id| core.count(id)).sum()
     }
 
     /// Calls `f(topic, count)` for every topic whose local count is non-zero.

@@ -29,6 +29,7 @@ pub enum CpuSource {
 }
 
 #[derive(Debug, Clone, Copy)]
+#[cfg_attr(loom, allow(dead_code))]
 enum Source {
     #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
     Rseq(isize),
@@ -72,6 +73,7 @@ fn detect() -> Source {
 
 /// The CPU the calling thread is (probably) running on; any `usize`, callers
 /// reduce it modulo their stripe count.
+#[cfg(not(loom))]
 #[inline]
 pub(crate) fn current() -> usize {
     match source() {
@@ -82,6 +84,21 @@ pub(crate) fn current() -> usize {
     }
 }
 
+/// Under loom the stripe must be a function of the schedule, not of the real
+/// CPU, or executions would not replay: each model thread gets its own id in
+/// spawn order, so threads write different stripes as on a real machine.
+#[cfg(loom)]
+pub(crate) fn current() -> usize {
+    loom::lazy_static! {
+        static ref NEXT: loom::sync::atomic::AtomicUsize = loom::sync::atomic::AtomicUsize::new(0);
+    }
+    loom::thread_local! {
+        static ID: usize = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    ID.with(|id| *id)
+}
+
+#[cfg_attr(loom, allow(dead_code))]
 #[inline]
 fn sched_getcpu() -> Option<usize> {
     #[cfg(target_os = "linux")]
@@ -95,6 +112,7 @@ fn sched_getcpu() -> Option<usize> {
     None
 }
 
+#[cfg_attr(loom, allow(dead_code))]
 fn thread_local_id() -> usize {
     use std::cell::Cell;
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -186,7 +204,7 @@ mod rseq {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 

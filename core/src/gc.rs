@@ -35,7 +35,7 @@
 
 use crate::counter::Core;
 use crate::membership::TopicKey;
-use crate::sync::{pin, Arc, Mutex, Ordering};
+use crate::sync::{pin, Arc, Mutex, Ordering, RandomState};
 use crate::table::{DEAD, DYING, LIVE};
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -53,7 +53,7 @@ pub(crate) struct Gc {
 /// Topics last drained at zero, oldest first.
 #[derive(Debug, Default)]
 pub(crate) struct Zeros {
-    since: HashMap<TopicKey, Instant, foldhash::fast::RandomState>,
+    since: HashMap<TopicKey, Instant, RandomState>,
     queue: VecDeque<(Instant, TopicKey)>,
 }
 
@@ -62,8 +62,8 @@ impl Zeros {
     pub(crate) fn observe(&mut self, key: TopicKey, count: u64, now: Instant) {
         if count != 0 {
             self.since.remove(&key);
-        } else if !self.since.contains_key(&key) {
-            self.since.insert(key, now);
+        } else if let std::collections::hash_map::Entry::Vacant(slot) = self.since.entry(key) {
+            slot.insert(now);
             self.queue.push_back((now, key));
         }
     }

@@ -53,5 +53,10 @@ pub use handle::TopicHandle;
 #[cfg(not(loom))]
 pub use node::{Node, TopicCount};
 
+/// The README's Rust examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;
+
 /// The most topics that can exist at once on one node.
 pub const MAX_TOPICS: usize = segvec::MAX_TOPICS;

@@ -11,7 +11,7 @@
 //! recycled by topic GC, and the generation tells a key of a collected topic
 //! from one of the id's next owner.
 
-use crate::sync::Mutex;
+use crate::sync::{Mutex, RandomState};
 use crossbeam_utils::CachePadded;
 use smallvec::SmallVec;
 use std::collections::HashMap;
@@ -25,12 +25,12 @@ pub(crate) struct TopicKey {
 }
 
 type Topics = SmallVec<[TopicKey; 2]>;
-type Shard = HashMap<u64, Topics, foldhash::fast::RandomState>;
+type Shard = HashMap<u64, Topics, RandomState>;
 
 #[derive(Debug)]
 pub(crate) struct Membership {
     shards: Box<[CachePadded<Mutex<Shard>>]>,
-    hasher: foldhash::fast::RandomState,
+    hasher: RandomState,
 }
 
 impl Membership {
@@ -38,7 +38,7 @@ impl Membership {
         let n = shards.max(1).next_power_of_two();
         Self {
             shards: (0..n).map(|_| CachePadded::new(Mutex::new(Shard::default()))).collect(),
-            hasher: foldhash::fast::RandomState::default(),
+            hasher: RandomState::default(),
         }
     }
 

@@ -7,8 +7,8 @@
 use crate::config::Config;
 use crate::counter::{Counter, CounterConfig};
 use crate::error::{Error, Result};
-use parking_lot::{Condvar, Mutex};
 use crate::sync::{Arc, AtomicBool, AtomicU64, Ordering};
+use parking_lot::{Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 

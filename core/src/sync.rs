@@ -23,14 +23,26 @@
 //!   period has unpinned after it"), made visible to the model.
 
 #[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{AtomicBool, AtomicI64, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+#[cfg(not(loom))]
+pub(crate) use std::sync::atomic::AtomicBool;
+#[cfg(not(loom))]
+pub(crate) use std::sync::atomic::{AtomicI64, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 #[cfg(not(loom))]
 pub(crate) use std::sync::Arc;
 
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{AtomicBool, AtomicI64, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+pub(crate) use loom::sync::atomic::{AtomicI64, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 #[cfg(loom)]
 pub(crate) use loom::sync::Arc;
+
+/// The seeded hasher for user-chosen keys (topic names, connection ids):
+/// a random seed per instance, so users cannot pick colliding keys. Under
+/// loom the seed is fixed, because every execution of a model must replay
+/// the same probe sequences and shard choices.
+#[cfg(not(loom))]
+pub(crate) type RandomState = foldhash::fast::RandomState;
+#[cfg(loom)]
+pub(crate) type RandomState = foldhash::fast::FixedState;
 
 /// A mutex that does not poison: a panic while holding it (which the crate
 /// never does deliberately) must not turn every later call into a panic.
@@ -67,9 +79,9 @@ pub(crate) fn spin_hint() {
     loom::thread::yield_now();
 }
 
-pub(crate) use epoch::{pin, Guard};
-#[cfg(loom)]
+#[cfg(all(loom, test))]
 pub(crate) use epoch::synchronize;
+pub(crate) use epoch::{pin, Guard};
 
 #[cfg(not(loom))]
 mod epoch {
@@ -117,6 +129,7 @@ mod epoch {
 
     /// Waits for a grace period (every current guard dropped), then runs the
     /// work deferred so far. The caller must not hold a guard.
+    #[cfg(test)]
     pub(crate) fn synchronize() {
         drop(GRACE.write().unwrap());
         let work = std::mem::take(&mut *DEFERRED.lock().unwrap());

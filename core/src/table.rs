@@ -42,7 +42,7 @@
 //! certainty (the insert path) re-check under the writer lock.
 
 use crate::segvec::{SegVec, MAX_TOPICS, SEGMENT_BITS, SEGMENT_LEN};
-use crate::sync::{AtomicPtr, AtomicU32, AtomicUsize, Guard, Mutex, Ordering};
+use crate::sync::{AtomicPtr, AtomicU32, AtomicUsize, Guard, Mutex, Ordering, RandomState};
 use std::hash::BuildHasher;
 
 /// Topic GC states of an [`Entry`]; see [`crate::gc`].
@@ -115,7 +115,7 @@ struct Writer {
 pub(crate) struct Table {
     slots: AtomicPtr<Slots>,
     writer: Mutex<Writer>,
-    hasher: foldhash::fast::RandomState,
+    hasher: RandomState,
     by_id: SegVec<AtomicPtr<Entry>, SEGMENT_LEN>,
     /// Ids below this have been handed out at least once.
     high_water: AtomicU32,
@@ -138,7 +138,7 @@ impl Table {
             writer: Mutex::new(Writer { live: 0, tombstones: 0, next_id: 0, free_ids: Vec::new(), next_gen: 0 }),
             // A random seed per table: topic names come from users, and a
             // seeded hash keeps them from choosing colliding names.
-            hasher: foldhash::fast::RandomState::default(),
+            hasher: RandomState::default(),
             by_id: SegVec::new(),
             high_water: AtomicU32::new(0),
         }
