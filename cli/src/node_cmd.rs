@@ -28,8 +28,7 @@ const SECRET_ENV: &str = "HEADCOUNT_SECRET";
 
 /// Run one node, driven by commands on stdin (one answer line each on stdout).
 #[derive(Debug, Args)]
-#[command(
-    after_help = "Protocol (one command per line on stdin, one answer line per command on stdout):
+#[command(after_help = "Protocol (one command per line on stdin, one answer line per command on stdout):
   track <topic> <conn>     -> ok 1 | ok 0        conn: u64
   untrack <topic> <conn>   -> ok 1 | ok 0
   untrack_all <conn>       -> ok <n>
@@ -55,8 +54,7 @@ Examples:
   headcount node --name b --listen 127.0.0.1:7402 --seeds 127.0.0.1:7401
   headcount node --name c --listen 127.0.0.1:7403 --seeds 127.0.0.1:7401
   # scripted
-  printf 'track room:1 42\\ncount room:1\\n' | headcount node --name a"
-)]
+  printf 'track room:1 42\\ncount room:1\\n' | headcount node --name a")]
 pub(crate) struct NodeArgs {
     /// This node's name (1 to 255 bytes), shown to its peers.
     #[arg(long, value_name = "N")]
@@ -124,14 +122,9 @@ fn config(args: &NodeArgs) -> Result<Config, String> {
 /// The secret from `--secret-file`, else from the environment.
 fn secret(args: &NodeArgs) -> Result<Option<String>, String> {
     if let Some(path) = &args.secret_file {
-        let bytes = std::fs::read(path)
-            .map_err(|e| format!("cannot read --secret-file {}: {e}", path.display()))?;
-        let text = String::from_utf8(bytes).map_err(|_| {
-            format!(
-                "--secret-file {}: the secret must be UTF-8 text",
-                path.display()
-            )
-        })?;
+        let bytes = std::fs::read(path).map_err(|e| format!("cannot read --secret-file {}: {e}", path.display()))?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| format!("--secret-file {}: the secret must be UTF-8 text", path.display()))?;
         let text = text.trim();
         if text.is_empty() {
             return Err(format!("--secret-file {} is empty", path.display()));
@@ -182,35 +175,23 @@ pub(crate) fn run(args: &NodeArgs) -> ExitCode {
             stop.store(true, Ordering::SeqCst);
             let _ = tx.send(Event::Signal);
         }) {
-            log(&format!(
-                "cannot handle SIGINT/SIGTERM ({e}); they will kill the node without a goodbye"
-            ));
+            log(&format!("cannot handle SIGINT/SIGTERM ({e}); they will kill the node without a goodbye"));
         }
     }
 
-    let addr = node
-        .local_addr()
-        .map_or_else(|| "-".to_owned(), |a| a.to_string());
+    let addr = node.local_addr().map_or_else(|| "-".to_owned(), |a| a.to_string());
     let mut out = io::stdout().lock();
-    if writeln!(out, "ready {addr}")
-        .and_then(|()| out.flush())
-        .is_err()
-    {
+    if writeln!(out, "ready {addr}").and_then(|()| out.flush()).is_err() {
         log("stdout is closed; leaving");
         node.close();
         return ExitCode::from(1);
     }
     match (&args.listen, args.seeds.is_empty()) {
         (None, true) => log("ready, local-only (no --listen, no --seeds)"),
-        _ => log(&format!(
-            "ready, listening on {addr}, seeds [{}]",
-            args.seeds.join(", ")
-        )),
+        _ => log(&format!("ready, listening on {addr}, seeds [{}]", args.seeds.join(", "))),
     }
 
-    let reader = std::thread::Builder::new()
-        .name("stdin".into())
-        .spawn(move || read_lines(&tx));
+    let reader = std::thread::Builder::new().name("stdin".into()).spawn(move || read_lines(&tx));
     if let Err(e) = reader {
         log(&format!("cannot start the stdin reader: {e}"));
         node.close();
@@ -225,10 +206,7 @@ pub(crate) fn run(args: &NodeArgs) -> ExitCode {
         }
         let (answer, next) = match event {
             Event::Line(line) => protocol::handle(&node, &line),
-            Event::TooLong => (
-                protocol::error_line(&format!("line longer than {MAX_LINE} bytes")),
-                Next::Continue,
-            ),
+            Event::TooLong => (protocol::error_line(&format!("line longer than {MAX_LINE} bytes")), Next::Continue),
             Event::Eof => {
                 log("end of input; leaving the cluster");
                 break ExitCode::SUCCESS;
@@ -239,10 +217,7 @@ pub(crate) fn run(args: &NodeArgs) -> ExitCode {
             }
             Event::Signal => continue,
         };
-        if writeln!(out, "{answer}")
-            .and_then(|()| out.flush())
-            .is_err()
-        {
+        if writeln!(out, "{answer}").and_then(|()| out.flush()).is_err() {
             log("stdout is closed; leaving the cluster");
             break ExitCode::from(1);
         }
@@ -278,11 +253,7 @@ fn read_lines(tx: &mpsc::Sender<Event>) {
 /// Reads one line (without its `\n`) into `buf`, which must start empty.
 /// `Some(true)`: a line; `Some(false)`: a line longer than `max` bytes, read
 /// and dropped; `None`: end of input. A last line without `\n` still counts.
-fn read_line_bounded(
-    r: &mut impl BufRead,
-    buf: &mut Vec<u8>,
-    max: usize,
-) -> io::Result<Option<bool>> {
+fn read_line_bounded(r: &mut impl BufRead, buf: &mut Vec<u8>, max: usize) -> io::Result<Option<bool>> {
     let mut seen_any = false;
     let mut too_long = false;
     loop {
@@ -336,10 +307,7 @@ mod tests {
         assert_eq!(lines(b"", 8), [None]);
         assert_eq!(lines(b"ab\ncd", 8), [Some(true), Some(true), None]);
         assert_eq!(lines(b"\n\n", 8), [Some(true), Some(true), None]);
-        assert_eq!(
-            lines(b"0123456789\nok\n", 8),
-            [Some(false), Some(true), None]
-        );
+        assert_eq!(lines(b"0123456789\nok\n", 8), [Some(false), Some(true), None]);
         assert_eq!(lines(b"01234567\n", 8), [Some(true), None]);
         assert_eq!(lines(b"012345678", 8), [Some(false), None]);
     }
@@ -370,10 +338,7 @@ mod tests {
     fn config_errors_are_clear() {
         assert!(config(&args(&[])).is_ok());
         let e = config(&args(&["--flush-interval-ms", "0"])).unwrap_err();
-        assert!(
-            e.contains("flush_interval_ms") && e.contains("out of range"),
-            "{e}"
-        );
+        assert!(e.contains("flush_interval_ms") && e.contains("out of range"), "{e}");
         let e = config(&args(&["--listen", "nowhere"])).unwrap_err();
         assert!(e.contains("not host:port"), "{e}");
         let e = config(&args(&["--secret-file", "/nonexistent/secret"])).unwrap_err();

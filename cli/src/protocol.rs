@@ -67,19 +67,13 @@ pub(crate) const USAGE: &[&str] = &[
 /// Parses one line (without its `\n`). The error is the message for `err`.
 pub(crate) fn parse(line: &[u8]) -> Result<Request<'_>, String> {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
-    let mut words = line
-        .split(|b| b.is_ascii_whitespace())
-        .filter(|w| !w.is_empty());
+    let mut words = line.split(|b| b.is_ascii_whitespace()).filter(|w| !w.is_empty());
     let Some(cmd) = words.next() else {
         return Err("empty line; expected a command".into());
     };
     let args: Vec<&[u8]> = words.collect();
     let usage = |name: &str| -> String {
-        let form = USAGE
-            .iter()
-            .find(|u| u.split(' ').next() == Some(name))
-            .copied()
-            .unwrap_or(name);
+        let form = USAGE.iter().find(|u| u.split(' ').next() == Some(name)).copied().unwrap_or(name);
         format!("usage: {form}")
     };
     let arity = |n: usize| -> Result<(), String> {
@@ -87,12 +81,7 @@ pub(crate) fn parse(line: &[u8]) -> Result<Request<'_>, String> {
             Ok(())
         } else {
             let name = String::from_utf8_lossy(cmd);
-            Err(format!(
-                "{} (got {} argument{})",
-                usage(&name),
-                args.len(),
-                if args.len() == 1 { "" } else { "s" }
-            ))
+            Err(format!("{} (got {} argument{})", usage(&name), args.len(), if args.len() == 1 { "" } else { "s" }))
         }
     };
     let request = match cmd {
@@ -143,11 +132,7 @@ pub(crate) fn parse(line: &[u8]) -> Result<Request<'_>, String> {
         }
         other => {
             let names: Vec<&str> = USAGE.iter().filter_map(|u| u.split(' ').next()).collect();
-            return Err(format!(
-                "unknown command {}; commands: {}",
-                quoted(other),
-                names.join(", ")
-            ));
+            return Err(format!("unknown command {}; commands: {}", quoted(other), names.join(", ")));
         }
     };
     Ok(request)
@@ -173,12 +158,8 @@ fn quoted(word: &[u8]) -> String {
 /// Runs `request` on `node` and returns the answer line (without `\n`).
 pub(crate) fn execute(node: &Node, request: &Request<'_>) -> (String, Next) {
     let answer: Result<String, headcount::Error> = match *request {
-        Request::Track(topic, conn) => node
-            .track(topic, conn)
-            .map(|added| format!("ok {}", u8::from(added))),
-        Request::Untrack(topic, conn) => node
-            .untrack(topic, conn)
-            .map(|removed| format!("ok {}", u8::from(removed))),
+        Request::Track(topic, conn) => node.track(topic, conn).map(|added| format!("ok {}", u8::from(added))),
+        Request::Untrack(topic, conn) => node.untrack(topic, conn).map(|removed| format!("ok {}", u8::from(removed))),
         Request::UntrackAll(conn) => node.untrack_all(conn).map(|n| format!("ok {n}")),
         Request::Add(topic, delta) => node.add(topic, delta).map(|()| "ok".to_owned()),
         Request::Count(topic) => node.count(topic).map(|n| n.to_string()),
@@ -195,10 +176,7 @@ pub(crate) fn execute(node: &Node, request: &Request<'_>) -> (String, Next) {
             .to_string()
         }),
         Request::Peers => {
-            let peers = node
-                .stats_json()
-                .map_err(|e| e.to_string())
-                .and_then(|s| crate::stats::peers_json(&s));
+            let peers = node.stats_json().map_err(|e| e.to_string()).and_then(|s| crate::stats::peers_json(&s));
             return match peers {
                 Ok(line) => (one_line(line), Next::Continue),
                 Err(message) => (error_line(&message), Next::Continue),
@@ -262,18 +240,9 @@ mod tests {
     #[test]
     fn parses_every_command() {
         assert_eq!(parse(b"track room:1 7"), Ok(Request::Track(b"room:1", 7)));
-        assert_eq!(
-            parse(b"untrack room:1 7\r"),
-            Ok(Request::Untrack(b"room:1", 7))
-        );
-        assert_eq!(
-            parse(b"  untrack_all\t18446744073709551615 "),
-            Ok(Request::UntrackAll(u64::MAX))
-        );
-        assert_eq!(
-            parse(b"add r -9223372036854775808"),
-            Ok(Request::Add(b"r", i64::MIN))
-        );
+        assert_eq!(parse(b"untrack room:1 7\r"), Ok(Request::Untrack(b"room:1", 7)));
+        assert_eq!(parse(b"  untrack_all\t18446744073709551615 "), Ok(Request::UntrackAll(u64::MAX)));
+        assert_eq!(parse(b"add r -9223372036854775808"), Ok(Request::Add(b"r", i64::MIN)));
         assert_eq!(parse(b"count r"), Ok(Request::Count(b"r")));
         assert_eq!(parse(b"count_local r"), Ok(Request::CountLocal(b"r")));
         assert_eq!(parse(b"info r"), Ok(Request::Info(b"r")));
@@ -305,11 +274,7 @@ mod tests {
         ];
         for (line, want) in cases {
             let got = parse(line).unwrap_err();
-            assert!(
-                got.contains(want),
-                "{:?}: {got:?} lacks {want:?}",
-                String::from_utf8_lossy(line)
-            );
+            assert!(got.contains(want), "{:?}: {got:?} lacks {want:?}", String::from_utf8_lossy(line));
         }
     }
 

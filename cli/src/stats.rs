@@ -30,15 +30,9 @@ const TOPICS_OUT: &[&str] = &["topics_out", "topics_sent"];
 /// The wire counters in a stats line, or `None` when this build has none.
 pub(crate) fn wire(stats: &str) -> Option<Wire> {
     let v: Value = serde_json::from_str(stats).ok()?;
-    let pick = |obj: &Value, keys: &[&str]| {
-        keys.iter()
-            .find_map(|k| obj.get(*k).and_then(Value::as_u64))
-    };
+    let pick = |obj: &Value, keys: &[&str]| keys.iter().find_map(|k| obj.get(*k).and_then(Value::as_u64));
     if let (Some(bytes_out), Some(topics_out)) = (pick(&v, BYTES_OUT), pick(&v, TOPICS_OUT)) {
-        return Some(Wire {
-            bytes_out,
-            topics_out,
-        });
+        return Some(Wire { bytes_out, topics_out });
     }
     let peers = v.get("peers")?.as_array()?;
     let mut sum = Wire::default();
@@ -56,32 +50,18 @@ mod tests {
     #[test]
     fn peers_array_is_passed_through() {
         assert_eq!(peers_json(r#"{"peers":[]}"#).unwrap(), "[]");
-        assert_eq!(
-            peers_json(r#"{"peers":[{"name":"b","up":true}]}"#).unwrap(),
-            r#"[{"name":"b","up":true}]"#
-        );
-        assert!(peers_json(r#"{"node":"a"}"#)
-            .unwrap_err()
-            .contains("no \"peers\""));
+        assert_eq!(peers_json(r#"{"peers":[{"name":"b","up":true}]}"#).unwrap(), r#"[{"name":"b","up":true}]"#);
+        assert!(peers_json(r#"{"node":"a"}"#).unwrap_err().contains("no \"peers\""));
         assert!(peers_json("nope").unwrap_err().contains("not JSON"));
     }
 
     #[test]
     fn wire_counters_top_level_or_per_peer() {
         assert_eq!(wire(r#"{"peers":[]}"#), None);
-        assert_eq!(
-            wire(r#"{"bytes_out":10,"topics_out":2}"#),
-            Some(Wire {
-                bytes_out: 10,
-                topics_out: 2
-            })
-        );
+        assert_eq!(wire(r#"{"bytes_out":10,"topics_out":2}"#), Some(Wire { bytes_out: 10, topics_out: 2 }));
         assert_eq!(
             wire(r#"{"peers":[{"bytes_out":10,"topics_sent":2},{"bytes_sent":5,"topics_out":1}]}"#),
-            Some(Wire {
-                bytes_out: 15,
-                topics_out: 3
-            })
+            Some(Wire { bytes_out: 15, topics_out: 3 })
         );
         assert_eq!(wire(r#"{"peers":[{"bytes_out":10}]}"#), None);
     }

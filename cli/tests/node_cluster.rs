@@ -15,14 +15,7 @@ const DOWN_AFTER_MS: &str = "400";
 const CONVERGE: Duration = Duration::from_secs(10);
 
 fn node(name: &str, seed: Option<&str>, down_after_ms: &str) -> NodeProc {
-    let mut args = vec![
-        "--listen",
-        "127.0.0.1:0",
-        "--flush-interval-ms",
-        FLUSH_MS,
-        "--down-after-ms",
-        down_after_ms,
-    ];
+    let mut args = vec!["--listen", "127.0.0.1:0", "--flush-interval-ms", FLUSH_MS, "--down-after-ms", down_after_ms];
     if let Some(seed) = seed {
         args.extend(["--seeds", seed]);
     }
@@ -32,17 +25,9 @@ fn node(name: &str, seed: Option<&str>, down_after_ms: &str) -> NodeProc {
 /// `a` (the seed), `b`, `c`.
 fn cluster(down_after_ms: &str) -> Vec<NodeProc> {
     let a = node("a", None, down_after_ms);
-    assert!(
-        a.addr.starts_with("127.0.0.1:") && !a.addr.ends_with(":0"),
-        "ready {}",
-        a.addr
-    );
+    assert!(a.addr.starts_with("127.0.0.1:") && !a.addr.ends_with(":0"), "ready {}", a.addr);
     let seed = a.addr.clone();
-    vec![
-        a,
-        node("b", Some(&seed), down_after_ms),
-        node("c", Some(&seed), down_after_ms),
-    ]
+    vec![a, node("b", Some(&seed), down_after_ms), node("c", Some(&seed), down_after_ms)]
 }
 
 /// Tracks `n` connections (`base`..) in `topic` on `node`.
@@ -56,24 +41,17 @@ fn track(node: &mut NodeProc, topic: &str, base: u64, n: u64) {
 fn converge(nodes: &mut [&mut NodeProc], topic: &str, want: u64, what: &str) -> Duration {
     let mut last = Vec::new();
     eventually(CONVERGE, || {
-        last = nodes
-            .iter_mut()
-            .map(|n| (n.name.clone(), n.num(&format!("count {topic}"))))
-            .collect();
+        last = nodes.iter_mut().map(|n| (n.name.clone(), n.num(&format!("count {topic}")))).collect();
         last.iter().all(|(_, c)| *c == want)
     })
-    .unwrap_or_else(|| {
-        panic!("{what}: {topic} not {want} everywhere within {CONVERGE:?}: {last:?}")
-    })
+    .unwrap_or_else(|| panic!("{what}: {topic} not {want} everywhere within {CONVERGE:?}: {last:?}"))
 }
 
 #[test]
 #[ignore = "needs clustering"]
 fn three_nodes_converge_and_a_killed_node_drops_out_then_returns() {
     let mut nodes = cluster(DOWN_AFTER_MS);
-    let [a, b, c] = &mut nodes[..] else {
-        unreachable!()
-    };
+    let [a, b, c] = &mut nodes[..] else { unreachable!() };
     track(a, "room", 1, 2);
     track(b, "room", 100, 3);
     track(c, "room", 200, 5);
@@ -83,31 +61,19 @@ fn three_nodes_converge_and_a_killed_node_drops_out_then_returns() {
     for n in [&mut *a, &mut *b, &mut *c] {
         assert_eq!(
             n.num("count_local room"),
-            [("a", 2), ("b", 3), ("c", 5)]
-                .iter()
-                .find(|(k, _)| *k == n.name)
-                .unwrap()
-                .1
+            [("a", 2), ("b", 3), ("c", 5)].iter().find(|(k, _)| *k == n.name).unwrap().1
         );
         assert_eq!(n.json("info room")["peers_known"], 2, "{}", n.name);
         assert_eq!(n.num("total"), 11, "{}", n.name);
         let peers = n.json("peers");
-        assert_eq!(
-            peers.as_array().map(Vec::len),
-            Some(2),
-            "{}: {peers}",
-            n.name
-        );
+        assert_eq!(peers.as_array().map(Vec::len), Some(2), "{}: {peers}", n.name);
     }
 
     // kill -9 c: no goodbye; a and b notice within down_after (+ slack).
     c.kill9();
     let took = converge(&mut [a, b], "room", 5, "after kill -9");
     converge(&mut [a, b], "only-c", 0, "after kill -9");
-    assert!(
-        took < Duration::from_secs(5),
-        "c's counts took {took:?} to disappear"
-    );
+    assert!(took < Duration::from_secs(5), "c's counts took {took:?} to disappear");
     assert_eq!(a.num("total"), 5);
 
     // Restart c: its users reconnect, and it learns the others' counts.
@@ -120,11 +86,7 @@ fn three_nodes_converge_and_a_killed_node_drops_out_then_returns() {
     }
     for n in nodes.iter_mut() {
         assert_eq!(n.cmd("quit"), "ok");
-        assert!(
-            n.wait(Duration::from_secs(10)).is_some_and(|s| s.success()),
-            "{} exits 0",
-            n.name
-        );
+        assert!(n.wait(Duration::from_secs(10)).is_some_and(|s| s.success()), "{} exits 0", n.name);
     }
 }
 
@@ -133,30 +95,22 @@ fn three_nodes_converge_and_a_killed_node_drops_out_then_returns() {
 fn a_graceful_quit_drops_out_at_once() {
     // down_after is long, so only the goodbye can explain a fast drop.
     let mut nodes = cluster("30000");
-    let [a, b, c] = &mut nodes[..] else {
-        unreachable!()
-    };
+    let [a, b, c] = &mut nodes[..] else { unreachable!() };
     track(a, "room", 1, 1);
     track(b, "room", 100, 4);
     track(c, "room", 200, 2);
     converge(&mut [a, b, c], "room", 7, "start");
     assert_eq!(b.cmd("quit"), "ok");
     assert!(b.wait(Duration::from_secs(10)).is_some_and(|s| s.success()));
-    let took = eventually(Duration::from_secs(3), || {
-        a.num("count room") == 3 && c.num("count room") == 3
-    })
-    .expect("b's counts disappear soon after its quit");
+    let took = eventually(Duration::from_secs(3), || a.num("count room") == 3 && c.num("count room") == 3)
+        .expect("b's counts disappear soon after its quit");
     assert!(took < Duration::from_secs(3), "{took:?}");
 
     // SIGTERM is a graceful leave too.
-    let kill = std::process::Command::new("kill")
-        .args(["-TERM", &c.pid().to_string()])
-        .status()
-        .unwrap();
+    let kill = std::process::Command::new("kill").args(["-TERM", &c.pid().to_string()]).status().unwrap();
     assert!(kill.success());
     assert!(c.wait(Duration::from_secs(10)).is_some_and(|s| s.success()));
-    eventually(Duration::from_secs(3), || a.num("count room") == 1)
-        .expect("c's counts disappear after SIGTERM");
+    eventually(Duration::from_secs(3), || a.num("count room") == 1).expect("c's counts disappear after SIGTERM");
 }
 
 #[test]
@@ -164,23 +118,12 @@ fn a_graceful_quit_drops_out_at_once() {
 fn a_node_with_the_wrong_secret_gets_nothing() {
     let mut a = node("a", None, DOWN_AFTER_MS);
     track(&mut a, "room", 1, 3);
-    let args = [
-        "--listen",
-        "127.0.0.1:0",
-        "--seeds",
-        &a.addr,
-        "--flush-interval-ms",
-        FLUSH_MS,
-    ];
+    let args = ["--listen", "127.0.0.1:0", "--seeds", &a.addr, "--flush-interval-ms", FLUSH_MS];
     let mut intruder = NodeProc::try_start_with_secret("mallory", &args, "not-the-secret").unwrap();
     track(&mut intruder, "room", 100, 5);
     // Give a real peer ample time to have connected and exchanged counts.
     std::thread::sleep(Duration::from_millis(1500));
-    assert_eq!(
-        intruder.num("count room"),
-        5,
-        "the intruder learned a's counts"
-    );
+    assert_eq!(intruder.num("count room"), 5, "the intruder learned a's counts");
     assert_eq!(a.num("count room"), 3, "a summed the intruder's counts");
     assert_eq!(a.json("info room")["peers_known"], 0);
 }

@@ -56,11 +56,7 @@ fn every_command_answers_one_line() {
     assert_eq!(n.cmd("quit"), "ok");
     let status = n.wait(Duration::from_secs(10)).expect("exits after quit");
     assert!(status.success(), "{status:?}");
-    assert!(
-        n.stderr().contains("quit"),
-        "logs go to stderr: {}",
-        n.stderr()
-    );
+    assert!(n.stderr().contains("quit"), "logs go to stderr: {}", n.stderr());
 }
 
 #[test]
@@ -96,10 +92,7 @@ fn malformed_lines_get_err_and_the_node_keeps_running() {
     ];
     for (line, want) in cases {
         let got = n.cmd(line);
-        assert!(
-            got.starts_with(want),
-            "{line:?} answered {got:?}, expected {want:?}..."
-        );
+        assert!(got.starts_with(want), "{line:?} answered {got:?}, expected {want:?}...");
     }
     // The core's own checks come back as err too.
     let long = "x".repeat(1025);
@@ -124,9 +117,7 @@ fn end_of_input_closes_gracefully() {
     let mut n = NodeProc::start("eof", &[]);
     n.cmd("track a 1");
     n.close_stdin();
-    let status = n
-        .wait(Duration::from_secs(10))
-        .expect("exits at end of input");
+    let status = n.wait(Duration::from_secs(10)).expect("exits at end of input");
     assert!(status.success(), "{status:?}");
     assert!(n.stderr().contains("end of input"), "{}", n.stderr());
 }
@@ -136,20 +127,11 @@ fn sigterm_and_sigint_close_gracefully() {
     for signal in ["-TERM", "-INT"] {
         let mut n = NodeProc::start("sig", &[]);
         assert_eq!(n.cmd("track a 1"), "ok 1");
-        let kill = std::process::Command::new("kill")
-            .args([signal, &n.pid().to_string()])
-            .status()
-            .unwrap();
+        let kill = std::process::Command::new("kill").args([signal, &n.pid().to_string()]).status().unwrap();
         assert!(kill.success());
-        let status = n
-            .wait(Duration::from_secs(10))
-            .unwrap_or_else(|| panic!("{signal}: still running"));
+        let status = n.wait(Duration::from_secs(10)).unwrap_or_else(|| panic!("{signal}: still running"));
         assert!(status.success(), "{signal}: {status:?}");
-        assert!(
-            n.stderr().contains("signal received"),
-            "{signal}: {}",
-            n.stderr()
-        );
+        assert!(n.stderr().contains("signal received"), "{signal}: {}", n.stderr());
     }
 }
 
@@ -163,10 +145,7 @@ fn piped_script_runs_in_order() {
         .spawn()
         .and_then(|mut c| {
             use std::io::Write;
-            c.stdin
-                .take()
-                .unwrap()
-                .write_all(b"track r 1\ntrack r 2\nbogus\ncount r\n")?;
+            c.stdin.take().unwrap().write_all(b"track r 1\ntrack r 2\nbogus\ncount r\n")?;
             c.wait_with_output()
         })
         .unwrap();
@@ -178,9 +157,7 @@ fn piped_script_runs_in_order() {
 fn configuration_errors_exit_2_without_a_ready_line() {
     let run = |args: &[&str], secret: Option<&str>| {
         let mut cmd = bin();
-        cmd.args(["node", "--name", "bad"])
-            .args(args)
-            .stdin(Stdio::null());
+        cmd.args(["node", "--name", "bad"]).args(args).stdin(Stdio::null());
         match secret {
             Some(s) => cmd.env("HEADCOUNT_SECRET", s),
             None => cmd.env_remove("HEADCOUNT_SECRET"),
@@ -191,10 +168,7 @@ fn configuration_errors_exit_2_without_a_ready_line() {
     assert_eq!(out.status.code(), Some(2));
     assert!(out.stdout.is_empty());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("secret") && err.contains("HEADCOUNT_SECRET"),
-        "{err}"
-    );
+    assert!(err.contains("secret") && err.contains("HEADCOUNT_SECRET"), "{err}");
 
     let out = run(&["--listen", "127.0.0.1:0"], Some(""));
     assert_eq!(out.status.code(), Some(2));
@@ -225,13 +199,7 @@ fn help_has_examples_for_every_command() {
     }
     let out = bin().args(["node", "--help"]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    for cmd in [
-        "track <topic> <conn>",
-        "untrack_all <conn>",
-        "info <topic>",
-        "peers",
-        "quit",
-    ] {
+    for cmd in ["track <topic> <conn>", "untrack_all <conn>", "info <topic>", "peers", "quit"] {
         assert!(text.contains(cmd), "node --help lacks {cmd:?}");
     }
 }

@@ -174,26 +174,20 @@ impl<'a> Worker<'a> {
     }
 
     fn join(&mut self, j: usize, stats: &LoadStats) -> u64 {
-        let t = (0..8)
-            .map(|_| self.zipf.sample(&mut self.rng) as u32)
-            .find(|&t| !self.users[j].has(t));
+        let t = (0..8).map(|_| self.zipf.sample(&mut self.rng) as u32).find(|&t| !self.users[j].has(t));
         let Some(t) = t else { return 0 };
         let (conn, node) = (self.conn(j), &self.nodes[self.home(j)]);
         match node.track(&self.names[t as usize], conn) {
             Ok(added) => {
                 if !added {
-                    stats.anomalies.record(format!(
-                        "track(topic {t}, conn {conn}) said already tracked"
-                    ));
+                    stats.anomalies.record(format!("track(topic {t}, conn {conn}) said already tracked"));
                 }
                 self.users[j].push(t);
                 stats.pairs.fetch_add(1, Ordering::Relaxed);
                 1
             }
             Err(e) => {
-                stats
-                    .anomalies
-                    .record(format!("track(topic {t}, conn {conn}) failed: {e}"));
+                stats.anomalies.record(format!("track(topic {t}, conn {conn}) failed: {e}"));
                 0
             }
         }
@@ -210,18 +204,14 @@ impl<'a> Worker<'a> {
         match node.untrack(&self.names[t as usize], conn) {
             Ok(removed) => {
                 if !removed {
-                    stats
-                        .anomalies
-                        .record(format!("untrack(topic {t}, conn {conn}) said not tracked"));
+                    stats.anomalies.record(format!("untrack(topic {t}, conn {conn}) said not tracked"));
                 }
                 self.users[j].swap_remove(i);
                 stats.pairs.fetch_sub(1, Ordering::Relaxed);
                 1
             }
             Err(e) => {
-                stats
-                    .anomalies
-                    .record(format!("untrack(topic {t}, conn {conn}) failed: {e}"));
+                stats.anomalies.record(format!("untrack(topic {t}, conn {conn}) failed: {e}"));
                 0
             }
         }
@@ -233,18 +223,14 @@ impl<'a> Worker<'a> {
         match node.untrack_all(conn) {
             Ok(n) => {
                 if n != len {
-                    stats.anomalies.record(format!(
-                        "untrack_all(conn {conn}) left {n} topics, not {len}"
-                    ));
+                    stats.anomalies.record(format!("untrack_all(conn {conn}) left {n} topics, not {len}"));
                 }
                 self.users[j].len = 0;
                 stats.pairs.fetch_sub(len as i64, Ordering::Relaxed);
                 len as u64
             }
             Err(e) => {
-                stats
-                    .anomalies
-                    .record(format!("untrack_all(conn {conn}) failed: {e}"));
+                stats.anomalies.record(format!("untrack_all(conn {conn}) failed: {e}"));
                 0
             }
         }
@@ -284,9 +270,7 @@ mod tests {
 
     #[test]
     fn the_users_state_is_the_truth() {
-        let nodes: Vec<Node> = (0..2)
-            .map(|_| Node::start(&Config::new()).unwrap())
-            .collect();
+        let nodes: Vec<Node> = (0..2).map(|_| Node::start(&Config::new()).unwrap()).collect();
         let names: Vec<Vec<u8>> = (0..5).map(|i| format!("t{i}").into_bytes()).collect();
         let zipf = Zipf::new(names.len(), 1.0);
         let stats = LoadStats::default();
@@ -302,18 +286,13 @@ mod tests {
         // Each node's local counts equal the users homed on it.
         for (n, node) in nodes.iter().enumerate() {
             for (t, name) in names.iter().enumerate() {
-                let truth = (0..w.users.len())
-                    .filter(|&j| w.home(j) == n && w.users[j].has(t as u32))
-                    .count() as u64;
+                let truth = (0..w.users.len()).filter(|&j| w.home(j) == n && w.users[j].has(t as u32)).count() as u64;
                 assert_eq!(node.count_local(name).unwrap(), truth, "node {n} topic {t}");
             }
         }
         let pairs: usize = w.users.iter().map(|u| u.topics().len()).sum();
         assert_eq!(stats.pairs.load(Ordering::Relaxed), pairs as i64);
-        assert!(w
-            .users
-            .iter()
-            .all(|u| u.topics().len() <= MAX_TOPICS_PER_USER));
+        assert!(w.users.iter().all(|u| u.topics().len() <= MAX_TOPICS_PER_USER));
         assert_eq!(w.conn(0), 2);
         assert_eq!(w.conn(1), 4);
     }

@@ -35,8 +35,7 @@ use zipf::Zipf;
 
 /// Start a cluster on loopback, churn simulated users through it, check every count.
 #[derive(Debug, Args)]
-#[command(
-    after_help = "The demo starts the nodes in this process, on 127.0.0.1 with a random \
+#[command(after_help = "The demo starts the nodes in this process, on 127.0.0.1 with a random \
 secret; nothing leaves the machine. It exits 0 when every node's count of every topic \
 matched the truth after the load stopped, 1 otherwise.
 
@@ -44,8 +43,7 @@ Examples:
   headcount demo
   headcount demo --nodes 5 --users 200000 --churn 50000 --seconds 10
   headcount demo --seconds 2 --users 2000 --topics 50 --churn 2000
-  headcount demo --nodes 1            # one local-only node, no network"
-)]
+  headcount demo --nodes 1            # one local-only node, no network")]
 pub(crate) struct DemoArgs {
     /// Nodes in the cluster.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=64))]
@@ -131,9 +129,7 @@ impl<'a> Demo<'a> {
     fn start(args: &'a DemoArgs) -> Result<Self, String> {
         let mut os = StdRng::from_os_rng();
         let seed = args.seed.unwrap_or_else(|| os.random());
-        let secret: String = (0..32)
-            .map(|_| format!("{:02x}", os.random::<u8>()))
-            .collect();
+        let secret: String = (0..32).map(|_| format!("{:02x}", os.random::<u8>())).collect();
         let n = usize::from(args.nodes);
         let mut nodes: Vec<Node> = Vec::with_capacity(n);
         let mut seed_addr: Option<String> = None;
@@ -155,40 +151,21 @@ impl<'a> Demo<'a> {
                 }
             }
             let node = Node::start(&cfg).map_err(|e| {
-                format!(
-                    "cannot start {name}: {e}{}",
-                    if n > 1 {
-                        " (--nodes 1 runs one local-only node)"
-                    } else {
-                        ""
-                    }
-                )
+                format!("cannot start {name}: {e}{}", if n > 1 { " (--nodes 1 runs one local-only node)" } else { "" })
             })?;
             if n > 1 && seed_addr.is_none() {
-                let addr = node
-                    .local_addr()
-                    .ok_or_else(|| format!("{name} started without a listen address"))?;
+                let addr = node.local_addr().ok_or_else(|| format!("{name} started without a listen address"))?;
                 seed_addr = Some(addr.to_string());
             }
             nodes.push(node);
         }
         let formed_in = wait_formed(&nodes, started)?;
-        let names = (1..=args.topics)
-            .map(|k| format!("room:{k}").into_bytes())
-            .collect();
+        let names = (1..=args.topics).map(|k| format!("room:{k}").into_bytes()).collect();
         let flush = match args.flush_interval_ms {
             Some(ms) => Duration::from_millis(ms),
             None => Duration::from_millis(100),
         };
-        Ok(Self {
-            args,
-            nodes,
-            names,
-            zipf: Zipf::new(args.topics as usize, args.zipf),
-            seed,
-            flush,
-            formed_in,
-        })
+        Ok(Self { args, nodes, names, zipf: Zipf::new(args.topics as usize, args.zipf), seed, flush, formed_in })
     }
 
     /// Runs the warm-up, the load and the check; prints the report. True
@@ -200,33 +177,16 @@ impl<'a> Demo<'a> {
         let workers = usize::from(args.workers);
         let users = args.users as usize;
         let mut pool: Vec<Worker<'_>> = (0..workers)
-            .map(|w| {
-                Worker::new(
-                    w,
-                    workers,
-                    users,
-                    &self.nodes,
-                    &self.names,
-                    &self.zipf,
-                    self.seed,
-                )
-            })
+            .map(|w| Worker::new(w, workers, users, &self.nodes, &self.names, &self.zipf, self.seed))
             .collect();
 
         // Warm-up.
         let t = Instant::now();
         let warm: u64 = std::thread::scope(|s| {
-            let handles: Vec<_> = pool
-                .iter_mut()
-                .map(|w| s.spawn(|| w.warm_up(&stats)))
-                .collect();
+            let handles: Vec<_> = pool.iter_mut().map(|w| s.spawn(|| w.warm_up(&stats))).collect();
             handles.into_iter().map(|h| h.join().unwrap_or(0)).sum()
         });
-        println!(
-            "warm-up     {} users joined a first topic in {}",
-            thousands(warm),
-            duration(t.elapsed())
-        );
+        println!("warm-up     {} users joined a first topic in {}", thousands(warm), duration(t.elapsed()));
         println!();
 
         // Load.
@@ -300,11 +260,7 @@ impl<'a> Demo<'a> {
                 duration(t)
             ),
             None => {
-                println!(
-                    "NOT converged after {}: {} counts differ, e.g.",
-                    duration(timeout),
-                    wrong.len()
-                );
+                println!("NOT converged after {}: {} counts differ, e.g.", duration(timeout), wrong.len());
                 for m in wrong.iter().take(5) {
                     println!("              {m}");
                 }
@@ -314,26 +270,10 @@ impl<'a> Demo<'a> {
         let row = |label: &str, value: String| println!("  {label:<13} {value}");
         row(
             "operations",
-            format!(
-                "{} joins+leaves in {} (+{} warm-up joins)",
-                thousands(ops),
-                duration(load_time),
-                thousands(warm)
-            ),
+            format!("{} joins+leaves in {} (+{} warm-up joins)", thousands(ops), duration(load_time), thousands(warm)),
         );
-        let avg = if load_time.is_zero() {
-            0.0
-        } else {
-            ops as f64 / load_time.as_secs_f64()
-        };
-        row(
-            "average rate",
-            format!(
-                "{} ops/s (asked for {})",
-                thousands(avg.round() as u64),
-                thousands(args.churn)
-            ),
-        );
+        let avg = if load_time.is_zero() { 0.0 } else { ops as f64 / load_time.as_secs_f64() };
+        row("average rate", format!("{} ops/s (asked for {})", thousands(avg.round() as u64), thousands(args.churn)));
         row(
             "peak rate",
             match progress.peak {
@@ -346,11 +286,7 @@ impl<'a> Demo<'a> {
         row(
             "converge",
             match converged {
-                Some(t) => format!(
-                    "{} after the load stopped (flush every {})",
-                    duration(t),
-                    duration(self.flush)
-                ),
+                Some(t) => format!("{} after the load stopped (flush every {})", duration(t), duration(self.flush)),
                 None => format!("did not converge within {}", duration(timeout)),
             },
         );
@@ -372,19 +308,12 @@ impl<'a> Demo<'a> {
                 ),
             );
         }
-        let ok = converged.is_some()
-            && local_wrong == 0
-            && anomalies == 0
-            && latencies.errors.is_empty();
+        let ok = converged.is_some() && local_wrong == 0 && anomalies == 0 && latencies.errors.is_empty();
         for e in latencies.errors.iter().take(3) {
             row("probe error", e.clone());
         }
         println!();
-        println!(
-            "  {:<13} {}",
-            "result",
-            if ok { "CONVERGED ✓" } else { "FAILED ✗" }
-        );
+        println!("  {:<13} {}", "result", if ok { "CONVERGED ✓" } else { "FAILED ✗" });
         ok
     }
 
@@ -401,14 +330,8 @@ impl<'a> Demo<'a> {
         );
         println!();
         for (i, node) in self.nodes.iter().enumerate() {
-            let addr = node
-                .local_addr()
-                .map_or_else(|| "local-only".to_owned(), |a| a.to_string());
-            let role = if i == 0 && self.nodes.len() > 1 {
-                "  (seed)"
-            } else {
-                ""
-            };
+            let addr = node.local_addr().map_or_else(|| "local-only".to_owned(), |a| a.to_string());
+            let role = if i == 0 && self.nodes.len() > 1 { "  (seed)" } else { "" };
             println!("  {:<10} {addr}{role}", node.name());
         }
         println!();
@@ -419,11 +342,7 @@ impl<'a> Demo<'a> {
             self.names.len(),
             self.zipf.probability(self.names.len() - 1) * 100.0
         );
-        let security = if self.nodes.len() > 1 {
-            "random 256-bit secret · "
-        } else {
-            ""
-        };
+        let security = if self.nodes.len() > 1 { "random 256-bit secret · " } else { "" };
         println!(
             "cluster     formed in {} · {security}flush every {} · {} load workers · seed {}",
             duration(self.formed_in),
@@ -450,9 +369,7 @@ impl<'a> Demo<'a> {
         }
         let mut s = l.samples.clone();
         s.sort_unstable();
-        let (Some(p50), Some(p99), Some(max)) =
-            (percentile(&s, 50.0), percentile(&s, 99.0), s.last())
-        else {
+        let (Some(p50), Some(p99), Some(max)) = (percentile(&s, 50.0), percentile(&s, 99.0), s.last()) else {
             return format!("n/a (no probe arrived; {} timed out)", l.timeouts);
         };
         let lost = if l.timeouts > 0 {
@@ -475,21 +392,13 @@ impl<'a> Demo<'a> {
     fn mismatches(&self, truth: &[u64], pairs: u64) -> Vec<String> {
         let mut wrong = Vec::new();
         for node in &self.nodes {
-            let check = |what: &str,
-                         got: headcount::Result<u64>,
-                         want: u64,
-                         wrong: &mut Vec<String>| match got {
+            let check = |what: &str, got: headcount::Result<u64>, want: u64, wrong: &mut Vec<String>| match got {
                 Ok(n) if n == want => {}
                 Ok(n) => wrong.push(format!("{}: {what} is {n}, truth {want}", node.name())),
                 Err(e) => wrong.push(format!("{}: {what}: {e}", node.name())),
             };
             for (name, &want) in self.names.iter().zip(truth) {
-                check(
-                    &String::from_utf8_lossy(name),
-                    node.count(name),
-                    want,
-                    &mut wrong,
-                );
+                check(&String::from_utf8_lossy(name), node.count(name), want, &mut wrong);
             }
             check("probe:latency", node.count(probe::TOPIC), 0, &mut wrong);
             check("total", node.total(), pairs, &mut wrong);
@@ -517,10 +426,7 @@ fn wait_formed(nodes: &[Node], started: Instant) -> Result<Duration, String> {
     loop {
         let mut missing = Vec::new();
         for node in nodes {
-            let known = node
-                .count_info(probe::TOPIC)
-                .map_err(|e| format!("{}: {e}", node.name()))?
-                .peers_known;
+            let known = node.count_info(probe::TOPIC).map_err(|e| format!("{}: {e}", node.name()))?.peers_known;
             if known < want {
                 missing.push(format!("{} knows {known} of {want} peers", node.name()));
             }
@@ -529,11 +435,7 @@ fn wait_formed(nodes: &[Node], started: Instant) -> Result<Duration, String> {
             return Ok(started.elapsed());
         }
         if started.elapsed() >= FORM_TIMEOUT {
-            return Err(format!(
-                "the cluster did not form within {}: {}",
-                duration(FORM_TIMEOUT),
-                missing.join("; ")
-            ));
+            return Err(format!("the cluster did not form within {}: {}", duration(FORM_TIMEOUT), missing.join("; ")));
         }
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -581,13 +483,7 @@ impl Progress {
         }
         header.push_str(&format!(" {:>7}", "lag"));
         println!("{header}");
-        Self {
-            tty: std::io::stdout().is_terminal(),
-            history: VecDeque::new(),
-            peak: None,
-            last_line: None,
-            per_node,
-        }
+        Self { tty: std::io::stdout().is_terminal(), history: VecDeque::new(), peak: None, last_line: None, per_node }
     }
 
     fn tick(&mut self, elapsed: Duration, stats: &LoadStats, nodes: &[Node], names: &[Vec<u8>]) {
@@ -598,8 +494,7 @@ impl Progress {
         }
         let (t0, ops0) = self.history[0];
         let window = elapsed - t0;
-        let rate = (window >= Duration::from_millis(500))
-            .then(|| (ops - ops0) as f64 / window.as_secs_f64());
+        let rate = (window >= Duration::from_millis(500)).then(|| (ops - ops0) as f64 / window.as_secs_f64());
         if window >= Duration::from_millis(900) {
             if let Some(r) = rate {
                 self.peak = Some(self.peak.map_or(r, |p| p.max(r)));
@@ -612,20 +507,9 @@ impl Progress {
         }
         self.last_line = Some(elapsed);
         let totals: Vec<Option<u64>> = nodes.iter().map(|n| n.total().ok()).collect();
-        let line = row(
-            elapsed,
-            rate,
-            stats.pairs.load(Ordering::Relaxed),
-            &totals,
-            lag(nodes, names),
-            self.per_node,
-        );
+        let line = row(elapsed, rate, stats.pairs.load(Ordering::Relaxed), &totals, lag(nodes, names), self.per_node);
         let mut out = std::io::stdout().lock();
-        let _ = if self.tty {
-            write!(out, "\r{line}\x1b[K")
-        } else {
-            writeln!(out, "{line}")
-        };
+        let _ = if self.tty { write!(out, "\r{line}\x1b[K") } else { writeln!(out, "{line}") };
         let _ = out.flush();
     }
 
@@ -637,14 +521,7 @@ impl Progress {
     }
 }
 
-fn row(
-    elapsed: Duration,
-    rate: Option<f64>,
-    pairs: i64,
-    totals: &[Option<u64>],
-    lag: u64,
-    per_node: bool,
-) -> String {
+fn row(elapsed: Duration, rate: Option<f64>, pairs: i64, totals: &[Option<u64>], lag: u64, per_node: bool) -> String {
     let num = |n: Option<u64>| n.map_or_else(|| "-".to_owned(), thousands);
     let mut line = format!(
         "  {:>8} {:>10} {:>10}",
@@ -658,11 +535,7 @@ fn row(
         }
     } else {
         let known = totals.iter().flatten();
-        line.push_str(&format!(
-            " {:>10} {:>10}",
-            num(known.clone().min().copied()),
-            num(known.max().copied())
-        ));
+        line.push_str(&format!(" {:>10} {:>10}", num(known.clone().min().copied()), num(known.max().copied())));
     }
     line.push_str(&format!(" {:>7}", thousands(lag)));
     line
@@ -686,57 +559,26 @@ mod tests {
 
     #[test]
     fn rows_are_aligned() {
-        let a = row(
-            Duration::from_millis(1250),
-            Some(20011.4),
-            100_480,
-            &[Some(100_480), Some(9)],
-            3,
-            true,
-        );
-        let b = row(
-            Duration::from_secs(20),
-            None,
-            7,
-            &[None, Some(1_000_000)],
-            12_345,
-            true,
-        );
-        assert_eq!(
-            a,
-            "     1.2 s     20,011    100,480    100,480          9       3"
-        );
+        let a = row(Duration::from_millis(1250), Some(20011.4), 100_480, &[Some(100_480), Some(9)], 3, true);
+        let b = row(Duration::from_secs(20), None, 7, &[None, Some(1_000_000)], 12_345, true);
+        assert_eq!(a, "     1.2 s     20,011    100,480    100,480          9       3");
         assert_eq!(a.len(), b.len());
         assert!(b.contains("   -  ") && b.contains("1,000,000"), "{b}");
-        let c = row(
-            Duration::ZERO,
-            Some(0.0),
-            0,
-            &[Some(4), None, Some(2)],
-            0,
-            false,
-        );
+        let c = row(Duration::ZERO, Some(0.0), 0, &[Some(4), None, Some(2)], 0, false);
         assert!(c.ends_with("         2          4       0"), "{c}");
     }
 
     #[test]
     fn wire_is_na_without_counters() {
         assert!(wire_line(None, None).starts_with("n/a"));
-        let w = |b, t| {
-            Some(stats::Wire {
-                bytes_out: b,
-                topics_out: t,
-            })
-        };
+        let w = |b, t| Some(stats::Wire { bytes_out: b, topics_out: t });
         assert!(wire_line(w(100, 10), w(100, 10)).starts_with("n/a (no topic updates"));
         assert!(wire_line(w(100, 10), w(1100, 210)).starts_with("5.0 B per changed topic"));
     }
 
     #[test]
     fn lag_is_the_widest_spread() {
-        let nodes: Vec<Node> = (0..3)
-            .map(|_| Node::start(&Config::new()).unwrap())
-            .collect();
+        let nodes: Vec<Node> = (0..3).map(|_| Node::start(&Config::new()).unwrap()).collect();
         let names = vec![b"a".to_vec(), b"b".to_vec()];
         assert_eq!(lag(&nodes, &names), 0);
         nodes[0].add(b"b", 5).unwrap();

@@ -40,22 +40,14 @@ pub(crate) fn run(nodes: &[Node], stop: &AtomicBool, timeout: Duration, seed: u6
     let mut round = 0usize;
     while !stop.load(Ordering::Relaxed) {
         let source = &nodes[round % nodes.len()];
-        let observers: Vec<&Node> = nodes
-            .iter()
-            .enumerate()
-            .filter(|&(i, _)| i != round % nodes.len())
-            .map(|(_, n)| n)
-            .collect();
+        let observers: Vec<&Node> =
+            nodes.iter().enumerate().filter(|&(i, _)| i != round % nodes.len()).map(|(_, n)| n).collect();
         round += 1;
         // After a join that some observer never saw, its leave would look
         // instant there: observe it (to resynchronise) without recording.
         let mut record = true;
         for (want, change) in [(1, true), (0, false)] {
-            let changed = if change {
-                source.track(TOPIC, CONN)
-            } else {
-                source.untrack(TOPIC, CONN)
-            };
+            let changed = if change { source.track(TOPIC, CONN) } else { source.untrack(TOPIC, CONN) };
             let start = Instant::now();
             if let Err(e) = changed {
                 out.errors.push(format!("probe on {}: {e}", source.name()));

@@ -40,9 +40,7 @@ impl Zipf {
     pub(crate) fn sample(&self, rng: &mut impl Rng) -> usize {
         let total = self.cdf[self.cdf.len() - 1];
         let u = rng.random::<f64>() * total;
-        self.cdf
-            .partition_point(|&c| c <= u)
-            .min(self.cdf.len() - 1)
+        self.cdf.partition_point(|&c| c <= u).min(self.cdf.len() - 1)
     }
 }
 
@@ -65,10 +63,7 @@ mod tests {
         for i in [0, 1, 9, 49] {
             let expected = z.probability(i) * f64::from(n);
             let got = f64::from(hits[i]);
-            assert!(
-                (got - expected).abs() < expected * 0.1 + 30.0,
-                "rank {i}: {got} vs {expected}"
-            );
+            assert!((got - expected).abs() < expected * 0.1 + 30.0, "rank {i}: {got} vs {expected}");
         }
         assert!((z.probability(0) / z.probability(1) - 2.0).abs() < 1e-9);
         assert!(hits.iter().all(|&h| h > 0), "every rank is reachable");

@@ -41,11 +41,7 @@ impl NodeProc {
     }
 
     /// Like [`NodeProc::try_start`] with another secret.
-    pub fn try_start_with_secret(
-        name: &str,
-        args: &[&str],
-        secret: &str,
-    ) -> Result<NodeProc, String> {
+    pub fn try_start_with_secret(name: &str, args: &[&str], secret: &str) -> Result<NodeProc, String> {
         let mut child = bin()
             .args(["node", "--name", name])
             .args(args)
@@ -78,17 +74,8 @@ impl NodeProc {
                 }
             });
         }
-        let mut node = NodeProc {
-            name: name.to_owned(),
-            child,
-            stdin,
-            lines,
-            stderr: log,
-            addr: String::new(),
-        };
-        let first = node
-            .read_line()
-            .map_err(|e| format!("{name}: no ready line: {e}"))?;
+        let mut node = NodeProc { name: name.to_owned(), child, stdin, lines, stderr: log, addr: String::new() };
+        let first = node.read_line().map_err(|e| format!("{name}: no ready line: {e}"))?;
         let addr = first
             .strip_prefix("ready ")
             .ok_or_else(|| format!("{name}: first line {first:?} is not `ready <addr>`"))?;
@@ -100,26 +87,19 @@ impl NodeProc {
     pub fn read_line(&mut self) -> Result<String, String> {
         match self.lines.recv_timeout(ANSWER_TIMEOUT) {
             Ok(line) => Ok(line),
-            Err(RecvTimeoutError::Timeout) => Err(format!(
-                "{}: no answer within {ANSWER_TIMEOUT:?}; stderr:\n{}",
-                self.name,
-                self.stderr()
-            )),
-            Err(RecvTimeoutError::Disconnected) => Err(format!(
-                "{}: stdout closed; stderr:\n{}",
-                self.name,
-                self.stderr()
-            )),
+            Err(RecvTimeoutError::Timeout) => {
+                Err(format!("{}: no answer within {ANSWER_TIMEOUT:?}; stderr:\n{}", self.name, self.stderr()))
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                Err(format!("{}: stdout closed; stderr:\n{}", self.name, self.stderr()))
+            }
         }
     }
 
     /// Sends raw bytes (a line must end with `\n`).
     pub fn send_raw(&mut self, bytes: &[u8]) {
         let stdin = self.stdin.as_mut().expect("stdin open");
-        stdin
-            .write_all(bytes)
-            .and_then(|()| stdin.flush())
-            .expect("write to node");
+        stdin.write_all(bytes).and_then(|()| stdin.flush()).expect("write to node");
     }
 
     /// Sends one command line and returns its one answer line.
@@ -131,17 +111,14 @@ impl NodeProc {
     /// `count`-like commands, as a number.
     pub fn num(&mut self, line: &str) -> u64 {
         let answer = self.cmd(line);
-        answer
-            .parse()
-            .unwrap_or_else(|_| panic!("{}: {line:?} answered {answer:?}", self.name))
+        answer.parse().unwrap_or_else(|_| panic!("{}: {line:?} answered {answer:?}", self.name))
     }
 
     /// A command whose answer is one line of JSON.
     pub fn json(&mut self, line: &str) -> serde_json::Value {
         let answer = self.cmd(line);
-        serde_json::from_str(&answer).unwrap_or_else(|e| {
-            panic!("{}: {line:?} answered {answer:?}, not JSON: {e}", self.name)
-        })
+        serde_json::from_str(&answer)
+            .unwrap_or_else(|e| panic!("{}: {line:?} answered {answer:?}, not JSON: {e}", self.name))
     }
 
     /// Closes stdin (end of input).
