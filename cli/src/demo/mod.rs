@@ -233,7 +233,7 @@ impl<'a> Demo<'a> {
         let local_wrong = self.local_mismatches(&local_truth);
 
         println!(
-            "load stopped after {}; checking {} node{} × {} topics against the truth...",
+            "stopped     load after {}; checking {} node{} × {} topics against the truth...",
             duration(load_time),
             n,
             if n == 1 { "" } else { "s" },
@@ -342,10 +342,13 @@ impl<'a> Demo<'a> {
             self.names.len(),
             self.zipf.probability(self.names.len() - 1) * 100.0
         );
-        let security = if self.nodes.len() > 1 { "random 256-bit secret · " } else { "" };
+        let formed = if self.nodes.len() > 1 {
+            format!("formed in {} · random 256-bit secret", duration(self.formed_in))
+        } else {
+            "one local-only node".to_owned()
+        };
         println!(
-            "cluster     formed in {} · {security}flush every {} · {} load workers · seed {}",
-            duration(self.formed_in),
+            "cluster     {formed} · flush every {} · {} load workers · seed {}",
             duration(self.flush),
             a.workers,
             self.seed
@@ -463,8 +466,7 @@ fn wire_line(before: Option<stats::Wire>, after: Option<stats::Wire>) -> String 
 #[derive(Debug)]
 struct Progress {
     tty: bool,
-    /// (elapsed, ops) of recent ticks, for the 1 s rate window.
-    history: VecDeque<(Duration, u64)>,
+    window: RateWindow,
     peak: Option<f64>,
     last_line: Option<Duration>,
     per_node: bool,
@@ -483,23 +485,21 @@ impl Progress {
         }
         header.push_str(&format!(" {:>7}", "lag"));
         println!("{header}");
-        Self { tty: std::io::stdout().is_terminal(), history: VecDeque::new(), peak: None, last_line: None, per_node }
+        Self {
+            tty: std::io::stdout().is_terminal(),
+            window: RateWindow::default(),
+            peak: None,
+            last_line: None,
+            per_node,
+        }
     }
 
     fn tick(&mut self, elapsed: Duration, stats: &LoadStats, nodes: &[Node], names: &[Vec<u8>]) {
-        let ops = stats.ops.load(Ordering::Relaxed);
-        self.history.push_back((elapsed, ops));
-        while self.history.len() > 1 && elapsed - self.history[0].0 > Duration::from_secs(1) {
-            self.history.pop_front();
+        let (rate, window) = self.window.push(elapsed, stats.ops.load(Ordering::Relaxed));
+        if window >= Duration::from_secs(1) {
+            self.peak = Some(self.peak.map_or(rate, |p| p.max(rate)));
         }
-        let (t0, ops0) = self.history[0];
-        let window = elapsed - t0;
-        let rate = (window >= Duration::from_millis(500)).then(|| (ops - ops0) as f64 / window.as_secs_f64());
-        if window >= Duration::from_millis(900) {
-            if let Some(r) = rate {
-                self.peak = Some(self.peak.map_or(r, |p| p.max(r)));
-            }
-        }
+        let rate = (window >= Duration::from_millis(500)).then_some(rate);
         let since_line = self.last_line.map(|t| elapsed - t);
         let due = self.tty || !matches!(since_line, Some(d) if d < Duration::from_millis(990));
         if !due {
@@ -518,6 +518,27 @@ impl Progress {
             println!();
         }
         println!();
+    }
+}
+
+/// Operations per second over the last second of (elapsed, ops) samples.
+#[derive(Debug, Default)]
+struct RateWindow {
+    samples: VecDeque<(Duration, u64)>,
+}
+
+impl RateWindow {
+    /// Adds a sample; returns the rate since the newest sample at least 1 s
+    /// old (or the oldest one), and how long that window is.
+    fn push(&mut self, elapsed: Duration, ops: u64) -> (f64, Duration) {
+        self.samples.push_back((elapsed, ops));
+        while self.samples.len() > 1 && elapsed - self.samples[1].0 >= Duration::from_secs(1) {
+            self.samples.pop_front();
+        }
+        let (t0, ops0) = self.samples[0];
+        let window = elapsed - t0;
+        let rate = if window.is_zero() { 0.0 } else { ops.saturating_sub(ops0) as f64 / window.as_secs_f64() };
+        (rate, window)
     }
 }
 
@@ -566,6 +587,23 @@ mod tests {
         assert!(b.contains("   -  ") && b.contains("1,000,000"), "{b}");
         let c = row(Duration::ZERO, Some(0.0), 0, &[Some(4), None, Some(2)], 0, false);
         assert!(c.ends_with("         2          4       0"), "{c}");
+    }
+
+    #[test]
+    fn the_rate_window_spans_a_second() {
+        let mut w = RateWindow::default();
+        let ms = Duration::from_millis;
+        assert_eq!(w.push(ms(0), 0), (0.0, ms(0)));
+        assert_eq!(w.push(ms(250), 500), (2000.0, ms(250)));
+        w.push(ms(500), 1000);
+        w.push(ms(750), 1500);
+        // Ticks drift late: the window still reaches back a full second.
+        let (rate, window) = w.push(ms(1001), 2002);
+        assert_eq!(window, ms(1001));
+        assert!((rate - 2000.0).abs() < 1e-6, "{rate}");
+        let (rate, window) = w.push(ms(1251), 5002);
+        assert_eq!(window, ms(1001));
+        assert!((rate - 4502.0 / 1.001).abs() < 1e-6, "{rate}");
     }
 
     #[test]
