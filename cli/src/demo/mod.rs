@@ -282,7 +282,7 @@ impl<'a> Demo<'a> {
             },
         );
         row("propagation", self.latency_line(&latencies));
-        row("wire bytes", wire_line(wire_before, wire_after));
+        row("wire bytes", wire_line(wire_before, wire_after, n - 1));
         row(
             "converge",
             match converged {
@@ -357,13 +357,12 @@ impl<'a> Demo<'a> {
 
     /// Summed wire counters of all nodes, if this build has them.
     fn wire(&self) -> Option<stats::Wire> {
-        let mut sum = stats::Wire::default();
+        let mut sum: Option<stats::Wire> = None;
         for node in &self.nodes {
             let w = stats::wire(&node.stats_json().ok()?)?;
-            sum.bytes_out += w.bytes_out;
-            sum.topics_out += w.topics_out;
+            sum = Some(sum.map_or(w, |s| s.add(w)));
         }
-        Some(sum)
+        sum
     }
 
     fn latency_line(&self, l: &probe::Latencies) -> String {
@@ -444,21 +443,32 @@ fn wait_formed(nodes: &[Node], started: Instant) -> Result<Duration, String> {
     }
 }
 
-fn wire_line(before: Option<stats::Wire>, after: Option<stats::Wire>) -> String {
+/// The wire cost of the load phase, from the nodes' own counters only.
+fn wire_line(before: Option<stats::Wire>, after: Option<stats::Wire>, peers: usize) -> String {
     let (Some(b), Some(a)) = (before, after) else {
         return "n/a (this build's stats have no wire counters)".into();
     };
-    let sent = a.bytes_out.saturating_sub(b.bytes_out);
-    let topics = a.topics_out.saturating_sub(b.topics_out);
-    if topics == 0 {
-        return format!("n/a (no topic updates sent; {} out)", bytes(sent));
+    let d = a.since(b);
+    let sent = d.bytes_out;
+    if let Some(entries) = d.topics_out.filter(|&t| t > 0) {
+        return format!(
+            "{:.1} B per topic update sent ({} out for {} updates, all frames counted)",
+            sent as f64 / entries as f64,
+            bytes(sent),
+            thousands(entries)
+        );
     }
-    format!(
-        "{:.1} B per changed topic ({} out for {} topic updates, all frames included)",
-        sent as f64 / topics as f64,
-        bytes(sent),
-        thousands(topics)
-    )
+    match d.topics_drained.filter(|&t| t > 0) {
+        Some(changed) if peers > 0 => format!(
+            "{:.1} B per changed topic, {:.1} B to each of {peers} peer{} ({} out for {} changed topics, all frames counted)",
+            sent as f64 / changed as f64,
+            sent as f64 / (changed * peers as u64) as f64,
+            if peers == 1 { "" } else { "s" },
+            bytes(sent),
+            thousands(changed)
+        ),
+        _ => format!("n/a (no changed topics counted; {} out)", bytes(sent)),
+    }
 }
 
 /// The live progress line: redrawn in place on a terminal, one plain line a
@@ -608,10 +618,17 @@ mod tests {
 
     #[test]
     fn wire_is_na_without_counters() {
-        assert!(wire_line(None, None).starts_with("n/a"));
-        let w = |b, t| Some(stats::Wire { bytes_out: b, topics_out: t });
-        assert!(wire_line(w(100, 10), w(100, 10)).starts_with("n/a (no topic updates"));
-        assert!(wire_line(w(100, 10), w(1100, 210)).starts_with("5.0 B per changed topic"));
+        assert!(wire_line(None, None, 2).starts_with("n/a (this build"));
+        let w = |b, t, d| Some(stats::Wire { bytes_out: b, topics_out: t, topics_drained: d });
+        assert!(wire_line(w(100, None, None), w(200, None, None), 2).starts_with("n/a (no changed topics"));
+        assert!(wire_line(w(100, None, Some(5)), w(100, None, Some(5)), 2).starts_with("n/a"));
+        assert_eq!(
+            wire_line(w(100, None, Some(10)), w(1100, None, Some(110)), 2),
+            "10.0 B per changed topic, 5.0 B to each of 2 peers (1000 B out for 100 changed topics, all frames counted)"
+        );
+        // An exact count of entries sent wins over the estimate from drains.
+        assert!(wire_line(w(0, Some(0), Some(0)), w(600, Some(200), Some(100)), 2)
+            .starts_with("3.0 B per topic update sent"));
     }
 
     #[test]
