@@ -195,12 +195,15 @@ impl<'a> Demo<'a> {
         let load_for = Duration::from_secs(args.seconds);
         let mut progress = Progress::new(&self.nodes);
         let start = Instant::now();
-        let latencies = std::thread::scope(|s| {
-            for w in pool.iter_mut() {
-                let stats = &stats;
-                s.spawn(move || w.churn(rate, stats));
-            }
-            let probe = s.spawn(|| probe::run(&self.nodes, &stats.stop, PROBE_TIMEOUT, self.seed));
+        let (stopped, latencies) = std::thread::scope(|s| {
+            let churners: Vec<_> = pool
+                .iter_mut()
+                .map(|w| {
+                    let stats = &stats;
+                    s.spawn(move || w.churn(rate, stats))
+                })
+                .collect();
+            let probe = s.spawn(|| probe::run(&self.nodes, &stats.stop, PROBE_TIMEOUT, self.flush, self.seed));
             loop {
                 let elapsed = start.elapsed();
                 progress.tick(elapsed, &stats, &self.nodes, &self.names);
@@ -210,9 +213,19 @@ impl<'a> Demo<'a> {
                 std::thread::sleep(TICK.min(load_for - elapsed));
             }
             stats.stop.store(true, Ordering::Relaxed);
-            probe.join().unwrap_or_default()
+            for h in churners {
+                if h.join().is_err() {
+                    stats.anomalies.record("a load worker panicked".into());
+                }
+            }
+            // The load has stopped; the probe leaves its topic and ends.
+            let stopped = Instant::now();
+            let latencies = probe.join().unwrap_or_else(|_| probe::Latencies {
+                errors: vec!["the probe thread panicked".into()],
+                ..probe::Latencies::default()
+            });
+            (stopped, latencies)
         });
-        let stopped = Instant::now();
         let load_time = stopped - start;
         progress.finish();
         let ops = stats.ops.load(Ordering::Relaxed);

@@ -1,7 +1,9 @@
 //! Propagation latency: one probe connection joins a probe topic on one
 //! node, and the time until every other node's `count` shows it is one
 //! observation per observing node; then it leaves, and the time until the
-//! others show 0 is another. The source node rotates. Observers are polled
+//! others show 0 is another. The source node rotates, and each probe starts
+//! after a random pause of up to one flush interval, so the changes land at
+//! random points of the flush cycle (as real joins do). Observers are polled
 //! every [`POLL`], so each figure is late by at most that much.
 
 use headcount::Node;
@@ -26,56 +28,97 @@ pub(crate) struct Latencies {
     pub(crate) samples: Vec<Duration>,
     /// Observations that did not arrive within the timeout.
     pub(crate) timeouts: u64,
-    /// Calls on a node that failed (first message kept).
+    /// Calls on a node that failed.
     pub(crate) errors: Vec<String>,
 }
 
-/// Probes until `stop`; with fewer than two nodes there is nothing to observe.
-pub(crate) fn run(nodes: &[Node], stop: &AtomicBool, timeout: Duration, seed: u64) -> Latencies {
+/// How one round of observation ended.
+enum Observed {
+    All,
+    TimedOut,
+    Stopped,
+}
+
+/// Probes until `stop`, then leaves the probe topic at 0 on every node's
+/// side (so the truth for it is 0). With fewer than two nodes there is
+/// nothing to observe.
+pub(crate) fn run(nodes: &[Node], stop: &AtomicBool, timeout: Duration, pause: Duration, seed: u64) -> Latencies {
     let mut out = Latencies::default();
     if nodes.len() < 2 {
         return out;
     }
     let mut rng = SmallRng::seed_from_u64(seed ^ 0x0050_524f_4245);
-    let mut round = 0usize;
-    while !stop.load(Ordering::Relaxed) {
-        let source = &nodes[round % nodes.len()];
-        let observers: Vec<&Node> =
-            nodes.iter().enumerate().filter(|&(i, _)| i != round % nodes.len()).map(|(_, n)| n).collect();
-        round += 1;
-        // After a join that some observer never saw, its leave would look
-        // instant there: observe it (to resynchronise) without recording.
-        let mut record = true;
-        for (want, change) in [(1, true), (0, false)] {
-            let changed = if change { source.track(TOPIC, CONN) } else { source.untrack(TOPIC, CONN) };
-            let start = Instant::now();
-            if let Err(e) = changed {
-                out.errors.push(format!("probe on {}: {e}", source.name()));
-                return out;
-            }
-            if record {
-                let before = out.timeouts;
-                observe(&observers, want, start, timeout, &mut out);
-                record = out.timeouts == before;
-            } else {
-                observe(&observers, want, start, timeout, &mut Latencies::default());
-            }
+    let max_pause = pause.as_micros().max(1) as u64;
+    for round in 0.. {
+        let pause = Duration::from_micros(rng.random_range(0..max_pause));
+        if sleep_unless(stop, pause) {
+            break;
         }
-        // Start the next probe at a random point of the flush cycle.
-        std::thread::sleep(Duration::from_micros(rng.random_range(1_000..20_000)));
+        let s = round % nodes.len();
+        let (source, observers): (&Node, Vec<&Node>) =
+            (&nodes[s], nodes.iter().enumerate().filter(|&(i, _)| i != s).map(|(_, n)| n).collect());
+        if let Err(e) = source.track(TOPIC, CONN) {
+            out.errors.push(format!("probe track on {}: {e}", source.name()));
+            break;
+        }
+        let joined = observe(&observers, 1, Instant::now(), timeout, stop, &mut out);
+        let left_at = Instant::now();
+        if let Err(e) = source.untrack(TOPIC, CONN) {
+            out.errors.push(format!("probe untrack on {}: {e}", source.name()));
+            break;
+        }
+        match joined {
+            Observed::All => {}
+            // An observer that never saw the join would see the leave at
+            // once: resynchronise on it without recording.
+            Observed::TimedOut => {
+                observe(&observers, 0, left_at, timeout, stop, &mut Latencies::default());
+                continue;
+            }
+            Observed::Stopped => break,
+        }
+        if let Observed::Stopped = observe(&observers, 0, left_at, timeout, stop, &mut out) {
+            break;
+        }
     }
     out
 }
 
-/// Polls `observers` until each shows `want`, recording when each first did.
-fn observe(observers: &[&Node], want: u64, start: Instant, timeout: Duration, out: &mut Latencies) {
-    let mut pending: Vec<&Node> = observers.to_vec();
-    while !pending.is_empty() {
+/// Sleeps `d` in short steps; true if `stop` was set meanwhile.
+fn sleep_unless(stop: &AtomicBool, d: Duration) -> bool {
+    let end = Instant::now() + d;
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            return true;
+        }
         let now = Instant::now();
-        let elapsed = now - start;
+        if now >= end {
+            return false;
+        }
+        std::thread::sleep((end - now).min(Duration::from_millis(5)));
+    }
+}
+
+/// Polls `observers` until each shows `want`, recording when each first did.
+/// An observation cut short by `stop` records nothing.
+fn observe(
+    observers: &[&Node],
+    want: u64,
+    start: Instant,
+    timeout: Duration,
+    stop: &AtomicBool,
+    out: &mut Latencies,
+) -> Observed {
+    let mut pending: Vec<&Node> = observers.to_vec();
+    let mut seen = Vec::with_capacity(pending.len());
+    while !pending.is_empty() {
+        if stop.load(Ordering::Relaxed) {
+            return Observed::Stopped;
+        }
+        let elapsed = start.elapsed();
         pending.retain(|node| match node.count(TOPIC) {
             Ok(n) if n == want => {
-                out.samples.push(elapsed);
+                seen.push(elapsed);
                 false
             }
             Ok(_) => true,
@@ -84,10 +127,46 @@ fn observe(observers: &[&Node], want: u64, start: Instant, timeout: Duration, ou
                 false
             }
         });
-        if elapsed >= timeout {
+        if !pending.is_empty() && elapsed >= timeout {
+            out.samples.extend(&seen);
             out.timeouts += pending.len() as u64;
-            return;
+            return Observed::TimedOut;
         }
         std::thread::sleep(POLL);
+    }
+    out.samples.extend(seen);
+    Observed::All
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use headcount::Config;
+
+    #[test]
+    fn local_only_nodes_never_see_each_other() {
+        // Two unconnected nodes: every observation times out, and the probe
+        // topic is left at 0.
+        let nodes: Vec<Node> = (0..2).map(|_| Node::start(&Config::new()).unwrap()).collect();
+        let stop = AtomicBool::new(false);
+        let l = std::thread::scope(|s| {
+            let h = s.spawn(|| run(&nodes, &stop, Duration::from_millis(30), Duration::from_millis(1), 1));
+            std::thread::sleep(Duration::from_millis(200));
+            stop.store(true, Ordering::Relaxed);
+            h.join().unwrap()
+        });
+        assert!(l.samples.is_empty(), "{:?}", l.samples);
+        assert!(l.timeouts >= 2, "{}", l.timeouts);
+        assert!(l.errors.is_empty());
+        for n in &nodes {
+            assert_eq!(n.count(TOPIC).unwrap(), 0);
+        }
+    }
+
+    #[test]
+    fn one_node_is_not_probed() {
+        let nodes = vec![Node::start(&Config::new()).unwrap()];
+        let l = run(&nodes, &AtomicBool::new(false), Duration::from_secs(1), Duration::from_millis(1), 1);
+        assert!(l.samples.is_empty() && l.timeouts == 0);
     }
 }
