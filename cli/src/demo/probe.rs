@@ -1,9 +1,11 @@
 //! Propagation latency: one probe connection joins a probe topic on one
 //! node, and the time until every other node's `count` shows it is one
 //! observation per observing node; then it leaves, and the time until the
-//! others show 0 is another. The source node rotates, and each probe starts
-//! after a random pause of up to one flush interval, so the changes land at
-//! random points of the flush cycle (as real joins do). Observers are polled
+//! others show 0 is another. The source node rotates, and each join and
+//! each leave comes after a random pause of up to one flush interval, so the
+//! changes land at random points of the flush cycle (as real joins do;
+//! without the pause every change would follow a flush and wait a whole
+//! interval). Observers are polled
 //! every [`POLL`], so each figure is late by at most that much.
 
 use headcount::Node;
@@ -62,6 +64,11 @@ pub(crate) fn run(nodes: &[Node], stop: &AtomicBool, timeout: Duration, pause: D
             break;
         }
         let joined = observe(&observers, 1, Instant::now(), timeout, stop, &mut out);
+        // Observers saw the join just after a flush: leave at a random
+        // point of the cycle too, not right after it.
+        if let Observed::All = joined {
+            let _ = sleep_unless(stop, Duration::from_micros(rng.random_range(0..max_pause)));
+        }
         let left_at = Instant::now();
         if let Err(e) = source.untrack(TOPIC, CONN) {
             out.errors.push(format!("probe untrack on {}: {e}", source.name()));
