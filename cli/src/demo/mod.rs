@@ -206,8 +206,9 @@ impl<'a> Demo<'a> {
             let probe = s.spawn(|| probe::run(&self.nodes, &stats.stop, PROBE_TIMEOUT, self.flush, self.seed));
             loop {
                 let elapsed = start.elapsed();
-                progress.tick(elapsed, &stats, &self.nodes, &self.names);
-                if elapsed >= load_for {
+                let last = elapsed >= load_for;
+                progress.tick(elapsed, last, &stats, &self.nodes, &self.names);
+                if last {
                     break;
                 }
                 std::thread::sleep(TICK.min(load_for - elapsed));
@@ -246,7 +247,7 @@ impl<'a> Demo<'a> {
         let local_wrong = self.local_mismatches(&local_truth);
 
         println!(
-            "stopped     load after {}; checking {} node{} × {} topics against the truth...",
+            "stopped     the load after {}; checking {} node{} × {} topics against the truth...",
             duration(load_time),
             n,
             if n == 1 { "" } else { "s" },
@@ -498,6 +499,11 @@ struct Progress {
 impl Progress {
     fn new(nodes: &[Node]) -> Self {
         let per_node = nodes.len() <= 6;
+        println!(
+            "{}: each node's view of the cluster-wide total · lag: widest gap between two nodes' counts of one topic",
+            if per_node { "node-N" } else { "total" }
+        );
+        println!();
         let mut header = format!("  {:>8} {:>10} {:>10}", "elapsed", "ops/s", "pairs");
         if per_node {
             for node in nodes {
@@ -517,14 +523,15 @@ impl Progress {
         }
     }
 
-    fn tick(&mut self, elapsed: Duration, stats: &LoadStats, nodes: &[Node], names: &[Vec<u8>]) {
+    /// Samples the counters; draws a line when one is due (or `last`).
+    fn tick(&mut self, elapsed: Duration, last: bool, stats: &LoadStats, nodes: &[Node], names: &[Vec<u8>]) {
         let (rate, window) = self.window.push(elapsed, stats.ops.load(Ordering::Relaxed));
         if window >= Duration::from_secs(1) {
             self.peak = Some(self.peak.map_or(rate, |p| p.max(rate)));
         }
         let rate = (window >= Duration::from_millis(500)).then_some(rate);
         let since_line = self.last_line.map(|t| elapsed - t);
-        let due = self.tty || !matches!(since_line, Some(d) if d < Duration::from_millis(990));
+        let due = self.tty || last || !matches!(since_line, Some(d) if d < Duration::from_millis(990));
         if !due {
             return;
         }
