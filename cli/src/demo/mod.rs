@@ -46,7 +46,7 @@ Examples:
   headcount demo --nodes 1            # one local-only node, no network")]
 pub(crate) struct DemoArgs {
     /// Nodes in the cluster.
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=64))]
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=16))]
     nodes: u16,
     /// Simulated users (connections); each is homed on one node.
     #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
@@ -191,7 +191,8 @@ impl<'a> Demo<'a> {
 
         // Load.
         let wire_before = self.wire();
-        let rate = args.churn as f64 / workers as f64;
+        // Each worker's share of the rate follows its share of the users.
+        let per_user = args.churn as f64 / users as f64;
         let load_for = Duration::from_secs(args.seconds);
         let mut progress = Progress::new(&self.nodes);
         let start = Instant::now();
@@ -200,6 +201,7 @@ impl<'a> Demo<'a> {
                 .iter_mut()
                 .map(|w| {
                     let stats = &stats;
+                    let rate = per_user * w.users.len() as f64;
                     s.spawn(move || w.churn(rate, stats))
                 })
                 .collect();
@@ -459,6 +461,9 @@ fn wait_formed(nodes: &[Node], started: Instant) -> Result<Duration, String> {
 
 /// The wire cost of the load phase, from the nodes' own counters only.
 fn wire_line(before: Option<stats::Wire>, after: Option<stats::Wire>, peers: usize) -> String {
+    if peers == 0 {
+        return "n/a (one node: nothing to send)".into();
+    }
     let (Some(b), Some(a)) = (before, after) else {
         return "n/a (this build's stats have no wire counters)".into();
     };
@@ -473,7 +478,7 @@ fn wire_line(before: Option<stats::Wire>, after: Option<stats::Wire>, peers: usi
         );
     }
     match d.topics_drained.filter(|&t| t > 0) {
-        Some(changed) if peers > 0 => format!(
+        Some(changed) => format!(
             "{:.1} B per changed topic, {:.1} B to each of {peers} peer{} ({} out for {} changed topics, all frames counted)",
             sent as f64 / changed as f64,
             sent as f64 / (changed * peers as u64) as f64,
@@ -526,7 +531,9 @@ impl Progress {
     /// Samples the counters; draws a line when one is due (or `last`).
     fn tick(&mut self, elapsed: Duration, last: bool, stats: &LoadStats, nodes: &[Node], names: &[Vec<u8>]) {
         let (rate, window) = self.window.push(elapsed, stats.ops.load(Ordering::Relaxed));
-        if window >= Duration::from_secs(1) {
+        // Ticks start a few µs after the load and drift: a window within
+        // 50 ms of a second counts as one.
+        if window >= Duration::from_millis(950) {
             self.peak = Some(self.peak.map_or(rate, |p| p.max(rate)));
         }
         let rate = (window >= Duration::from_millis(500)).then_some(rate);
@@ -639,6 +646,7 @@ mod tests {
     #[test]
     fn wire_is_na_without_counters() {
         assert!(wire_line(None, None, 2).starts_with("n/a (this build"));
+        assert!(wire_line(None, None, 0).starts_with("n/a (one node"));
         let w = |b, t, d| Some(stats::Wire { bytes_out: b, topics_out: t, topics_drained: d });
         assert!(wire_line(w(100, None, None), w(200, None, None), 2).starts_with("n/a (no changed topics"));
         assert!(wire_line(w(100, None, Some(5)), w(100, None, Some(5)), 2).starts_with("n/a"));
