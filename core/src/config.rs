@@ -6,6 +6,7 @@
 //! |---------------------|-----------------------------|---------------|
 //! | `node_name`         | 1..=255 bytes of UTF-8       | `node-<random>` |
 //! | `listen`            | `host:port` (port 0 = any)  | none (no listener) |
+//! | `advertise`         | `host:port` peers dial to reach this node | the bound `listen` address |
 //! | `seeds`             | comma-separated `host:port` | none          |
 //! | `cluster`           | 1..=255 bytes of UTF-8       | `headcount`   |
 //! | `secret`            | non-empty; required with `listen` or `seeds` | none |
@@ -25,6 +26,7 @@ use std::time::Duration;
 pub struct Config {
     pub(crate) node_name: Option<String>,
     pub(crate) listen: Option<String>,
+    pub(crate) advertise: Option<String>,
     pub(crate) seeds: Vec<String>,
     pub(crate) cluster: String,
     pub(crate) secret: Option<Vec<u8>>,
@@ -39,6 +41,7 @@ pub struct Config {
 pub const KEYS: &[&str] = &[
     "node_name",
     "listen",
+    "advertise",
     "seeds",
     "cluster",
     "secret",
@@ -54,6 +57,7 @@ impl Default for Config {
         Self {
             node_name: None,
             listen: None,
+            advertise: None,
             seeds: Vec::new(),
             cluster: "headcount".to_owned(),
             secret: None,
@@ -71,6 +75,7 @@ impl fmt::Debug for Config {
         f.debug_struct("Config")
             .field("node_name", &self.node_name)
             .field("listen", &self.listen)
+            .field("advertise", &self.advertise)
             .field("seeds", &self.seeds)
             .field("cluster", &self.cluster)
             .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
@@ -103,6 +108,7 @@ impl Config {
             "node_name" => self.node_name = Some(name(value).map_err(bad)?),
             "cluster" => self.cluster = name(value).map_err(bad)?,
             "listen" => self.listen = Some(address(value).map_err(bad)?),
+            "advertise" => self.advertise = Some(address(value).map_err(bad)?),
             "seeds" => {
                 self.seeds = value
                     .split(',')
@@ -161,7 +167,7 @@ fn name(value: &str) -> Result<String, String> {
 }
 
 /// `host:port` with a numeric port; the host is resolved when the node starts.
-fn address(value: &str) -> Result<String, String> {
+pub(crate) fn address(value: &str) -> Result<String, String> {
     let value = value.trim();
     let (host, port) = value.rsplit_once(':').ok_or_else(|| format!("{value:?} is not host:port"))?;
     let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);

@@ -24,6 +24,8 @@
 //! See `docs/ARCHITECTURE.md` for the data structures and their memory
 //! orderings.
 
+#[cfg(not(loom))]
+pub mod cluster;
 mod counter;
 mod cpu;
 mod dirty;

@@ -1,9 +1,15 @@
-//! [`Node`]: a [`Counter`] plus the flusher thread that drains it.
+//! [`Node`]: a [`Counter`], the flusher thread that drains it, and (when
+//! configured with `listen`, `seeds` or `secret`) the cluster runtime that
+//! replicates local counts to peers ([`crate::cluster`]).
 //!
-//! A node without `listen` or `seeds` is local-only: its flusher still runs
-//! every `flush_interval_ms`, draining the dirty topics and running topic GC,
-//! and `count` equals `count_local`.
+//! Every `flush_interval_ms` the flusher drains the dirty topics *once*, hands
+//! the changes to every peer's outbox (writes happen on per-peer writer
+//! threads, never here and never on application threads), and runs topic GC.
+//! A node without `listen`, `seeds` or `secret` is local-only: `count`
+//! equals `count_local`.
 
+use crate::cluster::conn::Topic;
+use crate::cluster::runtime::{Cluster, Settings};
 use crate::config::Config;
 use crate::counter::{Counter, CounterConfig};
 use crate::error::{Error, Result};
@@ -15,15 +21,20 @@ use std::time::{Duration, Instant};
 /// A topic's cluster-wide count, with how fresh and complete it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct TopicCount {
-    /// Local count plus the last count of every live peer.
+    /// Local count plus the last count of every counted peer.
     pub count: u64,
     /// This node's exact count.
     pub local: u64,
-    /// Live peers that have reported this topic.
+    /// Peers whose counts are summed into `count`: connected and synced (their
+    /// snapshot arrived), or down but within `down_grace_ms`.
     pub peers_reporting: u32,
-    /// Peers currently known (up or within their down grace).
+    /// Peers currently known: connected (synced or still syncing), or down
+    /// within their grace. `peers_reporting < peers_known` means some peer's
+    /// counts are not (yet) in `count`.
     pub peers_known: u32,
-    /// Age of the oldest report summed into `count`, in milliseconds.
+    /// Time since the least recently heard-from reporting peer sent anything,
+    /// in milliseconds: every peer's share of `count` is at least this fresh
+    /// (a peer's silence about a topic means "unchanged" only as of then).
     pub oldest_report_age_ms: u64,
 }
 
@@ -43,6 +54,7 @@ pub struct Node {
     counter: Counter,
     shared: Arc<Shared>,
     flusher: Mutex<Option<JoinHandle<()>>>,
+    cluster: Option<std::sync::Arc<Cluster>>,
 }
 
 #[derive(Debug)]
@@ -61,18 +73,31 @@ impl Node {
     /// Starts a node: validates `config` and spawns its flusher thread.
     pub fn start(config: &Config) -> Result<Node> {
         config.validate()?;
-        if config.is_clustered() {
-            return Err(Error::Config {
-                key: "listen".into(),
-                message: "clustering is not available in this build yet".into(),
-            });
-        }
         let counter = Counter::with_config(CounterConfig {
             max_topic_len: config.max_topic_len,
             gc_after: config.gc_after,
             stripes: None,
         });
         let name = config.node_name.clone().unwrap_or_else(|| format!("node-{:08x}", rand_u32()));
+        let cluster = match (&config.secret, config.is_clustered()) {
+            (Some(secret), _) => Some(Cluster::start(
+                Settings {
+                    node_name: name.clone(),
+                    cluster: config.cluster.clone(),
+                    secret: secret.clone(),
+                    listen: config.listen.clone(),
+                    advertise: config.advertise.clone(),
+                    seeds: config.seeds.clone(),
+                    flush_interval_ms: config.flush_interval.as_millis() as u64,
+                    down_after_ms: config.down_after.as_millis() as u64,
+                    down_grace_ms: config.down_grace.as_millis() as u64,
+                    named: config.node_name.is_some(),
+                },
+                counter.clone(),
+            )?),
+            // validate() refuses listen/seeds without a secret.
+            (None, _) => None,
+        };
         let shared = Arc::new(Shared {
             closed: AtomicBool::new(false),
             wake: Condvar::new(),
@@ -85,11 +110,21 @@ impl Node {
         });
         let flusher = {
             let (counter, shared, interval) = (counter.clone(), shared.clone(), config.flush_interval);
+            let c = cluster.clone();
             std::thread::Builder::new()
                 .name(format!("headcount-flush-{name}"))
-                .spawn(move || flush_loop(&counter, &shared, interval))?
+                .spawn(move || flush_loop(&counter, &shared, interval, c.as_deref()))
         };
-        Ok(Node { name, counter, shared, flusher: Mutex::new(Some(flusher)) })
+        let flusher = match flusher {
+            Ok(f) => f,
+            Err(e) => {
+                if let Some(c) = &cluster {
+                    c.close();
+                }
+                return Err(e.into());
+            }
+        };
+        Ok(Node { name, counter, shared, flusher: Mutex::new(Some(flusher)), cluster })
     }
 
     fn open(&self) -> Result<&Counter> {
@@ -129,9 +164,14 @@ impl Node {
         self.open()?.add(topic, delta)
     }
 
-    /// The cluster-wide count of `topic`.
+    /// The cluster-wide count of `topic`: the exact local count plus the last
+    /// count reported by every counted peer. Takes no global lock.
     pub fn count(&self, topic: &[u8]) -> Result<u64> {
-        Ok(self.count_info(topic)?.count)
+        let local = self.open()?.count_local(topic)?;
+        Ok(match &self.cluster {
+            Some(c) => local.saturating_add(c.remote_count(topic)),
+            None => local,
+        })
     }
 
     /// This node's exact count of `topic`.
@@ -142,28 +182,59 @@ impl Node {
     /// The count of `topic` with its freshness and coverage.
     pub fn count_info(&self, topic: &[u8]) -> Result<TopicCount> {
         let local = self.open()?.count_local(topic)?;
-        Ok(TopicCount { count: local, local, ..TopicCount::default() })
+        let Some(c) = &self.cluster else {
+            return Ok(TopicCount { count: local, local, ..TopicCount::default() });
+        };
+        let (remote, peers_reporting, peers_known, oldest_report_age_ms) = c.remote_info(topic);
+        Ok(TopicCount {
+            count: local.saturating_add(remote),
+            local,
+            peers_reporting,
+            peers_known: peers_known.max(peers_reporting),
+            oldest_report_age_ms,
+        })
     }
 
-    /// The count of `topic` on each node, this one first.
+    /// The count of `topic` on each node: this one first, then every counted
+    /// peer by name.
     pub fn count_by_node(&self, topic: &[u8]) -> Result<Vec<(String, u64)>> {
-        Ok(vec![(self.name.clone(), self.count_local(topic)?)])
+        let mut v = vec![(self.name.clone(), self.count_local(topic)?)];
+        if let Some(c) = &self.cluster {
+            v.extend(c.count_by_node(topic));
+        }
+        Ok(v)
     }
 
-    /// The sum of all counts across the cluster.
+    /// The sum of all counts across the cluster (local total plus every
+    /// counted peer's total).
     pub fn total(&self) -> Result<u64> {
-        Ok(self.open()?.total_local())
+        let local = self.open()?.total_local();
+        Ok(match &self.cluster {
+            Some(c) => local.saturating_add(c.remote_total()),
+            None => local,
+        })
     }
 
-    /// The listener's address, if this node listens.
+    /// The listener's address (with the real port when `listen` had port 0),
+    /// if this node listens.
     pub fn local_addr(&self) -> Option<std::net::SocketAddr> {
-        None
+        self.cluster.as_ref().and_then(|c| c.local_addr())
     }
 
-    /// Connects to another node at `addr` (`host:port`).
+    /// Connects to another node at `addr` (`host:port`), and keeps
+    /// reconnecting to it whenever the connection drops. Needs a `secret`.
     pub fn add_peer(&self, addr: &str) -> Result<()> {
         self.open()?;
-        Err(Error::InvalidArgument(format!("cannot add peer {addr:?}: this node is local-only")))
+        let addr = crate::config::address(addr).map_err(Error::InvalidArgument)?;
+        match &self.cluster {
+            Some(c) => {
+                c.add_addr(&addr, true);
+                Ok(())
+            }
+            None => Err(Error::InvalidArgument(format!(
+                "cannot add peer {addr:?}: this node is local-only (set secret, listen or seeds)"
+            ))),
+        }
     }
 
     /// Counters and state as one line of JSON.
@@ -171,7 +242,7 @@ impl Node {
         let c = self.open()?;
         let s = &self.shared;
         let flushes = s.flushes.load(Ordering::Relaxed);
-        Ok(serde_json::json!({
+        let mut json = serde_json::json!({
             "node": self.name,
             "topics": c.topics(),
             "tracked_pairs": c.pairs(),
@@ -184,8 +255,13 @@ impl Node {
             "topics_drained": s.topics_drained.load(Ordering::Relaxed),
             "topics_collected": s.topics_collected.load(Ordering::Relaxed),
             "peers": [],
-        })
-        .to_string())
+        });
+        if let (Some(cl), Some(obj)) = (&self.cluster, json.as_object_mut()) {
+            if let serde_json::Value::Object(extra) = cl.stats() {
+                obj.extend(extra);
+            }
+        }
+        Ok(json.to_string())
     }
 
     /// Stops the flusher and closes the node. Idempotent; later calls on the
@@ -193,6 +269,34 @@ impl Node {
     pub fn close(&self) {
         if self.shared.closed.swap(true, Ordering::AcqRel) {
             return;
+        }
+        {
+            let _g = self.shared.wake_lock.lock();
+            self.shared.wake.notify_all();
+        }
+        if let Some(flusher) = self.flusher.lock().take() {
+            let _ = flusher.join();
+        }
+        // Then say BYE to every peer (they drop our counts at once) and stop
+        // the network threads.
+        if let Some(c) = &self.cluster {
+            c.close();
+        }
+    }
+}
+
+impl Node {
+    /// Stops the node as a crash would: connections are cut without BYE, so
+    /// peers notice only through the closed sockets (what `kill -9` looks
+    /// like from outside). For failure tests and benchmarks; use
+    /// [`Node::close`] otherwise.
+    #[doc(hidden)]
+    pub fn abort(&self) {
+        if self.shared.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if let Some(c) = &self.cluster {
+            c.abort();
         }
         {
             let _g = self.shared.wake_lock.lock();
@@ -210,8 +314,9 @@ impl Drop for Node {
     }
 }
 
-fn flush_loop(counter: &Counter, shared: &Shared, interval: Duration) {
+fn flush_loop(counter: &Counter, shared: &Shared, interval: Duration, cluster: Option<&Cluster>) {
     let mut next = Instant::now() + interval;
+    let mut changes: Vec<(Topic, u64)> = Vec::new();
     loop {
         {
             let mut g = shared.wake_lock.lock();
@@ -223,7 +328,19 @@ fn flush_loop(counter: &Counter, shared: &Shared, interval: Duration) {
             return;
         }
         let start = Instant::now();
-        let drained = counter.drain(start, |_, _| {});
+        let drained = match cluster {
+            Some(_) => counter.drain(start, |t, n| changes.push((t.into(), n))),
+            None => counter.drain(start, |_, _| {}),
+        };
+        if let Some(c) = cluster {
+            // One drain, one delta per peer: each peer's outbox coalesces.
+            c.distribute(&changes);
+            changes.clear();
+            if changes.capacity() > 1 << 16 {
+                changes = Vec::new();
+            }
+            c.housekeeping();
+        }
         let collected = counter.collect_garbage(start);
         let took = start.elapsed().as_nanos() as u64;
         shared.flushes.fetch_add(1, Ordering::Relaxed);

@@ -1,0 +1,336 @@
+//! The remote view: for every peer, the last count it reported per topic.
+//!
+//! Reads (`count`, `total`, `count_info`) take no global lock. Two structures
+//! hold the same facts, one shaped for reads and one for writes:
+//!
+//! ```text
+//!  index:  64 shards of RwLock<HashMap<topic, [(slot, count)]>>   read by count(topic)
+//!  slots:  [Slot; MAX_SLOTS], one per known peer node:
+//!            counted (AtomicBool)  is this peer summed into counts now?
+//!            sum     (AtomicU64)   sum of its counts (for total())
+//!            last_rx (AtomicU64)   when we last heard from it (freshness)
+//!            data    Mutex<{ owner link, topic -> count }>  writers only
+//! ```
+//!
+//! A `count(topic)` locks one shard for reading, and adds the counts of the
+//! slots whose `counted` flag is set, checked *while the shard lock is held*:
+//! a slot is only released for reuse after all its index entries were removed
+//! (which needs the shard's write lock), so an entry seen under the read lock
+//! belongs to the slot's current peer.
+//!
+//! Writers (one connection reader thread per peer, plus housekeeping) take the
+//! slot's `data` mutex, then shard write locks one topic at a time. `data`
+//! also names the connection (`owner`) allowed to write: when a peer's
+//! connection is replaced, late frames from the old one are ignored.
+
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+
+use parking_lot::{Mutex, RwLock};
+use smallvec::SmallVec;
+
+use super::conn::Topic;
+
+/// Most peer nodes one node keeps state for.
+pub(crate) const MAX_SLOTS: usize = 1024;
+const SHARDS: usize = 64;
+
+type Hasher = foldhash::fast::FixedState;
+type MapHasher = foldhash::fast::RandomState;
+type Reporters = SmallVec<[(u16, u64); 4]>;
+
+#[derive(Debug, Default)]
+struct SlotData {
+    owner: u64,
+    counts: HashMap<Topic, u64, foldhash::fast::RandomState>,
+    sum: u64,
+}
+
+#[derive(Debug, Default)]
+struct Slot {
+    counted: AtomicBool,
+    sum: AtomicU64,
+    last_rx_ms: AtomicU64,
+    data: Mutex<SlotData>,
+}
+
+/// What the remote view contributes to one topic.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct RemoteCount {
+    /// Sum of the counted peers' last reports.
+    pub(crate) count: u64,
+    /// Counted peers.
+    pub(crate) reporting: u32,
+    /// Largest `now - last_rx` over counted peers.
+    pub(crate) oldest_age_ms: u64,
+}
+
+/// See the module docs.
+#[derive(Debug)]
+pub(crate) struct View {
+    shards: Box<[RwLock<HashMap<Topic, Reporters, MapHasher>>]>,
+    hasher: Hasher,
+    slots: Box<[Slot]>,
+    high_water: AtomicUsize,
+    known: AtomicU32,
+}
+
+impl View {
+    pub(crate) fn new() -> View {
+        View {
+            shards: (0..SHARDS).map(|_| RwLock::new(HashMap::default())).collect(),
+            hasher: Hasher::with_seed(0x5eed),
+            slots: (0..MAX_SLOTS).map(|_| Slot::default()).collect(),
+            high_water: AtomicUsize::new(0),
+            known: AtomicU32::new(0),
+        }
+    }
+
+    fn shard(&self, topic: &[u8]) -> &RwLock<HashMap<Topic, Reporters, MapHasher>> {
+        &self.shards[(self.hasher.hash_one(topic) as usize) % SHARDS]
+    }
+
+    fn slot(&self, slot: u16) -> &Slot {
+        &self.slots[usize::from(slot) % MAX_SLOTS]
+    }
+
+    /// Notes that `slot` is in use (extends the range reads scan).
+    pub(crate) fn activate(&self, slot: u16) {
+        self.high_water.fetch_max(usize::from(slot) + 1, Ordering::AcqRel);
+    }
+
+    /// Sets the number of peers known (up, syncing or within grace).
+    pub(crate) fn set_known(&self, n: u32) {
+        self.known.store(n, Ordering::Release);
+    }
+
+    pub(crate) fn known(&self) -> u32 {
+        self.known.load(Ordering::Acquire)
+    }
+
+    /// Whether `slot`'s counts are summed.
+    pub(crate) fn set_counted(&self, slot: u16, counted: bool) {
+        self.slot(slot).counted.store(counted, Ordering::Release);
+    }
+
+    pub(crate) fn is_counted(&self, slot: u16) -> bool {
+        self.slot(slot).counted.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn touch(&self, slot: u16, now_ms: u64) {
+        self.slot(slot).last_rx_ms.fetch_max(now_ms, Ordering::AcqRel);
+    }
+
+    /// Makes `link` the only connection allowed to write `slot`.
+    pub(crate) fn set_owner(&self, slot: u16, link: u64) {
+        self.slot(slot).data.lock().owner = link;
+    }
+
+    fn set_index(&self, topic: &Topic, slot: u16, count: u64) {
+        let mut shard = self.shard(topic).write();
+        if count == 0 {
+            if let Some(r) = shard.get_mut(&topic[..]) {
+                r.retain(|(s, _)| *s != slot);
+                if r.is_empty() {
+                    shard.remove(&topic[..]);
+                }
+            }
+            return;
+        }
+        let r = shard.entry(topic.clone()).or_default();
+        match r.iter_mut().find(|(s, _)| *s == slot) {
+            Some(e) => e.1 = count,
+            None => r.push((slot, count)),
+        }
+    }
+
+    fn set_one(&self, d: &mut SlotData, slot: u16, topic: Topic, count: u64) {
+        let old = if count == 0 {
+            d.counts.remove(&topic[..]).unwrap_or(0)
+        } else {
+            d.counts.insert(topic.clone(), count).unwrap_or(0)
+        };
+        if old != count {
+            d.sum = d.sum.wrapping_sub(old).wrapping_add(count);
+            self.set_index(&topic, slot, count);
+        }
+    }
+
+    /// Applies a delta from connection `link`. Returns `false` (and changes
+    /// nothing) if `link` does not own the slot.
+    pub(crate) fn apply(&self, slot: u16, link: u64, entries: Vec<(Topic, u64)>) -> bool {
+        let s = self.slot(slot);
+        let mut d = s.data.lock();
+        if d.owner != link {
+            return false;
+        }
+        for (topic, count) in entries {
+            self.set_one(&mut d, slot, topic, count);
+        }
+        s.sum.store(d.sum, Ordering::Release);
+        true
+    }
+
+    /// Replaces everything `slot` reported with a snapshot from `link`.
+    /// Topics are updated one by one (old value to new), so a concurrent read
+    /// never sees the peer's counts vanish and come back.
+    pub(crate) fn replace(&self, slot: u16, link: u64, snapshot: Vec<(Topic, u64)>) -> bool {
+        let s = self.slot(slot);
+        let mut d = s.data.lock();
+        if d.owner != link {
+            return false;
+        }
+        let mut fresh: HashMap<Topic, u64, foldhash::fast::RandomState> = HashMap::default();
+        fresh.reserve(snapshot.len());
+        for (topic, count) in snapshot {
+            if count == 0 {
+                fresh.remove(&topic[..]);
+            } else {
+                fresh.insert(topic, count);
+            }
+        }
+        let gone: Vec<Topic> = d.counts.keys().filter(|t| !fresh.contains_key(&t[..])).cloned().collect();
+        for topic in gone {
+            self.set_one(&mut d, slot, topic, 0);
+        }
+        for (topic, count) in fresh {
+            self.set_one(&mut d, slot, topic, count);
+        }
+        s.sum.store(d.sum, Ordering::Release);
+        true
+    }
+
+    /// Forgets everything `slot` reported (and stops counting it).
+    pub(crate) fn clear(&self, slot: u16) {
+        let s = self.slot(slot);
+        s.counted.store(false, Ordering::Release);
+        let mut d = s.data.lock();
+        let all: Vec<Topic> = d.counts.drain().map(|(t, _)| t).collect();
+        for topic in all {
+            self.set_index(&topic, slot, 0);
+        }
+        d.sum = 0;
+        s.sum.store(0, Ordering::Release);
+    }
+
+    /// Topics `slot` reports non-zero.
+    pub(crate) fn topics_of(&self, slot: u16) -> usize {
+        self.slot(slot).data.lock().counts.len()
+    }
+
+    /// Sum of `slot`'s counts.
+    pub(crate) fn sum_of(&self, slot: u16) -> u64 {
+        self.slot(slot).sum.load(Ordering::Acquire)
+    }
+
+    /// The remote contribution to `topic`.
+    pub(crate) fn count(&self, topic: &[u8], now_ms: u64) -> RemoteCount {
+        let mut rc = RemoteCount::default();
+        {
+            let shard = self.shard(topic).read();
+            if let Some(r) = shard.get(topic) {
+                for &(slot, n) in r.iter() {
+                    if self.is_counted(slot) {
+                        rc.count = rc.count.saturating_add(n);
+                    }
+                }
+            }
+        }
+        let hw = self.high_water.load(Ordering::Acquire).min(MAX_SLOTS);
+        for s in &self.slots[..hw] {
+            if s.counted.load(Ordering::Acquire) {
+                rc.reporting += 1;
+                rc.oldest_age_ms = rc.oldest_age_ms.max(now_ms.saturating_sub(s.last_rx_ms.load(Ordering::Acquire)));
+            }
+        }
+        rc
+    }
+
+    /// Just the summed count of `topic` (the hot read path).
+    pub(crate) fn count_only(&self, topic: &[u8]) -> u64 {
+        let shard = self.shard(topic).read();
+        shard
+            .get(topic)
+            .map_or(0, |r| r.iter().filter(|(s, _)| self.is_counted(*s)).fold(0u64, |a, &(_, n)| a.saturating_add(n)))
+    }
+
+    /// `slot`'s last report for `topic`.
+    pub(crate) fn count_of(&self, slot: u16, topic: &[u8]) -> u64 {
+        let shard = self.shard(topic).read();
+        shard.get(topic).and_then(|r| r.iter().find(|(s, _)| *s == slot)).map_or(0, |&(_, n)| n)
+    }
+
+    /// Sum over counted peers of all their counts.
+    pub(crate) fn total(&self) -> u64 {
+        let hw = self.high_water.load(Ordering::Acquire).min(MAX_SLOTS);
+        self.slots[..hw]
+            .iter()
+            .filter(|s| s.counted.load(Ordering::Acquire))
+            .fold(0u64, |a, s| a.saturating_add(s.sum.load(Ordering::Acquire)))
+    }
+
+    /// Distinct topics in the index.
+    pub(crate) fn topics(&self) -> usize {
+        self.shards.iter().map(|s| s.read().len()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn t(s: &str) -> Topic {
+        Arc::from(s.as_bytes())
+    }
+
+    #[test]
+    fn counts_sum_counted_slots_only() {
+        let v = View::new();
+        for s in 0..3 {
+            v.activate(s);
+            v.set_owner(s, 10 + u64::from(s));
+        }
+        assert!(v.replace(0, 10, vec![(t("a"), 2), (t("b"), 1)]));
+        assert!(v.replace(1, 11, vec![(t("a"), 5)]));
+        assert!(v.replace(2, 12, vec![(t("a"), 7)]));
+        v.set_counted(0, true);
+        v.set_counted(1, true);
+        assert_eq!(v.count_only(b"a"), 7);
+        assert_eq!(v.total(), 8);
+        assert_eq!(v.count(b"a", 0).reporting, 2);
+        assert_eq!(v.count_of(2, b"a"), 7);
+        // A delta from a connection that does not own the slot is ignored.
+        assert!(!v.apply(0, 99, vec![(t("a"), 100)]));
+        assert!(v.apply(0, 10, vec![(t("a"), 3), (t("b"), 0), (t("c"), 4)]));
+        assert_eq!(v.count_only(b"a"), 8);
+        assert_eq!(v.count_only(b"b"), 0);
+        assert_eq!(v.sum_of(0), 7);
+        // A snapshot replaces: "c" disappears.
+        assert!(v.replace(0, 10, vec![(t("a"), 1), (t("a"), 2), (t("d"), 0)]));
+        assert_eq!(v.count_only(b"c"), 0);
+        assert_eq!(v.count_only(b"d"), 0);
+        assert_eq!(v.topics_of(0), 1);
+        assert_eq!(v.sum_of(0), 2);
+        v.clear(1);
+        assert_eq!(v.count_only(b"a"), 2);
+        assert_eq!(v.total(), 2);
+        v.clear(0);
+        v.clear(2);
+        assert_eq!(v.topics(), 0);
+    }
+
+    #[test]
+    fn freshness_is_the_oldest_counted_report() {
+        let v = View::new();
+        v.activate(1);
+        v.activate(0);
+        v.set_counted(0, true);
+        v.set_counted(1, true);
+        v.touch(0, 100);
+        v.touch(1, 40);
+        let rc = v.count(b"x", 150);
+        assert_eq!((rc.reporting, rc.oldest_age_ms), (2, 110));
+    }
+}
