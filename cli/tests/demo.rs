@@ -38,7 +38,6 @@ fn a_one_node_demo_converges() {
 }
 
 #[test]
-#[ignore = "needs clustering"]
 fn the_short_demo_converges() {
     let (out, took) = demo(&["--seconds", "2", "--users", "2000", "--topics", "50", "--churn", "2000"]);
     let text = check_report(&out);

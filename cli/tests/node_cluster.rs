@@ -48,7 +48,6 @@ fn converge(nodes: &mut [&mut NodeProc], topic: &str, want: u64, what: &str) -> 
 }
 
 #[test]
-#[ignore = "needs clustering"]
 fn three_nodes_converge_and_a_killed_node_drops_out_then_returns() {
     let mut nodes = cluster(DOWN_AFTER_MS);
     let [a, b, c] = &mut nodes[..] else { unreachable!() };
@@ -91,7 +90,6 @@ fn three_nodes_converge_and_a_killed_node_drops_out_then_returns() {
 }
 
 #[test]
-#[ignore = "needs clustering"]
 fn a_graceful_quit_drops_out_at_once() {
     // down_after is long, so only the goodbye can explain a fast drop.
     let mut nodes = cluster("30000");
@@ -114,7 +112,6 @@ fn a_graceful_quit_drops_out_at_once() {
 }
 
 #[test]
-#[ignore = "needs clustering"]
 fn a_node_with_the_wrong_secret_gets_nothing() {
     let mut a = node("a", None, DOWN_AFTER_MS);
     track(&mut a, "room", 1, 3);
