@@ -3,7 +3,8 @@
 //!
 //! Start-up: the node starts, then prints `ready <listen-addr>` (the address
 //! actually bound, so `--listen 127.0.0.1:0` reports its port), or
-//! `ready -` for a local-only node (no `--listen`). Nothing else is ever
+//! `ready -` for a node that does not listen (no `--listen`: local-only, or
+//! only dialing its `--seeds`). Nothing else is ever
 //! written to stdout but one answer line per command; logs go to stderr.
 //!
 //! Shut-down: `quit` (answered `ok`), end of input, SIGINT, SIGTERM or SIGHUP
@@ -188,7 +189,8 @@ pub(crate) fn run(args: &NodeArgs) -> ExitCode {
     }
     match (&args.listen, args.seeds.is_empty()) {
         (None, true) => log("ready, local-only (no --listen, no --seeds)"),
-        _ => log(&format!("ready, listening on {addr}, seeds [{}]", args.seeds.join(", "))),
+        (None, false) => log(&format!("ready, not listening, seeds [{}]", args.seeds.join(", "))),
+        (Some(_), _) => log(&format!("ready, listening on {addr}, seeds [{}]", args.seeds.join(", "))),
     }
 
     let reader = std::thread::Builder::new().name("stdin".into()).spawn(move || read_lines(&tx));
