@@ -21,9 +21,9 @@ use std::process::ExitCode;
     version,
     about = "Exact cluster-wide counts of connected users per topic",
     long_about = "Exact cluster-wide counts of connected users per topic.\n\n\
-        `demo` starts a small cluster on loopback, churns simulated users through it \
-        and checks every node's counts against the truth; `node` runs one node \
-        driven by a line protocol on stdin/stdout.",
+        `demo` starts a small cluster on loopback, churns simulated users through it\n\
+        and checks every node's counts against the truth; `node` runs one node driven\n\
+        by a line protocol on stdin/stdout.",
     after_help = "Examples:\n  \
         headcount demo\n  \
         headcount demo --nodes 5 --users 200000 --churn 50000 --seconds 10\n  \

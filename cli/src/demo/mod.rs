@@ -35,9 +35,9 @@ use zipf::Zipf;
 
 /// Start a cluster on loopback, churn simulated users through it, check every count.
 #[derive(Debug, Args)]
-#[command(after_help = "The demo starts the nodes in this process, on 127.0.0.1 with a random \
-secret; nothing leaves the machine. It exits 0 when every node's count of every topic \
-matched the truth after the load stopped, 1 otherwise.
+#[command(after_help = "The nodes run in this process, on 127.0.0.1 with a random secret; nothing
+leaves the machine. The exit status is 0 when, after the load stopped, every
+node's count of every topic matched the truth, 1 otherwise.
 
 Examples:
   headcount demo
@@ -66,9 +66,9 @@ pub(crate) struct DemoArgs {
     /// Worker threads generating the load.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
     workers: u16,
-    /// The nodes' flush interval [default: the library's, 100].
-    #[arg(long, value_name = "MS")]
-    flush_interval_ms: Option<u64>,
+    /// The nodes' flush interval: how often changed counts are sent.
+    #[arg(long, value_name = "MS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    flush_interval_ms: u64,
     /// Seed for the simulated users' choices [default: random].
     #[arg(long)]
     seed: Option<u64>,
@@ -139,9 +139,7 @@ impl<'a> Demo<'a> {
             let mut cfg = Config::new();
             let mut set = |k: &str, v: &str| cfg.set(k, v).map_err(|e| format!("{name}: {e}"));
             set("node_name", &name)?;
-            if let Some(ms) = args.flush_interval_ms {
-                set("flush_interval_ms", &ms.to_string())?;
-            }
+            set("flush_interval_ms", &args.flush_interval_ms.to_string())?;
             if n > 1 {
                 set("cluster", "headcount-demo")?;
                 set("secret", &secret)?;
@@ -161,10 +159,7 @@ impl<'a> Demo<'a> {
         }
         let formed_in = wait_formed(&nodes, started)?;
         let names = (1..=args.topics).map(|k| format!("room:{k}").into_bytes()).collect();
-        let flush = match args.flush_interval_ms {
-            Some(ms) => Duration::from_millis(ms),
-            None => Duration::from_millis(100),
-        };
+        let flush = Duration::from_millis(args.flush_interval_ms);
         Ok(Self { args, nodes, names, zipf: Zipf::new(args.topics as usize, args.zipf), seed, flush, formed_in })
     }
 
