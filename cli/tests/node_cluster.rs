@@ -105,8 +105,7 @@ fn a_graceful_quit_drops_out_at_once() {
     assert!(took < Duration::from_secs(3), "{took:?}");
 
     // SIGTERM is a graceful leave too.
-    let kill = std::process::Command::new("kill").args(["-TERM", &c.pid().to_string()]).status().unwrap();
-    assert!(kill.success());
+    c.signal(libc::SIGTERM);
     assert!(c.wait(Duration::from_secs(10)).is_some_and(|s| s.success()));
     eventually(Duration::from_secs(3), || a.num("count room") == 1).expect("c's counts disappear after SIGTERM");
 }

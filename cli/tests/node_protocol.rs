@@ -124,14 +124,13 @@ fn end_of_input_closes_gracefully() {
 
 #[test]
 fn sigterm_and_sigint_close_gracefully() {
-    for signal in ["-TERM", "-INT"] {
+    for (signal, name) in [(libc::SIGTERM, "SIGTERM"), (libc::SIGINT, "SIGINT")] {
         let mut n = NodeProc::start("sig", &[]);
         assert_eq!(n.cmd("track a 1"), "ok 1");
-        let kill = std::process::Command::new("kill").args([signal, &n.pid().to_string()]).status().unwrap();
-        assert!(kill.success());
-        let status = n.wait(Duration::from_secs(10)).unwrap_or_else(|| panic!("{signal}: still running"));
-        assert!(status.success(), "{signal}: {status:?}");
-        assert!(n.stderr().contains("signal received"), "{signal}: {}", n.stderr());
+        n.signal(signal);
+        let status = n.wait(Duration::from_secs(10)).unwrap_or_else(|| panic!("{name}: still running"));
+        assert!(status.success(), "{name}: {status:?}");
+        assert!(n.stderr().contains("signal received"), "{name}: {}", n.stderr());
     }
 }
 

@@ -146,8 +146,13 @@ impl NodeProc {
         self.child.wait().expect("reap");
     }
 
-    pub fn pid(&self) -> u32 {
-        self.child.id()
+    /// Sends `signal` (e.g. `libc::SIGTERM`) to the process.
+    pub fn signal(&self, signal: i32) {
+        let pid = libc::pid_t::try_from(self.child.id()).expect("pid fits pid_t");
+        // SAFETY: kill(2) takes plain integers; the child is ours and not yet
+        // reaped (Drop and wait reap it), so the pid names this process.
+        let rc = unsafe { libc::kill(pid, signal) };
+        assert_eq!(rc, 0, "kill({pid}, {signal}): {}", std::io::Error::last_os_error());
     }
 
     pub fn stderr(&self) -> String {
