@@ -1,7 +1,8 @@
 //! Several `headcount node` processes on loopback: counts converge, a node
 //! killed with SIGKILL drops out of the others' counts within a bounded
 //! time and comes back when restarted, a graceful `quit` drops out at once,
-//! and a node with the wrong secret gets nothing.
+//! a node with the wrong secret gets nothing, and `--secret-file` wins over
+//! `HEADCOUNT_SECRET`.
 
 mod common;
 
@@ -122,4 +123,15 @@ fn a_node_with_the_wrong_secret_gets_nothing() {
     assert_eq!(intruder.num("count room"), 5, "the intruder learned a's counts");
     assert_eq!(a.num("count room"), 3, "a summed the intruder's counts");
     assert_eq!(a.json("info room")["peers_known"], 0);
+
+    // --secret-file wins over the environment, and its newline is trimmed.
+    let file = std::env::temp_dir().join(format!("headcount-secret-{}", std::process::id()));
+    std::fs::write(&file, format!("{}\n", common::SECRET)).unwrap();
+    let secret_file = file.to_str().unwrap();
+    let args =
+        ["--listen", "127.0.0.1:0", "--seeds", &a.addr, "--flush-interval-ms", FLUSH_MS, "--secret-file", secret_file];
+    let mut carol = NodeProc::try_start_with_secret("carol", &args, "not-the-secret").unwrap();
+    track(&mut carol, "room", 200, 2);
+    converge(&mut [&mut a, &mut carol], "room", 5, "carol joins with the file's secret");
+    std::fs::remove_file(&file).unwrap();
 }
