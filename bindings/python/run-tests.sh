@@ -16,7 +16,12 @@ python="${PYTHON:-python3}"
 pip_flags=(--quiet --disable-pip-version-check)
 
 if [ ! -x "$venv/bin/python" ]; then
+    if ! "$python" -c "import ensurepip, venv" 2>/dev/null; then
+        echo "run-tests.sh: $python cannot create a venv with pip (on Debian: apt-get install python3-venv)" >&2
+        exit 1
+    fi
     echo "run-tests.sh: creating $venv"
+    rm -rf "$venv"
     "$python" -m venv "$venv"
 fi
 vpy="$venv/bin/python"
