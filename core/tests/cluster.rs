@@ -458,3 +458,26 @@ fn add_peer_joins_two_lone_nodes() {
     let l = Node::start(&Config::new()).unwrap();
     assert!(l.add_peer(&addr(&a)).is_err());
 }
+
+#[test]
+fn a_gracefully_departed_peer_is_not_redialed_but_a_seed_is() {
+    let a = node("da", &[], &[]);
+    let b = node("db", &[addr(&a)], &[]);
+    mesh(&[&a, &b], Duration::from_secs(5));
+    // a learned b's listen address from its HELLO; b has a as a seed.
+    assert!(wait_for(Duration::from_secs(3), || stats(&a)["known_addresses"] == 1).is_some());
+    assert_eq!(stats(&b)["known_addresses"], 1);
+    let c = node("dc", &[addr(&a)], &[]);
+    mesh(&[&a, &b, &c], Duration::from_secs(5));
+    assert!(wait_for(Duration::from_secs(3), || stats(&a)["known_addresses"] == 2).is_some());
+    b.close();
+    // a forgets b's learned address (its dialer ends), c keeps its seed.
+    assert!(
+        wait_for(Duration::from_secs(3), || stats(&a)["known_addresses"] == 1).is_some(),
+        "a still dials the departed b: {}",
+        stats(&a)["known_addresses"]
+    );
+    a.close();
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(stats(&c)["known_addresses"].as_u64().unwrap() >= 1, "a seed must be kept after its BYE");
+}

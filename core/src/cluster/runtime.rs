@@ -1044,6 +1044,10 @@ impl Cluster {
                 self.view.clear(p.slot);
             }
         }
+        // It said it is leaving: stop redialing the addresses we learned for
+        // it (their dialer threads see the entry gone and end). Seeds and
+        // add_peer addresses stay, since an operator asked for them.
+        reg.addrs.retain(|_, d| d.seed || d.node_id != Some(peer_id));
         let known = reg.known(now, self.down_grace_ms);
         self.view.set_known(known);
     }
