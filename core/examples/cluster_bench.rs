@@ -12,21 +12,15 @@
 
 use std::time::{Duration, Instant};
 
-use headcount::{Config, Node};
+use headcount::Node;
+// Nodes on loopback and the xorshift generator, shared with the tests.
+#[path = "../tests/support/mod.rs"]
+mod support;
+use support::{addr, stats, Rng};
 
+/// A node on 127.0.0.1 with the default configuration.
 fn node(name: &str, seeds: &[String]) -> Node {
-    let mut c = Config::new();
-    c.set("node_name", name).unwrap();
-    c.set("listen", "127.0.0.1:0").unwrap();
-    c.set("secret", "bench-secret").unwrap();
-    if !seeds.is_empty() {
-        c.set("seeds", &seeds.join(",")).unwrap();
-    }
-    Node::start(&c).unwrap()
-}
-
-fn addr(n: &Node) -> String {
-    n.local_addr().unwrap().to_string()
+    support::node(name, seeds, &[])
 }
 
 fn wait(timeout: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> {
@@ -49,23 +43,12 @@ fn pair() -> (Node, Node) {
 }
 
 fn peer_stat(n: &Node, key: &str) -> u64 {
-    let v: serde_json::Value = serde_json::from_str(&n.stats_json().unwrap()).unwrap();
-    v["peers"][0][key].as_u64().unwrap_or(0)
+    stats(n)["peers"][0][key].as_u64().unwrap_or(0)
 }
 
 fn pct(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i.min(sorted.len() - 1)]
-}
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
 }
 
 fn latency() {
@@ -198,8 +181,7 @@ fn cpu() {
             a.track(format!("room:{}", (c * 7 + k * 13_331) % 100_000).as_bytes(), c).unwrap();
         }
     }
-    let pairs: u64 =
-        serde_json::from_str::<serde_json::Value>(&a.stats_json().unwrap()).unwrap()["tracked_pairs"].as_u64().unwrap();
+    let pairs: u64 = stats(&a)["tracked_pairs"].as_u64().unwrap();
     wait(Duration::from_secs(30), || b.total().unwrap() == a.total().unwrap()).expect("b never caught up");
     eprintln!("loaded {pairs} pairs in {:?}", t.elapsed());
     std::thread::sleep(Duration::from_millis(500));
@@ -237,7 +219,7 @@ fn cpu() {
          A flushes avg {} us   (Phoenix.Tracker: track times out at 80-100k connections under churn)",
         ops as f64 / wall.as_secs_f64(),
         background.as_secs_f64() / wall.as_secs_f64() * 100.0,
-        serde_json::from_str::<serde_json::Value>(&a.stats_json().unwrap()).unwrap()["flush_us_avg"]
+        stats(&a)["flush_us_avg"]
     );
 }
 

@@ -102,14 +102,10 @@ impl Cluster {
         }
     }
 
+    /// `ms` times a factor from 0.5 to 1.5. Only spreads redials, so no
+    /// need for secure randomness.
     fn jitter(&self, ms: u64) -> u64 {
-        // xorshift; only spreads redials, so no need for secure randomness.
-        let mut x = self.jitter.load(Ordering::Relaxed);
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.jitter.store(x, Ordering::Relaxed);
-        ms / 2 + x % (ms + 1)
+        ms / 2 + self.jitter.lock().next() % (ms + 1)
     }
 
     fn dial_loop(self: Arc<Self>, addr: &str) {

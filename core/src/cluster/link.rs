@@ -49,6 +49,30 @@ use crate::sync::{Arc, AtomicBool, AtomicU64, AtomicUsize, Ordering};
 /// fresh snapshot instead (bounds per-peer memory whatever the peer does).
 pub(crate) const OUTBOX_CAP: usize = 1 << 18;
 
+/// A link's cumulative traffic, as read from its [`LinkStats`]. A peer keeps
+/// the sum over its closed links, so that its stats cover every connection.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Traffic {
+    pub(super) bytes_in: u64,
+    pub(super) bytes_out: u64,
+    pub(super) frames_in: u64,
+    pub(super) frames_out: u64,
+    pub(super) coalesced: u64,
+}
+
+impl std::ops::Add for Traffic {
+    type Output = Traffic;
+    fn add(self, o: Traffic) -> Traffic {
+        Traffic {
+            bytes_in: self.bytes_in + o.bytes_in,
+            bytes_out: self.bytes_out + o.bytes_out,
+            frames_in: self.frames_in + o.frames_in,
+            frames_out: self.frames_out + o.frames_out,
+            coalesced: self.coalesced + o.coalesced,
+        }
+    }
+}
+
 /// Per-connection counters.
 #[derive(Debug, Default)]
 pub(super) struct LinkStats {
@@ -60,6 +84,19 @@ pub(super) struct LinkStats {
     pub(super) overflows: AtomicU64,
     pub(super) snapshots_sent: AtomicU64,
     pub(super) pending: AtomicUsize,
+}
+
+impl LinkStats {
+    /// The cumulative counters now.
+    pub(super) fn traffic(&self) -> Traffic {
+        Traffic {
+            bytes_in: self.bytes_in.load(Ordering::Relaxed),
+            bytes_out: self.bytes_out.load(Ordering::Relaxed),
+            frames_in: self.frames_in.load(Ordering::Relaxed),
+            frames_out: self.frames_out.load(Ordering::Relaxed),
+            coalesced: self.coalesced.load(Ordering::Relaxed),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -91,6 +128,37 @@ pub(super) struct Link {
 }
 
 impl Link {
+    /// A link over `stream` whose protocol state is `conn` (fresh, or in
+    /// tests already past the handshake), with an empty outbox and no peer
+    /// registered yet.
+    pub(super) fn new(
+        id: u64,
+        role: Role,
+        remote: SocketAddr,
+        dialed: Option<String>,
+        stream: TcpStream,
+        conn: Conn,
+    ) -> Link {
+        Link {
+            id,
+            role,
+            remote,
+            dialed,
+            stream,
+            st: Mutex::new(LinkState {
+                conn,
+                pending: HashMap::default(),
+                need_snapshot: false,
+                peers: None,
+                stop: false,
+            }),
+            cv: Condvar::new(),
+            stats: LinkStats::default(),
+            peer_id: AtomicU64::new(0),
+            finished: AtomicBool::new(false),
+        }
+    }
+
     /// Queues a BYE and makes the writer stop after writing it.
     pub(super) fn close(&self, code: ByeCode, message: &str, now_ms: u64) {
         let mut st = self.st.lock();
@@ -166,24 +234,9 @@ impl Cluster {
             }
         };
         let now = self.now_ms();
-        let link = Arc::new(Link {
-            id: self.next_link.fetch_add(1, Ordering::Relaxed),
-            role,
-            remote,
-            dialed,
-            stream,
-            st: Mutex::new(LinkState {
-                conn: Conn::new(&self.params, role, nonce, now),
-                pending: HashMap::default(),
-                need_snapshot: false,
-                peers: None,
-                stop: false,
-            }),
-            cv: Condvar::new(),
-            stats: LinkStats::default(),
-            peer_id: AtomicU64::new(0),
-            finished: AtomicBool::new(false),
-        });
+        let id = self.next_link.fetch_add(1, Ordering::Relaxed);
+        let conn = Conn::new(&self.params, role, nonce, now);
+        let link = Arc::new(Link::new(id, role, remote, dialed, stream, conn));
         {
             let mut reg = self.reg.lock();
             if self.is_closed() {
@@ -488,24 +541,7 @@ mod tests {
             }
         }
         assert!(a.is_established());
-        Link {
-            id: 1,
-            role: Role::Dialer,
-            remote: l.local_addr().unwrap(),
-            dialed: None,
-            stream,
-            st: Mutex::new(LinkState {
-                conn: a,
-                pending: HashMap::default(),
-                need_snapshot: false,
-                peers: None,
-                stop: false,
-            }),
-            cv: Condvar::new(),
-            stats: LinkStats::default(),
-            peer_id: AtomicU64::new(2),
-            finished: AtomicBool::new(false),
-        }
+        Link::new(1, Role::Dialer, l.local_addr().unwrap(), None, stream, a)
     }
 
     fn ch(list: &[(&str, u64)]) -> Vec<(Topic, u64)> {

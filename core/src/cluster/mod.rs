@@ -20,3 +20,4 @@ mod registry;
 pub(crate) mod runtime;
 pub(crate) mod view;
 pub mod wire;
+mod xorshift;

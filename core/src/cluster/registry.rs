@@ -25,7 +25,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use super::conn::{PeerIdentity, Role};
-use super::link::Link;
+use super::link::{Link, Traffic};
 use super::log::{log, Level};
 use super::runtime::Cluster;
 use super::view::{View, MAX_SLOTS};
@@ -70,12 +70,8 @@ pub(super) struct Peer {
     pub(super) last_link: Option<Arc<Link>>,
     pub(super) status: Status,
     pub(super) since_ms: u64,
-    /// Counters of earlier links to this peer.
-    pub(super) bytes_in: u64,
-    pub(super) bytes_out: u64,
-    pub(super) frames_in: u64,
-    pub(super) frames_out: u64,
-    pub(super) coalesced: u64,
+    /// Traffic of earlier links to this peer.
+    pub(super) earlier: Traffic,
     pub(super) connects: u64,
 }
 
@@ -113,6 +109,18 @@ impl Registry {
         self.peers.values().filter(|p| p.link.is_some() && !p.listen.is_empty()).map(|p| p.listen.clone()).collect()
     }
 
+    /// Queues the current gossip list (PEERS) on every connected peer's link
+    /// and wakes its writer: called whenever the set of connected peers
+    /// changes.
+    fn share_gossip(&self) {
+        let gossip = self.gossip();
+        for l in self.peers.values().filter_map(|p| p.link.as_ref()) {
+            let mut st = l.st.lock();
+            st.peers = Some(gossip.clone());
+            l.cv.notify_all();
+        }
+    }
+
     fn known(&self, now_ms: u64, grace_ms: u64) -> u32 {
         self.peers
             .values()
@@ -125,19 +133,14 @@ impl Registry {
     }
 }
 
-/// One peer's line in [`Cluster::peers_json`].
+/// One peer's entry in the `peers` array of [`Cluster::stats`].
 pub(super) fn peer_json(node_id: u64, p: &Peer, now_ms: u64, view: &View) -> serde_json::Value {
-    let (mut bi, mut bo, mut fi, mut fo, mut co) = (p.bytes_in, p.bytes_out, p.frames_in, p.frames_out, p.coalesced);
+    let mut t = p.earlier;
     let mut pending = 0;
     let mut address = p.listen.clone();
     if let Some(l) = &p.link {
-        let s = &l.stats;
-        bi += s.bytes_in.load(Ordering::Relaxed);
-        bo += s.bytes_out.load(Ordering::Relaxed);
-        fi += s.frames_in.load(Ordering::Relaxed);
-        fo += s.frames_out.load(Ordering::Relaxed);
-        co += s.coalesced.load(Ordering::Relaxed);
-        pending = s.pending.load(Ordering::Relaxed);
+        t = t + l.stats.traffic();
+        pending = l.stats.pending.load(Ordering::Relaxed);
         if address.is_empty() {
             address = l.remote.to_string();
         }
@@ -157,12 +160,12 @@ pub(super) fn peer_json(node_id: u64, p: &Peer, now_ms: u64, view: &View) -> ser
         "state_age_ms": now_ms.saturating_sub(p.since_ms),
         "topics": view.topics_of(p.slot),
         "total": view.sum_of(p.slot),
-        "bytes_in": bi,
-        "bytes_out": bo,
-        "frames_in": fi,
-        "frames_out": fo,
+        "bytes_in": t.bytes_in,
+        "bytes_out": t.bytes_out,
+        "frames_in": t.frames_in,
+        "frames_out": t.frames_out,
         "outbox_pending": pending,
-        "outbox_coalesces": co,
+        "outbox_coalesces": t.coalesced,
         "outbox_overflows": overflows,
         "snapshots_sent": snapshots,
         "connects": p.connects,
@@ -213,11 +216,7 @@ impl Cluster {
                         last_link: None,
                         status: Status::Syncing,
                         since_ms: now,
-                        bytes_in: 0,
-                        bytes_out: 0,
-                        frames_in: 0,
-                        frames_out: 0,
-                        coalesced: 0,
+                        earlier: Traffic::default(),
                         connects: 0,
                     },
                 );
@@ -266,22 +265,10 @@ impl Cluster {
         p.since_ms = now;
         self.view.set_owner(slot, link.id);
         link.peer_id.store(id.node_id, Ordering::Release);
-        let gossip = reg.gossip();
-        {
-            let mut st = link.st.lock();
-            st.need_snapshot = true;
-            st.peers = Some(gossip.clone());
-            link.cv.notify_all();
-        }
-        for (nid, other) in reg.peers.iter() {
-            if *nid != id.node_id {
-                if let Some(l) = &other.link {
-                    let mut st = l.st.lock();
-                    st.peers = Some(gossip.clone());
-                    l.cv.notify_all();
-                }
-            }
-        }
+        // The new link starts with a snapshot; it and every other link get
+        // the new gossip list (share_gossip wakes their writers).
+        link.st.lock().need_snapshot = true;
+        reg.share_gossip();
         self.view.set_known(reg.known(now, self.down_grace_ms));
         let dial_listen = !listen.is_empty() && !reg.addrs.contains_key(&listen);
         drop(reg);
@@ -341,12 +328,7 @@ impl Cluster {
         if let Some(p) = reg.peers.get_mut(&peer_id) {
             if p.link.as_ref().is_some_and(|l| l.id == link.id) {
                 p.link = None;
-                let s = &link.stats;
-                p.bytes_in += s.bytes_in.load(Ordering::Relaxed);
-                p.bytes_out += s.bytes_out.load(Ordering::Relaxed);
-                p.frames_in += s.frames_in.load(Ordering::Relaxed);
-                p.frames_out += s.frames_out.load(Ordering::Relaxed);
-                p.coalesced += s.coalesced.load(Ordering::Relaxed);
+                p.earlier = p.earlier + link.stats.traffic();
                 self.view.set_owner(p.slot, 0);
                 if p.status != Status::Left {
                     log!(Level::Info, &self.name, "peer {} down: {reason}", p.name);
@@ -360,14 +342,7 @@ impl Cluster {
             }
         }
         if changed {
-            let gossip = reg.gossip();
-            for other in reg.peers.values() {
-                if let Some(l) = &other.link {
-                    let mut st = l.st.lock();
-                    st.peers = Some(gossip.clone());
-                    l.cv.notify_all();
-                }
-            }
+            reg.share_gossip();
         }
         let known = reg.known(now, self.down_grace_ms);
         self.view.set_known(known);

@@ -43,6 +43,7 @@ use super::log::{log, Level};
 use super::registry::{peer_json, Peer, Registry};
 use super::view::View;
 use super::wire::ByeCode;
+use super::xorshift::Rng;
 use crate::counter::Counter;
 use crate::error::{Error, Result};
 use crate::sync::{Arc, AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -96,7 +97,8 @@ pub(crate) struct Cluster {
     pub(super) threads: Mutex<Vec<JoinHandle<()>>>,
     pub(super) next_link: AtomicU64,
     pub(super) stats: Stats,
-    pub(super) jitter: AtomicU64,
+    /// Redial jitter (dial.rs), seeded from the incarnation.
+    pub(super) jitter: Mutex<Rng>,
 }
 
 impl Cluster {
@@ -148,7 +150,7 @@ impl Cluster {
             threads: Mutex::new(Vec::new()),
             next_link: AtomicU64::new(1),
             stats: Stats::default(),
-            jitter: AtomicU64::new(incarnation | 1),
+            jitter: Mutex::new(Rng(incarnation | 1)),
         });
         log!(
             Level::Info,
