@@ -42,7 +42,7 @@ use super::identity::random_bytes;
 use super::log::{log, Level};
 use super::registry::dialable;
 use super::runtime::Cluster;
-use super::wire::{self, ByeCode, FrameDecoder, MAX_HANDSHAKE_FRAME_LEN, NONCE_LEN};
+use super::wire::{self, ByeCode, Delta, Frame, FrameDecoder, Snapshot, MAX_HANDSHAKE_FRAME_LEN, NONCE_LEN};
 use crate::sync::{Arc, AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 /// Coalesced outbox entries per link past which we drop them and send a
@@ -58,6 +58,10 @@ pub(super) struct Traffic {
     pub(super) frames_in: u64,
     pub(super) frames_out: u64,
     pub(super) coalesced: u64,
+    /// Topic entries in the SNAPSHOT and DELTA frames written.
+    pub(super) topics_out: u64,
+    /// Bytes of those SNAPSHOT and DELTA frames (header and CRC included).
+    pub(super) state_bytes_out: u64,
 }
 
 impl std::ops::Add for Traffic {
@@ -69,6 +73,8 @@ impl std::ops::Add for Traffic {
             frames_in: self.frames_in + o.frames_in,
             frames_out: self.frames_out + o.frames_out,
             coalesced: self.coalesced + o.coalesced,
+            topics_out: self.topics_out + o.topics_out,
+            state_bytes_out: self.state_bytes_out + o.state_bytes_out,
         }
     }
 }
@@ -81,6 +87,8 @@ pub(super) struct LinkStats {
     pub(super) frames_in: AtomicU64,
     pub(super) frames_out: AtomicU64,
     pub(super) coalesced: AtomicU64,
+    pub(super) topics_out: AtomicU64,
+    pub(super) state_bytes_out: AtomicU64,
     pub(super) overflows: AtomicU64,
     pub(super) snapshots_sent: AtomicU64,
     pub(super) pending: AtomicUsize,
@@ -95,6 +103,8 @@ impl LinkStats {
             frames_in: self.frames_in.load(Ordering::Relaxed),
             frames_out: self.frames_out.load(Ordering::Relaxed),
             coalesced: self.coalesced.load(Ordering::Relaxed),
+            topics_out: self.topics_out.load(Ordering::Relaxed),
+            state_bytes_out: self.state_bytes_out.load(Ordering::Relaxed),
         }
     }
 }
@@ -463,12 +473,18 @@ impl Cluster {
                 st.peers = None;
             }
             let mut frames = 0;
+            // Entries and bytes of the state frames (SNAPSHOT, DELTA) in `out`.
+            let (mut topics, mut state_bytes) = (0, 0);
             while let Some(f) = st.conn.poll_transmit() {
+                let start = out.len();
                 if let Err(e) = wire::encode_frame(&f, &mut out) {
                     // Our own frames always fit; should one not, fail the
                     // connection rather than send garbage.
                     log!(Level::Error, &self.name, "cannot encode {}: {e}", f.frame_type().name());
                     st.conn.close(ByeCode::PROTOCOL_ERROR, "internal encoding error", now);
+                } else if let Frame::Snapshot(Snapshot { entries, .. }) | Frame::Delta(Delta { entries, .. }) = &f {
+                    topics += entries.len() as u64;
+                    state_bytes += (out.len() - start) as u64;
                 }
                 frames += 1;
             }
@@ -479,6 +495,8 @@ impl Cluster {
                     Ok(()) => {
                         link.stats.bytes_out.fetch_add(out.len() as u64, Ordering::Relaxed);
                         link.stats.frames_out.fetch_add(frames, Ordering::Relaxed);
+                        link.stats.topics_out.fetch_add(topics, Ordering::Relaxed);
+                        link.stats.state_bytes_out.fetch_add(state_bytes, Ordering::Relaxed);
                     }
                     Err(e) => {
                         log!(Level::Info, &self.name, "{}: write failed: {e}", link.remote);

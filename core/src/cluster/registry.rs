@@ -164,6 +164,8 @@ pub(super) fn peer_json(node_id: u64, p: &Peer, now_ms: u64, view: &View) -> ser
         "bytes_out": t.bytes_out,
         "frames_in": t.frames_in,
         "frames_out": t.frames_out,
+        "topics_out": t.topics_out,
+        "state_bytes_out": t.state_bytes_out,
         "outbox_pending": pending,
         "outbox_coalesces": t.coalesced,
         "outbox_overflows": overflows,
@@ -326,9 +328,12 @@ impl Cluster {
         let peer_id = link.peer_id.load(Ordering::Acquire);
         let mut changed = false;
         if let Some(p) = reg.peers.get_mut(&peer_id) {
+            // Every link registered for this peer adds its traffic once, when
+            // it ends, also one replaced by a duplicate or a new incarnation:
+            // the peer's counters never go back.
+            p.earlier = p.earlier + link.stats.traffic();
             if p.link.as_ref().is_some_and(|l| l.id == link.id) {
                 p.link = None;
-                p.earlier = p.earlier + link.stats.traffic();
                 self.view.set_owner(p.slot, 0);
                 if p.status != Status::Left {
                     log!(Level::Info, &self.name, "peer {} down: {reason}", p.name);
