@@ -7,17 +7,20 @@
 //! byte-level specification is `docs/PROTOCOL.md`.
 //!
 //! The networked node is `runtime` (the facade) over `dial` (listener and
-//! dialers), `link` (one connection's reader, writer and outbox), `registry`
-//! (peers and the duplicate rule), `identity` (node ids) and `view` (the
-//! remote counts); docs/CLUSTER.md has the module table and the threads.
+//! dialers), `link` (one connection's outbox and counters), `reader` and
+//! `writer` (its two threads), `registry` (peers and the duplicate rule),
+//! `identity` (node ids) and `view` (the remote counts); docs/CLUSTER.md has
+//! the module table and the threads.
 
 pub mod conn;
 mod dial;
 mod identity;
 mod link;
 pub(crate) mod log;
+mod reader;
 mod registry;
 pub(crate) mod runtime;
 pub(crate) mod view;
 pub mod wire;
+mod writer;
 mod xorshift;

@@ -17,9 +17,12 @@
 //! |---------------|------|
 //! | `runtime`     | this facade: start, `distribute`, reads, stats, shutdown |
 //! | [`super::dial`]     | listener, one dialer per address, backoff and jitter |
-//! | [`super::link`]     | one connection: outbox, reader thread, writer thread |
+//! | [`super::link`]     | one connection's shared state: outbox, traffic counters |
+//! | [`super::reader`]   | a connection's reader thread: frames -> `Conn` -> registry / view |
+//! | [`super::writer`]   | a connection's writer thread: outbox / snapshot / gossip -> frames -> socket |
 //! | [`super::registry`] | peers, addresses, view slots, the duplicate rule, per-peer stats |
 //! | [`super::identity`] | node id, incarnation, secure randomness |
+//! | [`super::xorshift`] | the non-secure generator behind redial jitter |
 //! | [`super::view`]     | per peer, per topic, the last reported count (sans-IO) |
 //!
 //! Why blocking threads rather than an event loop: a full mesh has a few to a
