@@ -856,25 +856,7 @@ impl Conn {
     {
         self.check_established()?;
         self.sent_snapshot = true;
-        let mut first = true;
-        let mut entries = Vec::new();
-        let mut size = 0;
-        for (name, count) in counts {
-            let e = self.out_topics.entry(name, count)?;
-            let len = wire::entry_len(&e);
-            if !entries.is_empty() && size + len > TARGET_FRAME_LEN {
-                let seq = self.next_out_seq();
-                let chunk = std::mem::take(&mut entries);
-                self.queue(Frame::Snapshot(Snapshot { seq, first, last: false, entries: chunk }), now_ms);
-                first = false;
-                size = 0;
-            }
-            size += len;
-            entries.push(e);
-        }
-        let seq = self.next_out_seq();
-        self.queue(Frame::Snapshot(Snapshot { seq, first, last: true, entries }), now_ms);
-        Ok(())
+        self.queue_state(counts, true, now_ms)
     }
 
     /// Queues the new absolute counts of changed topics (nothing if empty).
@@ -888,25 +870,45 @@ impl Conn {
             // DELTA before our first snapshot.
             return Err(ConnError::SnapshotOrder("DELTA before our first snapshot"));
         }
+        self.queue_state(changes, false, now_ms)
+    }
+
+    /// Queues `counts` as SNAPSHOT frames (FIRST ... LAST, at least one frame
+    /// even when empty) or DELTA frames (none when empty), starting a new
+    /// frame when the next entry would pass [`TARGET_FRAME_LEN`].
+    fn queue_state<'a, I>(&mut self, counts: I, snapshot: bool, now_ms: u64) -> Result<(), ConnError>
+    where
+        I: IntoIterator<Item = (&'a [u8], u64)>,
+    {
+        let mut first = true;
         let mut entries = Vec::new();
         let mut size = 0;
-        for (name, count) in changes {
+        for (name, count) in counts {
             let e = self.out_topics.entry(name, count)?;
             let len = wire::entry_len(&e);
             if !entries.is_empty() && size + len > TARGET_FRAME_LEN {
-                let seq = self.next_out_seq();
                 let chunk = std::mem::take(&mut entries);
-                self.queue(Frame::Delta(Delta { seq, entries: chunk }), now_ms);
+                self.queue_state_frame(snapshot, first, false, chunk, now_ms);
+                first = false;
                 size = 0;
             }
             size += len;
             entries.push(e);
         }
-        if !entries.is_empty() {
-            let seq = self.next_out_seq();
-            self.queue(Frame::Delta(Delta { seq, entries }), now_ms);
+        if snapshot || !entries.is_empty() {
+            self.queue_state_frame(snapshot, first, true, entries, now_ms);
         }
         Ok(())
+    }
+
+    fn queue_state_frame(&mut self, snapshot: bool, first: bool, last: bool, entries: Vec<Entry>, now_ms: u64) {
+        let seq = self.next_out_seq();
+        let frame = if snapshot {
+            Frame::Snapshot(Snapshot { seq, first, last, entries })
+        } else {
+            Frame::Delta(Delta { seq, entries })
+        };
+        self.queue(frame, now_ms);
     }
 
     /// Queues a PEERS frame (at most [`wire::MAX_PEERS`] addresses are sent;

@@ -810,6 +810,8 @@ impl FrameDecoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    // Deterministic, so the fuzz-like tests replay identically.
+    use crate::cluster::xorshift::Rng;
 
     fn hello() -> Hello {
         Hello {
@@ -1146,18 +1148,6 @@ mod tests {
     fn state_frame_overhead_bounds_empty_frames() {
         let f = Frame::Snapshot(Snapshot { seq: u64::MAX, first: true, last: true, entries: vec![] });
         assert!(encode_to_vec(&f).unwrap().len() <= STATE_FRAME_OVERHEAD);
-    }
-
-    /// A tiny deterministic generator (xorshift) so the fuzz-like tests need
-    /// no extra crate and replay identically.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
     }
 
     #[test]
