@@ -1,0 +1,8 @@
+#![no_main]
+//! libFuzzer entry point; the body is [`headcount_fuzz::frame_decode`], which the
+//! corpus replay test runs too.
+
+#[global_allocator]
+static ALLOC: headcount_fuzz::CountingAlloc = headcount_fuzz::CountingAlloc;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| headcount_fuzz::frame_decode(data));
