@@ -6,27 +6,32 @@
 //! cargo run --release -p headcount --example cluster_bench -- latency  # one part
 //! ```
 //!
-//! Parts: `latency`, `bytes`, `sync`, `kill`, `cpu`. Nodes run in this
-//! process on 127.0.0.1 with the default configuration (flush_interval_ms
-//! 100) unless stated.
+//! Parts: `latency`, `bytes`, `sync`, `kill`, `kill9`, `cpu`. Nodes run in
+//! this process on 127.0.0.1 with the default configuration
+//! (flush_interval_ms 100) unless stated.
+//!
+//! `kill9` runs separate `headcount node` processes instead: build them first
+//! with `cargo build --release -p headcount-cli` (the binary is looked up
+//! beside this example's target directory, or in `HEADCOUNT_BIN`); it is
+//! skipped, saying so, when the binary is missing. Every process it starts
+//! is killed and reaped, on error too.
 
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use headcount::{Config, Node};
+use headcount::Node;
+// Nodes on loopback and the xorshift generator, shared with the tests.
+#[path = "../tests/support/mod.rs"]
+mod support;
+use support::{addr, stats, Rng};
 
+/// A node on 127.0.0.1 with the default configuration.
 fn node(name: &str, seeds: &[String]) -> Node {
-    let mut c = Config::new();
-    c.set("node_name", name).unwrap();
-    c.set("listen", "127.0.0.1:0").unwrap();
-    c.set("secret", "bench-secret").unwrap();
-    if !seeds.is_empty() {
-        c.set("seeds", &seeds.join(",")).unwrap();
-    }
-    Node::start(&c).unwrap()
-}
-
-fn addr(n: &Node) -> String {
-    n.local_addr().unwrap().to_string()
+    support::node(name, seeds, &[])
 }
 
 fn wait(timeout: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> {
@@ -49,23 +54,12 @@ fn pair() -> (Node, Node) {
 }
 
 fn peer_stat(n: &Node, key: &str) -> u64 {
-    let v: serde_json::Value = serde_json::from_str(&n.stats_json().unwrap()).unwrap();
-    v["peers"][0][key].as_u64().unwrap_or(0)
+    stats(n)["peers"][0][key].as_u64().unwrap_or(0)
 }
 
 fn pct(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i.min(sorted.len() - 1)]
-}
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
 }
 
 fn latency() {
@@ -96,6 +90,9 @@ fn latency() {
 
 fn bytes() {
     let (a, b) = pair();
+    // Exact counters of a's link to b: entries and bytes of SNAPSHOT/DELTA
+    // frames, and every byte sent (handshake, heartbeats, gossip included).
+    let sent = || (peer_stat(&a, "topics_out"), peer_stat(&a, "state_bytes_out"), peer_stat(&a, "bytes_out"));
     let topics: Vec<String> = (0..10_000).map(|i| format!("room:{i}")).collect();
     // First mention defines each topic's id on the connection.
     for t in &topics {
@@ -103,25 +100,30 @@ fn bytes() {
     }
     wait(Duration::from_secs(5), || b.count(b"room:9999").unwrap() == 1);
     std::thread::sleep(Duration::from_millis(300));
-    // Steady state: 10k topics change once each in one flush.
-    let before = peer_stat(&a, "bytes_out");
+    // Steady state: 10k topics change once each.
+    let (t0, s0, b0) = sent();
     for t in &topics {
         a.track(t.as_bytes(), 2).unwrap();
     }
     wait(Duration::from_secs(5), || b.count(b"room:9999").unwrap() == 2).expect("changes never arrived");
     std::thread::sleep(Duration::from_millis(50));
-    let bulk = peer_stat(&a, "bytes_out") - before;
-    // One join alone in a flush (frame overhead included).
+    let (t1, s1, b1) = sent();
+    // One join alone in a flush: one whole DELTA frame.
     std::thread::sleep(Duration::from_millis(300));
-    let before = peer_stat(&a, "bytes_out");
     a.track(b"room:5", 3).unwrap();
     wait(Duration::from_secs(5), || b.count(b"room:5").unwrap() == 3).unwrap();
     std::thread::sleep(Duration::from_millis(20));
-    let single = peer_stat(&a, "bytes_out") - before;
+    let (t2, s2, _) = sent();
     println!(
-        "wire bytes per changed topic: {:.2} B when 10k topics change in one flush; {single} B for a lone join \
-         (whole DELTA frame, may include a heartbeat)   (Phoenix.Tracker: 106 B per join per peer; goal <= 4 B)",
-        bulk as f64 / topics.len() as f64
+        "wire bytes per changed topic: {:.2} B (state frames / entries: {} B / {} entries, 10k topics changing \
+         once; all frames {} B); {} B for a lone join ({} entry, one whole DELTA frame)   \
+         (Phoenix.Tracker: 106 B per join per peer; goal <= 4 B)",
+        (s1 - s0) as f64 / (t1 - t0) as f64,
+        s1 - s0,
+        t1 - t0,
+        b1 - b0,
+        s2 - s1,
+        t2 - t1
     );
 }
 
@@ -172,6 +174,162 @@ fn kill() {
     );
 }
 
+/// A `headcount node` process, driven over its stdin/stdout line protocol
+/// (`kill9`). Dropping it kills and reaps the process.
+struct NodeProc {
+    child: Child,
+    stdin: ChildStdin,
+    lines: Receiver<String>,
+    reader: Option<JoinHandle<()>>,
+    /// The address after `ready`.
+    addr: String,
+}
+
+/// How long any one answer of a node process may take.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl NodeProc {
+    /// Starts `<bin> node --name <name> --listen 127.0.0.1:0 [--seeds <seed>]`
+    /// (default flush and failure settings) and waits for `ready <addr>`.
+    fn start(bin: &Path, name: &str, seed: Option<&str>) -> Result<NodeProc, String> {
+        let mut cmd = Command::new(bin);
+        cmd.args(["node", "--name", name, "--listen", "127.0.0.1:0"]);
+        if let Some(seed) = seed {
+            cmd.args(["--seeds", seed]);
+        }
+        let mut child = cmd
+            .env("HEADCOUNT_SECRET", "bench-secret")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            // Its start-up and shut-down lines; errors show as a missing answer.
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err("no pipes to the node process".into());
+        };
+        let (tx, lines) = mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut node = NodeProc { child, stdin, lines, reader: Some(reader), addr: String::new() };
+        let first = node.read_line()?;
+        node.addr = first.strip_prefix("ready ").ok_or_else(|| format!("{name}: first line {first:?}"))?.to_owned();
+        Ok(node)
+    }
+
+    fn read_line(&mut self) -> Result<String, String> {
+        self.lines.recv_timeout(ANSWER_TIMEOUT).map_err(|e| format!("no answer from the node process: {e}"))
+    }
+
+    /// One command, one answer line.
+    fn cmd(&mut self, line: &str) -> Result<String, String> {
+        writeln!(self.stdin, "{line}").and_then(|()| self.stdin.flush()).map_err(|e| format!("{line:?}: {e}"))?;
+        self.read_line()
+    }
+
+    fn count(&mut self, topic: &str) -> Result<u64, String> {
+        let answer = self.cmd(&format!("count {topic}"))?;
+        answer.parse().map_err(|_| format!("count {topic}: {answer:?}"))
+    }
+}
+
+impl Drop for NodeProc {
+    fn drop(&mut self) {
+        // SIGKILL (a no-op error if it already exited), then reap it; its
+        // stdout then ends and so does the reader thread.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+    }
+}
+
+/// The `headcount` binary: `HEADCOUNT_BIN`, else beside this benchmark's
+/// target directory (`target/release/headcount` for a release run).
+fn headcount_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("HEADCOUNT_BIN") {
+        return p.into();
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.join("headcount")))
+        .unwrap_or_else(|| PathBuf::from("target/release/headcount"))
+}
+
+/// Polls `count topic` on `node` until it is `want`; returns how long that
+/// took from `since`.
+fn await_count(node: &mut NodeProc, topic: &str, want: u64, since: Instant) -> Result<Duration, String> {
+    loop {
+        if node.count(topic)? == want {
+            return Ok(since.elapsed());
+        }
+        if since.elapsed() > Duration::from_secs(10) {
+            return Err(format!("{topic} never reached {want}"));
+        }
+    }
+}
+
+/// One observer process; per run a fresh victim process joins it, tracks 3
+/// connections, is counted by the observer, and is killed with SIGKILL; the
+/// observer's `count` is polled over its stdin/stdout until the victim's
+/// connections are gone.
+fn kill9_runs(bin: &Path, runs: usize) -> Result<Vec<Duration>, String> {
+    let mut observer = NodeProc::start(bin, "k9-observer", None)?;
+    let seed = observer.addr.clone();
+    let mut samples = Vec::with_capacity(runs);
+    for r in 0..runs {
+        let mut victim = NodeProc::start(bin, &format!("k9-victim-{r}"), Some(&seed))?;
+        for conn in 1..=3 {
+            let answer = victim.cmd(&format!("track room:kill {conn}"))?;
+            if answer != "ok 1" {
+                return Err(format!("track answered {answer:?}"));
+            }
+        }
+        await_count(&mut observer, "room:kill", 3, Instant::now())?;
+        let t = Instant::now();
+        victim.child.kill().map_err(|e| format!("kill: {e}"))?;
+        samples.push(await_count(&mut observer, "room:kill", 0, t)?);
+        drop(victim);
+    }
+    Ok(samples)
+}
+
+fn kill9() {
+    let bin = headcount_bin();
+    if !bin.is_file() {
+        println!(
+            "kill -9 of a separate process: skipped ({} not found; run `cargo build --release -p headcount-cli` \
+             first, or set HEADCOUNT_BIN)",
+            bin.display()
+        );
+        return;
+    }
+    let runs = 20;
+    match kill9_runs(&bin, runs) {
+        Ok(mut samples) => {
+            samples.sort();
+            let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+            println!(
+                "kill -9 of a separate `headcount node` process: no longer counted by another process after \
+                 p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, {runs} runs, default config \
+                 (Phoenix.Tracker: 30.8 s; goal <= 100 ms)",
+                ms(pct(&samples, 0.5)),
+                ms(pct(&samples, 0.99)),
+                ms(*samples.last().unwrap())
+            );
+        }
+        Err(e) => println!("kill -9 of a separate process: failed: {e}"),
+    }
+}
+
 fn cpu_time() -> Duration {
     // SAFETY: getrusage writes into the struct we pass; RUSAGE_SELF is valid.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
@@ -198,8 +356,7 @@ fn cpu() {
             a.track(format!("room:{}", (c * 7 + k * 13_331) % 100_000).as_bytes(), c).unwrap();
         }
     }
-    let pairs: u64 =
-        serde_json::from_str::<serde_json::Value>(&a.stats_json().unwrap()).unwrap()["tracked_pairs"].as_u64().unwrap();
+    let pairs: u64 = stats(&a)["tracked_pairs"].as_u64().unwrap();
     wait(Duration::from_secs(30), || b.total().unwrap() == a.total().unwrap()).expect("b never caught up");
     eprintln!("loaded {pairs} pairs in {:?}", t.elapsed());
     std::thread::sleep(Duration::from_millis(500));
@@ -237,7 +394,7 @@ fn cpu() {
          A flushes avg {} us   (Phoenix.Tracker: track times out at 80-100k connections under churn)",
         ops as f64 / wall.as_secs_f64(),
         background.as_secs_f64() / wall.as_secs_f64() * 100.0,
-        serde_json::from_str::<serde_json::Value>(&a.stats_json().unwrap()).unwrap()["flush_us_avg"]
+        stats(&a)["flush_us_avg"]
     );
 }
 
@@ -259,6 +416,9 @@ fn main() {
     }
     if run("kill") {
         kill();
+    }
+    if run("kill9") {
+        kill9();
     }
     if run("cpu") {
         cpu();

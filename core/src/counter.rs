@@ -215,7 +215,7 @@ impl Counter {
         changed
     }
 
-    /// Runs one step of topic GC (see [`crate::gc`]): topics at zero for
+    /// Runs one step of topic GC (see `docs/ARCHITECTURE.md`, "topic GC"): topics at zero for
     /// `gc_after` start dying; topics that died a grace period ago are
     /// removed and their ids recycled. Returns how many topics were removed.
     /// The flusher calls it after each drain.

@@ -18,7 +18,7 @@
 //!   `SeqCst` fence under loom, which loom does model and which gives the same
 //!   guarantee for this pattern.
 //! * **Epoch reclamation.** loom cannot see inside crossbeam-epoch. Under loom,
-//!   [`pin`] takes a shared lock that a grace period ([`synchronize`]) must
+//!   [`pin`] takes a shared lock that a grace period (`synchronize`) must
 //!   take exclusively: the same contract ("everything pinned before the grace
 //!   period has unpinned after it"), made visible to the model.
 

@@ -227,12 +227,14 @@ impl Table {
         Ok((unsafe { &*entry }, true))
     }
 
-    /// Rebuilds the array at twice the live entries (dropping tombstones).
+    /// Rebuilds the array (dropping tombstones) with room for three times the
+    /// live entries, rounded up to a power of two: a full table doubles, to
+    /// 25% load; one mostly of tombstones is rebuilt at its size or smaller.
     fn grow(&self, w: &mut Writer, guard: &Guard) {
         let old_ptr = self.slots.load(Ordering::Acquire);
         // SAFETY: we hold the writer lock, so `old_ptr` is the live array.
         let old = unsafe { &*old_ptr };
-        let fresh = Slots::with_capacity((w.live + 1) * 4);
+        let fresh = Slots::with_capacity((w.live + 1) * 3);
         for slot in old.slots.iter() {
             let p = slot.load(Ordering::Relaxed);
             if p.is_null() || p == tombstone() {

@@ -78,9 +78,18 @@ fn three_nodes_gossip_to_a_full_mesh_and_converge_exactly() {
     // Stats carry the per-peer fields.
     let s = stats(&a);
     let p = &s["peers"][0];
-    for k in
-        ["name", "address", "state", "incarnation", "last_frame_age_ms", "bytes_in", "frames_out", "outbox_coalesces"]
-    {
+    for k in [
+        "name",
+        "address",
+        "state",
+        "incarnation",
+        "last_frame_age_ms",
+        "bytes_in",
+        "frames_out",
+        "topics_out",
+        "state_bytes_out",
+        "outbox_coalesces",
+    ] {
         assert!(!p[k].is_null(), "missing {k} in {p}");
     }
     assert_eq!(s["auth_failures"], 0);
@@ -447,6 +456,48 @@ fn garbage_on_the_port_is_dropped_and_the_node_keeps_working() {
 }
 
 #[test]
+fn per_peer_topics_out_and_state_bytes_count_exactly_what_was_sent() {
+    let a = node("wa", &[], &[]);
+    let b = node("wb", &[addr(&a)], &[]);
+    mesh(&[&a, &b], Duration::from_secs(5));
+    // (topics_out, state_bytes_out, bytes_out) of n towards its one peer.
+    let out = |n: &Node| {
+        let s = stats(n);
+        let p = &s["peers"][0];
+        (p["topics_out"].as_u64().unwrap(), p["state_bytes_out"].as_u64().unwrap(), p["bytes_out"].as_u64().unwrap())
+    };
+    let topics = topics("w:", 100);
+    let on_b = |want: u64| {
+        let ok = wait_for(CONVERGE, || topics.iter().all(|t| b.count(t).unwrap() == want));
+        assert!(ok.is_some(), "b never saw every topic at {want}");
+    };
+    // First mention: each topic is defined on the connection (ids 0..=99).
+    for t in &topics {
+        a.track(t, 1).unwrap();
+    }
+    on_b(1);
+    let (t0, s0, b0) = out(&a);
+    assert!(t0 >= 100 && s0 > 0 && s0 <= b0, "{:?}", out(&a));
+    // Each topic changes once more: exactly 100 entries, each a reference
+    // by id (1 byte below id 64, 2 bytes above) and a 1-byte count, in one
+    // or two DELTA frames.
+    for t in &topics {
+        a.track(t, 2).unwrap();
+    }
+    on_b(2);
+    let (t1, s1, b1) = out(&a);
+    assert_eq!(t1 - t0, 100);
+    let entries = 64 * 2 + 36 * 3;
+    let frames = s1 - s0 - entries;
+    assert!(frames > 0 && frames <= 2 * wire::STATE_FRAME_OVERHEAD as u64, "{} state bytes", s1 - s0);
+    assert!(b1 - b0 >= s1 - s0);
+    // b tracks nothing: its only state frame is an empty snapshot.
+    let (tb, sb, _) = out(&b);
+    assert_eq!(tb, 0);
+    assert!(sb > 0 && sb <= wire::STATE_FRAME_OVERHEAD as u64, "{sb}");
+}
+
+#[test]
 fn add_peer_joins_two_lone_nodes() {
     let a = node("aa", &[], &[]);
     let b = node("ab", &[], &[]);
@@ -457,4 +508,27 @@ fn add_peer_joins_two_lone_nodes() {
     // A local-only node refuses.
     let l = Node::start(&Config::new()).unwrap();
     assert!(l.add_peer(&addr(&a)).is_err());
+}
+
+#[test]
+fn a_gracefully_departed_peer_is_not_redialed_but_a_seed_is() {
+    let a = node("da", &[], &[]);
+    let b = node("db", &[addr(&a)], &[]);
+    mesh(&[&a, &b], Duration::from_secs(5));
+    // a learned b's listen address from its HELLO; b has a as a seed.
+    assert!(wait_for(Duration::from_secs(3), || stats(&a)["known_addresses"] == 1).is_some());
+    assert_eq!(stats(&b)["known_addresses"], 1);
+    let c = node("dc", &[addr(&a)], &[]);
+    mesh(&[&a, &b, &c], Duration::from_secs(5));
+    assert!(wait_for(Duration::from_secs(3), || stats(&a)["known_addresses"] == 2).is_some());
+    b.close();
+    // a forgets b's learned address (its dialer ends), c keeps its seed.
+    assert!(
+        wait_for(Duration::from_secs(3), || stats(&a)["known_addresses"] == 1).is_some(),
+        "a still dials the departed b: {}",
+        stats(&a)["known_addresses"]
+    );
+    a.close();
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(stats(&c)["known_addresses"].as_u64().unwrap() >= 1, "a seed must be kept after its BYE");
 }

@@ -42,11 +42,9 @@ if ! cargo build -q -p headcount-ffi "${cargo_profile[@]}"; then
 fi
 static_lib="$libdir/libheadcount.a"
 
-# The README holding the C section: the top README once it has been folded in, else ffi/README.md.
+# The README holding the C section.
 readme=""
-for f in README.md ffi/README.md; do
-    if grep -q '<!-- c-example' "$f" 2>/dev/null; then readme="$f"; break; fi
-done
+grep -q '<!-- c-example' README.md 2>/dev/null && readme=README.md
 
 # --- 1. the header is what cbindgen generates -------------------------------
 if scripts/check-header.sh >"$tmp/header.log" 2>&1; then pass "include/headcount.h is up to date"
@@ -59,7 +57,7 @@ if [ -n "$readme" ]; then
 fi
 readme_libs="$(tr ' ' '\n' <<<"$link_line" | grep '^-l' | tr '\n' ' ' | sed 's/ $//')"
 if [ -z "$link_line" ]; then
-    fail "no link line (a 'cc ...' line after <!-- link-line -->) in README.md or ffi/README.md"
+    fail "no link line (a 'cc ...' line after <!-- link-line -->) in README.md"
 elif [ -z "$native_libs" ]; then
     fail "could not read rustc's native-static-libs"
 elif [ "$readme_libs" = "$native_libs" ]; then
@@ -145,7 +143,7 @@ if [ -n "$readme" ] && [ -n "$link_line" ]; then
         cat "$tmp/app_shared.log" "$tmp/app_shared.out" 2>/dev/null; fail "README example against libheadcount.so"
     fi
 else
-    fail "no C example (a \`\`\`c block after <!-- c-example -->) in README.md or ffi/README.md"
+    fail "no C example (a \`\`\`c block after <!-- c-example -->) in README.md"
 fi
 
 [ $skipped -gt 0 ] && echo "$skipped skipped"

@@ -5,9 +5,22 @@
 //! [`conn`] turns frames into events and decisions, and neither touches a
 //! socket or a clock, so both can be unit-tested and fuzzed exhaustively. The
 //! byte-level specification is `docs/PROTOCOL.md`.
+//!
+//! The networked node is `runtime` (the facade) over `dial` (listener and
+//! dialers), `link` (one connection's outbox and counters), `reader` and
+//! `writer` (its two threads), `registry` (peers and the duplicate rule),
+//! `identity` (node ids) and `view` (the remote counts); docs/CLUSTER.md has
+//! the module table and the threads.
 
 pub mod conn;
+mod dial;
+mod identity;
+mod link;
 pub(crate) mod log;
+mod reader;
+mod registry;
 pub(crate) mod runtime;
 pub(crate) mod view;
 pub mod wire;
+mod writer;
+mod xorshift;

@@ -90,16 +90,11 @@ pub fn disagreement(nodes: &[&Node], topics: &[Vec<u8>], expect: &[u64]) -> Stri
     out
 }
 
-/// Deterministic xorshift for load generators.
-pub struct Rng(pub u64);
-impl Rng {
-    pub fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
+/// Deterministic xorshift for load generators: the library's own generator
+/// (its redial jitter), compiled in from its source file.
+#[path = "../../src/cluster/xorshift.rs"]
+mod xorshift;
+pub(crate) use xorshift::Rng;
 
 /// Runs churn on `node` for `dur`: `conns` connections joining and leaving
 /// `topics` at random; returns the number of operations.

@@ -1,0 +1,185 @@
+%% @doc Exact cluster-wide counts of connected users per topic.
+%%
+%% A node is a handle (a NIF resource) over a headcount node started by
+%% {@link start/1}. {@link track/2} counts the calling process in a topic;
+%% the NIF monitors the process, so when it exits (normally or killed) it is
+%% untracked from every topic at once, with no GenServer or ETS table in the
+%% way. Every call except `start/1', `stop/1' and `add_peer/2' is a short
+%% NIF call on a normal scheduler (microseconds); those three run on a dirty
+%% I/O scheduler because they may start or join threads or resolve names.
+%%
+%% Topics are iodata (a binary, or an iolist such as `["room:", Id]'),
+%% 1 to `max_topic_len' bytes (1024 by default).
+%%
+%% Errors: an argument of the wrong type raises `badarg'; otherwise failures
+%% are returned as `{error, Reason}':
+%% <ul>
+%% <li>`closed': the node was stopped;</li>
+%% <li>`invalid_topic': the topic is empty or longer than `max_topic_len';</li>
+%% <li>`already_tracked' / `not_tracked' from track / untrack;</li>
+%% <li>`noproc': `track/3' of a process that is not alive;</li>
+%% <li>`{config, Message}', `{io, Message}', `{invalid_argument, Message}',
+%%     `{panic, Message}': the library's message, as a binary.</li>
+%% </ul>
+-module(headcount).
+
+-export([start/1, stop/1,
+         track/2, track/3, untrack/2, untrack/3,
+         count/2, count_local/2, count_info/2, total/1,
+         local_addr/1, add_peer/2, stats/1, stats_json/1, version/0]).
+
+-on_load(init/0).
+
+-export_type([node_handle/0, topic/0, config/0, error_reason/0]).
+
+-opaque node_handle() :: reference().
+-type topic() :: iodata().
+-type config() :: #{atom() | binary() | string() => config_value()}.
+-type config_value() :: binary() | string() | atom() | integer() | [binary() | string()].
+-type error_reason() :: closed | invalid_topic | {config | io | invalid_argument | panic, binary()}.
+
+-define(NOT_LOADED, erlang:nif_error({not_loaded, ?MODULE})).
+
+%% -------------------------------------------------------------------------
+%% Loading
+
+init() ->
+    erlang:load_nif(nif_path(), 0).
+
+%% priv/headcount_nif next to this module's ebin, or code:priv_dir/1 when
+%% installed as an application named headcount; HEADCOUNT_NIF overrides both.
+nif_path() ->
+    case os:getenv("HEADCOUNT_NIF") of
+        Path when is_list(Path), Path =/= "" ->
+            filename:rootname(Path, ".so");
+        _ ->
+            case code:priv_dir(headcount) of
+                Dir when is_list(Dir) ->
+                    filename:join(Dir, "headcount_nif");
+                {error, _} ->
+                    Ebin = filename:dirname(code:which(?MODULE)),
+                    filename:join([filename:dirname(Ebin), "priv", "headcount_nif"])
+            end
+    end.
+
+%% -------------------------------------------------------------------------
+%% Nodes
+
+%% @doc Starts a node. Keys are atoms or binaries naming the library's
+%% configuration keys (`node_name', `listen', `seeds', `cluster', `secret',
+%% `flush_interval_ms', `down_after_ms', `down_grace_ms', `max_topic_len',
+%% `gc_after_ms'); values are binaries, strings, atoms or integers, and
+%% `seeds' may also be a list of addresses. Unknown keys and bad values
+%% return `{error, {config, Message}}'.
+-spec start(config()) -> {ok, node_handle()} | {error, error_reason()}.
+start(Config) when is_map(Config) ->
+    start_nif([{config_key(K), config_value(V)} || {K, V} <- lists:sort(maps:to_list(Config))]);
+start(_) ->
+    erlang:error(badarg).
+
+config_key(K) when is_atom(K) -> atom_to_binary(K, utf8);
+config_key(K) when is_binary(K) -> K;
+config_key(K) when is_list(K) -> chars(K);
+config_key(_) -> erlang:error(badarg).
+
+config_value(V) when is_binary(V) -> V;
+config_value(V) when is_integer(V) -> integer_to_binary(V);
+config_value(V) when is_atom(V) -> atom_to_binary(V, utf8);
+config_value(V) when is_list(V) ->
+    case io_lib:char_list(V) of
+        true -> chars(V);   % a string (including "")
+        false -> join([address(E) || E <- V])  % a list of addresses
+    end;
+config_value(_) -> erlang:error(badarg).
+
+address(A) when is_binary(A) -> A;
+address(A) when is_list(A) -> chars(A);
+address(_) -> erlang:error(badarg).
+
+chars(L) ->
+    case unicode:characters_to_binary(L) of
+        B when is_binary(B) -> B;
+        _ -> erlang:error(badarg)
+    end.
+
+join([]) -> <<>>;
+join([H | T]) -> iolist_to_binary([H | [[$,, E] || E <- T]]).
+
+start_nif(_KVs) -> ?NOT_LOADED.
+
+%% @doc Leaves the cluster and frees the node; idempotent. Later calls on the
+%% node return `{error, closed}'. A node that is never stopped is freed when
+%% it is garbage collected.
+-spec stop(node_handle()) -> ok.
+stop(_Node) -> ?NOT_LOADED.
+
+%% -------------------------------------------------------------------------
+%% Tracking
+
+%% @doc Counts the calling process in `Topic' until it untracks or exits.
+-spec track(node_handle(), topic()) -> ok | {error, already_tracked | error_reason()}.
+track(_Node, _Topic) -> ?NOT_LOADED.
+
+%% @doc Counts the local process `Pid' in `Topic' until it untracks or exits.
+-spec track(node_handle(), topic(), pid()) -> ok | {error, already_tracked | noproc | error_reason()}.
+track(_Node, _Topic, _Pid) -> ?NOT_LOADED.
+
+%% @doc Stops counting the calling process in `Topic'.
+-spec untrack(node_handle(), topic()) -> ok | {error, not_tracked | error_reason()}.
+untrack(_Node, _Topic) -> ?NOT_LOADED.
+
+%% @doc Stops counting `Pid' in `Topic'.
+-spec untrack(node_handle(), topic(), pid()) -> ok | {error, not_tracked | error_reason()}.
+untrack(_Node, _Topic, _Pid) -> ?NOT_LOADED.
+
+%% -------------------------------------------------------------------------
+%% Reading
+
+%% @doc The cluster-wide count: this node's exact count plus the last count
+%% each live peer reported.
+-spec count(node_handle(), topic()) -> non_neg_integer() | {error, error_reason()}.
+count(_Node, _Topic) -> ?NOT_LOADED.
+
+%% @doc This node's exact count.
+-spec count_local(node_handle(), topic()) -> non_neg_integer() | {error, error_reason()}.
+count_local(_Node, _Topic) -> ?NOT_LOADED.
+
+%% @doc The count with its freshness and coverage.
+-spec count_info(node_handle(), topic()) ->
+    #{count := non_neg_integer(), local := non_neg_integer(),
+      peers_reporting := non_neg_integer(), peers_known := non_neg_integer(),
+      oldest_report_age_ms := non_neg_integer()} | {error, error_reason()}.
+count_info(_Node, _Topic) -> ?NOT_LOADED.
+
+%% @doc The sum of all counts across the cluster.
+-spec total(node_handle()) -> non_neg_integer() | {error, error_reason()}.
+total(_Node) -> ?NOT_LOADED.
+
+%% -------------------------------------------------------------------------
+%% Cluster and introspection
+
+%% @doc The address this node listens on, `<<"host:port">>', or `undefined'
+%% for a node without `listen'.
+-spec local_addr(node_handle()) -> binary() | undefined | {error, error_reason()}.
+local_addr(_Node) -> ?NOT_LOADED.
+
+%% @doc Connects to the node listening at `Addr' (`"host:port"').
+-spec add_peer(node_handle(), iodata()) -> ok | {error, error_reason()}.
+add_peer(_Node, _Addr) -> ?NOT_LOADED.
+
+%% @doc The node's statistics as a map: JSON objects become maps with
+%% binary keys, arrays lists, strings binaries, `null' the atom `null'.
+-spec stats(node_handle()) -> map() | {error, error_reason()}.
+stats(Node) ->
+    case stats_json(Node) of
+        Json when is_binary(Json) -> headcount_json:decode(Json);
+        Error -> Error
+    end.
+
+%% @doc The node's statistics as the library's JSON text.
+-spec stats_json(node_handle()) -> binary() | {error, error_reason()}.
+stats_json(_Node) -> ?NOT_LOADED.
+
+%% @doc The library's version.
+-spec version() -> binary().
+version() -> ?NOT_LOADED.

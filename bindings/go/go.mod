@@ -1,0 +1,3 @@
+module example.invalid/headcount
+
+go 1.19

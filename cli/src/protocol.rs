@@ -1,0 +1,326 @@
+//! The line protocol of `headcount node` (**contract**: other runtimes' tests
+//! drive nodes through it).
+//!
+//! One command per line on stdin, one answer line per command on stdout:
+//!
+//! | command                  | answer                                      |
+//! |--------------------------|---------------------------------------------|
+//! | `track <topic> <conn>`   | `ok 1` (added) or `ok 0` (already tracked)  |
+//! | `untrack <topic> <conn>` | `ok 1` (removed) or `ok 0` (was not tracked)|
+//! | `untrack_all <conn>`     | `ok <n>` (topics the connection left)       |
+//! | `add <topic> <delta>`    | `ok`                                        |
+//! | `count <topic>`          | `<n>` (cluster-wide)                        |
+//! | `count_local <topic>`    | `<n>` (this node only)                      |
+//! | `total`                  | `<n>` (sum of all counts, cluster-wide)     |
+//! | `info <topic>`           | one line of JSON: the topic's count_info    |
+//! | `peers`                  | one line of JSON: an array, one object per peer |
+//! | `stats`                  | one line of JSON: the node's stats          |
+//! | `quit`                   | `ok`, then the node leaves and exits 0      |
+//! | anything else            | `err <message>`; the node keeps running     |
+//!
+//! Words are separated by ASCII whitespace; a topic is one whitespace-free
+//! token of arbitrary bytes (1..=`max_topic_len`). `conn` is a u64, `delta`
+//! an i64. A trailing `\r` is ignored. An empty line is malformed (it gets an
+//! `err` answer like any other malformed line, so answers stay one per line).
+
+use headcount::Node;
+use std::fmt::Write as _;
+
+/// One parsed command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Request<'a> {
+    Track(&'a [u8], u64),
+    Untrack(&'a [u8], u64),
+    UntrackAll(u64),
+    Add(&'a [u8], i64),
+    Count(&'a [u8]),
+    CountLocal(&'a [u8]),
+    Total,
+    Info(&'a [u8]),
+    Peers,
+    Stats,
+    Quit,
+}
+
+/// What to do after answering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Next {
+    Continue,
+    Quit,
+}
+
+/// Every command with its arguments, for error messages and `--help`.
+pub(crate) const USAGE: &[&str] = &[
+    "track <topic> <conn>",
+    "untrack <topic> <conn>",
+    "untrack_all <conn>",
+    "add <topic> <delta>",
+    "count <topic>",
+    "count_local <topic>",
+    "total",
+    "info <topic>",
+    "peers",
+    "stats",
+    "quit",
+];
+
+/// Parses one line (without its `\n`). The error is the message for `err`.
+pub(crate) fn parse(line: &[u8]) -> Result<Request<'_>, String> {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let mut words = line.split(|b| b.is_ascii_whitespace()).filter(|w| !w.is_empty());
+    let Some(cmd) = words.next() else {
+        return Err("empty line; expected a command".into());
+    };
+    let args: Vec<&[u8]> = words.collect();
+    let usage = |name: &str| -> String {
+        let form = USAGE.iter().find(|u| u.split(' ').next() == Some(name)).copied().unwrap_or(name);
+        format!("usage: {form}")
+    };
+    let arity = |n: usize| -> Result<(), String> {
+        if args.len() == n {
+            Ok(())
+        } else {
+            let name = String::from_utf8_lossy(cmd);
+            Err(format!("{} (got {} argument{})", usage(&name), args.len(), if args.len() == 1 { "" } else { "s" }))
+        }
+    };
+    let request = match cmd {
+        b"track" | b"untrack" => {
+            arity(2)?;
+            let conn = number::<u64>(args[1], "conn", "u64")?;
+            if cmd == b"track" {
+                Request::Track(args[0], conn)
+            } else {
+                Request::Untrack(args[0], conn)
+            }
+        }
+        b"untrack_all" => {
+            arity(1)?;
+            Request::UntrackAll(number::<u64>(args[0], "conn", "u64")?)
+        }
+        b"add" => {
+            arity(2)?;
+            Request::Add(args[0], number::<i64>(args[1], "delta", "i64")?)
+        }
+        b"count" => {
+            arity(1)?;
+            Request::Count(args[0])
+        }
+        b"count_local" => {
+            arity(1)?;
+            Request::CountLocal(args[0])
+        }
+        b"info" => {
+            arity(1)?;
+            Request::Info(args[0])
+        }
+        b"total" => {
+            arity(0)?;
+            Request::Total
+        }
+        b"peers" => {
+            arity(0)?;
+            Request::Peers
+        }
+        b"stats" => {
+            arity(0)?;
+            Request::Stats
+        }
+        b"quit" => {
+            arity(0)?;
+            Request::Quit
+        }
+        other => {
+            let names: Vec<&str> = USAGE.iter().filter_map(|u| u.split(' ').next()).collect();
+            return Err(format!("unknown command {}; commands: {}", quoted(other), names.join(", ")));
+        }
+    };
+    Ok(request)
+}
+
+fn number<T: std::str::FromStr>(word: &[u8], what: &str, ty: &str) -> Result<T, String> {
+    std::str::from_utf8(word)
+        .ok()
+        .and_then(|s| s.parse::<T>().ok())
+        .ok_or_else(|| format!("{what} {} is not a valid {ty}", quoted(word)))
+}
+
+/// `word` quoted for a message, cut to 64 bytes, never containing a newline.
+fn quoted(word: &[u8]) -> String {
+    let cut = &word[..word.len().min(64)];
+    let mut s = format!("{:?}", String::from_utf8_lossy(cut));
+    if word.len() > cut.len() {
+        s.push('…');
+    }
+    s
+}
+
+/// Runs `request` on `node` and returns the answer line (without `\n`).
+pub(crate) fn execute(node: &Node, request: &Request<'_>) -> (String, Next) {
+    let answer: Result<String, headcount::Error> = match *request {
+        Request::Track(topic, conn) => node.track(topic, conn).map(|added| format!("ok {}", u8::from(added))),
+        Request::Untrack(topic, conn) => node.untrack(topic, conn).map(|removed| format!("ok {}", u8::from(removed))),
+        Request::UntrackAll(conn) => node.untrack_all(conn).map(|n| format!("ok {n}")),
+        Request::Add(topic, delta) => node.add(topic, delta).map(|()| "ok".to_owned()),
+        Request::Count(topic) => node.count(topic).map(|n| n.to_string()),
+        Request::CountLocal(topic) => node.count_local(topic).map(|n| n.to_string()),
+        Request::Total => node.total().map(|n| n.to_string()),
+        Request::Info(topic) => node.count_info(topic).map(|c| {
+            serde_json::json!({
+                "count": c.count,
+                "local": c.local,
+                "peers_reporting": c.peers_reporting,
+                "peers_known": c.peers_known,
+                "oldest_report_age_ms": c.oldest_report_age_ms,
+            })
+            .to_string()
+        }),
+        Request::Peers => {
+            let peers = node.stats_json().map_err(|e| e.to_string()).and_then(|s| crate::stats::peers_json(&s));
+            return match peers {
+                Ok(line) => (one_line(line), Next::Continue),
+                Err(message) => (error_line(&message), Next::Continue),
+            };
+        }
+        Request::Stats => node.stats_json(),
+        Request::Quit => return ("ok".to_owned(), Next::Quit),
+    };
+    match answer {
+        Ok(line) => (one_line(line), Next::Continue),
+        Err(e) => (error_line(&e.to_string()), Next::Continue),
+    }
+}
+
+/// Parses and runs one line: the whole protocol step.
+pub(crate) fn handle(node: &Node, line: &[u8]) -> (String, Next) {
+    match parse(line) {
+        Ok(request) => execute(node, &request),
+        Err(message) => (error_line(&message), Next::Continue),
+    }
+}
+
+/// `err <message>` on one line.
+pub(crate) fn error_line(message: &str) -> String {
+    let mut out = String::with_capacity(message.len() + 4);
+    out.push_str("err ");
+    for c in message.chars() {
+        if c == '\n' || c == '\r' {
+            out.push(' ');
+        } else {
+            let _ = out.write_char(c);
+        }
+    }
+    out
+}
+
+/// Guarantees the one-line contract even if a library string had a newline.
+fn one_line(line: String) -> String {
+    if line.contains(['\n', '\r']) {
+        line.replace(['\n', '\r'], " ")
+    } else {
+        line
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use headcount::Config;
+
+    fn node() -> Node {
+        let mut cfg = Config::new();
+        cfg.set("node_name", "t").unwrap();
+        Node::start(&cfg).unwrap()
+    }
+
+    fn run(node: &Node, line: &str) -> String {
+        handle(node, line.as_bytes()).0
+    }
+
+    #[test]
+    fn parses_every_command() {
+        assert_eq!(parse(b"track room:1 7"), Ok(Request::Track(b"room:1", 7)));
+        assert_eq!(parse(b"untrack room:1 7\r"), Ok(Request::Untrack(b"room:1", 7)));
+        assert_eq!(parse(b"  untrack_all\t18446744073709551615 "), Ok(Request::UntrackAll(u64::MAX)));
+        assert_eq!(parse(b"add r -9223372036854775808"), Ok(Request::Add(b"r", i64::MIN)));
+        assert_eq!(parse(b"count r"), Ok(Request::Count(b"r")));
+        assert_eq!(parse(b"count_local r"), Ok(Request::CountLocal(b"r")));
+        assert_eq!(parse(b"info r"), Ok(Request::Info(b"r")));
+        assert_eq!(parse(b"total"), Ok(Request::Total));
+        assert_eq!(parse(b"peers"), Ok(Request::Peers));
+        assert_eq!(parse(b"stats"), Ok(Request::Stats));
+        assert_eq!(parse(b"quit"), Ok(Request::Quit));
+        // Topics are arbitrary non-whitespace bytes.
+        assert_eq!(parse(b"count \xff\xfe"), Ok(Request::Count(b"\xff\xfe")));
+    }
+
+    #[test]
+    fn malformed_lines_say_what_is_wrong() {
+        let cases: &[(&[u8], &str)] = &[
+            (b"", "empty line"),
+            (b"   \r", "empty line"),
+            (b"jump r 1", "unknown command \"jump\""),
+            (b"TRACK r 1", "unknown command"),
+            (b"track r", "usage: track <topic> <conn> (got 1 argument)"),
+            (b"track r 1 2", "got 3 arguments"),
+            (b"track r -1", "conn \"-1\" is not a valid u64"),
+            (b"track r 18446744073709551616", "not a valid u64"),
+            (b"untrack_all x", "conn \"x\" is not a valid u64"),
+            (b"add r 1.5", "delta \"1.5\" is not a valid i64"),
+            (b"add r 9223372036854775808", "not a valid i64"),
+            (b"count", "usage: count <topic>"),
+            (b"total now", "usage: total (got 1 argument)"),
+            (b"quit now", "usage: quit"),
+        ];
+        for (line, want) in cases {
+            let got = parse(line).unwrap_err();
+            assert!(got.contains(want), "{:?}: {got:?} lacks {want:?}", String::from_utf8_lossy(line));
+        }
+    }
+
+    #[test]
+    fn executes_against_a_node() {
+        let n = node();
+        assert_eq!(run(&n, "track room:1 7"), "ok 1");
+        assert_eq!(run(&n, "track room:1 7"), "ok 0");
+        assert_eq!(run(&n, "track room:2 7"), "ok 1");
+        assert_eq!(run(&n, "track room:1 8"), "ok 1");
+        assert_eq!(run(&n, "count room:1"), "2");
+        assert_eq!(run(&n, "count_local room:1"), "2");
+        assert_eq!(run(&n, "total"), "3");
+        assert_eq!(run(&n, "untrack room:1 8"), "ok 1");
+        assert_eq!(run(&n, "untrack room:1 8"), "ok 0");
+        assert_eq!(run(&n, "untrack_all 7"), "ok 2");
+        assert_eq!(run(&n, "untrack_all 7"), "ok 0");
+        assert_eq!(run(&n, "count room:1"), "0");
+        assert_eq!(run(&n, "add raw 5"), "ok");
+        assert_eq!(run(&n, "add raw -2"), "ok");
+        assert_eq!(run(&n, "count raw"), "3");
+        let info: serde_json::Value = serde_json::from_str(&run(&n, "info raw")).unwrap();
+        assert_eq!(info["count"], 3);
+        assert_eq!(info["local"], 3);
+        assert_eq!(info["peers_known"], 0);
+        let peers: serde_json::Value = serde_json::from_str(&run(&n, "peers")).unwrap();
+        assert_eq!(peers, serde_json::json!([]));
+        let stats: serde_json::Value = serde_json::from_str(&run(&n, "stats")).unwrap();
+        assert_eq!(stats["node"], "t");
+        assert_eq!(handle(&n, b"quit"), ("ok".to_owned(), Next::Quit));
+    }
+
+    #[test]
+    fn library_errors_become_err_lines() {
+        let n = node();
+        let long = format!("count {}", "x".repeat(1025));
+        let got = run(&n, &long);
+        assert!(got.starts_with("err topic is 1025 bytes"), "{got}");
+        n.close();
+        assert_eq!(run(&n, "count r"), "err the node is closed");
+    }
+
+    #[test]
+    fn error_lines_never_span_lines() {
+        assert_eq!(error_line("a\nb\r\nc"), "err a b  c");
+        assert!(!quoted(&[b'x'; 100]).contains('\n'));
+        assert!(quoted(&[b'x'; 100]).ends_with('…'));
+    }
+}
