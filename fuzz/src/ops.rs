@@ -8,11 +8,17 @@
 //!         max_len:u8   max_topic_len = max_len % 10 + 1
 //!         gc:u8        gc_after = gc % 4 ms (GC mode only)
 //!         names:u8     1 + names % 6 topic names follow, each len:u8 (% 12), bytes
-//! op      u8 % 8, then its arguments (t: a topic index, c: a connection):
+//! op      u8 % 10, then its arguments (t: a topic index, c: a connection):
 //!   0 track t c    1 untrack t c    2 untrack_all c    3 add t delta:i8
 //!   4 drain, after ms:u8        5 collect_garbage, after ms:u8
 //!   6 drain + collect_garbage (a flusher tick), after ms:u8
 //!   7 track t c twice and untrack it once (net: tracked)
+//!   8 n:u8 c: track c in bulk topics 0..n (n % 49)
+//!   9 from:u8 step:u8 c: untrack c from bulk topics from, from+step, ...
+//!
+//! Bulk topics are 48 more membership topics (`g<i>`), so that one
+//! connection's topic list grows past what the membership registry keeps
+//! in a scanned list and shrinks back.
 //! ```
 //!
 //! Two modes, because topic GC makes some effects timing-dependent:
@@ -80,9 +86,16 @@ struct Run {
     /// Membership topics, then raw-add topics (the same ones in mixed mode).
     tracked: Vec<Vec<u8>>,
     added: Vec<Vec<u8>>,
+    /// [`BULK`] more membership topics, so one connection can be in enough
+    /// topics to change the registry's shape (one, a list, a set).
+    bulk: Vec<Vec<u8>>,
     start: Instant,
     now_ms: u64,
 }
+
+/// Topics of the bulk operations: more than the membership registry keeps
+/// in a scanned list (32).
+const BULK: usize = 48;
 
 fn conn_of(b: u8) -> u64 {
     match b {
@@ -173,7 +186,7 @@ impl Run {
             assert_eq!(names, self.model.dirty, "drained topics are not the ones created or changed");
         }
         self.model.dirty.clear();
-        for t in self.tracked.iter().chain(&self.added) {
+        for t in self.tracked.iter().chain(&self.added).chain(&self.bulk) {
             let believed = self.model.reported.get(t).copied().unwrap_or(0);
             assert_eq!(believed, self.model.count(t), "after a drain, {t:?} was last reported as {believed}");
         }
@@ -188,7 +201,7 @@ impl Run {
 
     fn check(&self) {
         let m = &self.model;
-        for t in self.tracked.iter().chain(&self.added) {
+        for t in self.tracked.iter().chain(&self.added).chain(&self.bulk) {
             let r = self.counter.count_local(t);
             if self.valid(t) {
                 assert_eq!(r.unwrap(), m.count(t), "count_local({t:?})");
@@ -262,12 +275,13 @@ pub fn ops(data: &[u8]) {
         max_len,
         tracked,
         added,
+        bulk: (0..BULK as u8).map(|i| if gc_mode { vec![b't', b'g', i] } else { vec![b'g', i] }).collect(),
         start: Instant::now(),
         now_ms: 0,
     };
     while let Some(op) = next() {
         let mut arg = || next().unwrap_or(0);
-        match op % 8 {
+        match op % 10 {
             0 => {
                 let (t, c) = (run.tracked[usize::from(arg()) % run.tracked.len()].clone(), conn_of(arg()));
                 run.track(&t, c);
@@ -293,6 +307,22 @@ pub fn ops(data: &[u8]) {
                 run.now_ms += u64::from(arg());
                 run.drain();
                 run.collect();
+            }
+            8 => {
+                // Conn c joins bulk topics 0..n.
+                let (n, c) = (usize::from(arg()) % (BULK + 1), conn_of(arg()));
+                for i in 0..n {
+                    let t = run.bulk[i].clone();
+                    run.track(&t, c);
+                }
+            }
+            9 => {
+                // Conn c leaves every step-th bulk topic from `from` on.
+                let (from, step, c) = (usize::from(arg()) % BULK, usize::from(arg()) % 4 + 1, conn_of(arg()));
+                for i in (from..BULK).step_by(step) {
+                    let t = run.bulk[i].clone();
+                    run.untrack(&t, c);
+                }
             }
             _ => {
                 let (t, c) = (run.tracked[usize::from(arg()) % run.tracked.len()].clone(), conn_of(arg()));

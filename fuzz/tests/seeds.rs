@@ -133,11 +133,27 @@ fn ops_seeds() -> Vec<(String, Vec<u8>)> {
         7, 0, 4, // track/track/untrack/track ab 4
         6, 10, 5, 10, 6, 10,
     ];
+    let bulk = [
+        8, 40, 1, // conn 1 joins 40 bulk topics
+        8, 48, 2, // conn 2 joins all 48
+        4, 0, // drain
+        9, 20, 2, 1, // conn 1 leaves every other from 20: 30 left
+        9, 0, 1, 1, // conn 1 leaves the rest
+        9, 10, 1, 2, // conn 2 keeps 10
+        0, 0, 2, // and joins "ab"
+        6, 5, // flusher tick
+        2, 2, // conn 2 goes away
+        6, 5,
+    ];
     vec![
         ("mixed".into(), [&[0b0000_0110, 9, 0][..], &names, &ops].concat()),
         ("gc".into(), [&[0b0000_0011, 9, 0][..], &names, &ops].concat()),
         ("gc-slow".into(), [&[0b0000_1001, 9, 3][..], &names, &ops].concat()),
         ("short-topics".into(), [&[0b0000_0001, 1, 1][..], &names, &ops].concat()),
+        // One connection in 40 and 48 topics (past the registry's list of
+        // 32), then out of them again, in steps.
+        ("bulk".into(), [&[0b0000_0010, 9, 0][..], &names, &bulk].concat()),
+        ("bulk-gc".into(), [&[0b0000_0011, 9, 0][..], &names, &bulk].concat()),
     ]
 }
 
