@@ -56,12 +56,12 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::sync::Arc;
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use crate::config::Settings;
+use crate::sync::{Arc, SharedBytes};
 
 use super::wire::{
     self, ByeCode, Delta, Entry, Frame, FrameType, Hello, Snapshot, WireError, MAC_LEN, MAX_FRAME_LEN,
@@ -69,7 +69,7 @@ use super::wire::{
 };
 
 /// A topic name, shared between the id table and the events that carry it.
-pub type Topic = Arc<[u8]>;
+pub type Topic = SharedBytes;
 
 /// Domain-separation label at the start of every AUTH MAC input.
 pub const AUTH_LABEL: &[u8; 12] = b"HCNT-AUTH-v1";
@@ -407,7 +407,7 @@ impl OutTopics {
             slot.1 = count;
             return Ok(Entry { id, name: None, count });
         }
-        let topic: Topic = Arc::from(name);
+        let topic = Topic::from(name);
         let id = match self.reusable_id() {
             Some(id) => {
                 let old = std::mem::replace(&mut self.by_id[id as usize], (topic.clone(), count));

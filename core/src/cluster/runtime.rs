@@ -37,8 +37,6 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use parking_lot::{Condvar, Mutex};
-
 use super::conn::{AuthKey, ConnParams, Topic, DEFAULT_ID_SOFT_CAP};
 use super::identity::{node_id_for, random_u64};
 use super::link::{Link, OUTBOX_CAP};
@@ -51,7 +49,7 @@ use crate::config::{Secret, Settings};
 use crate::counter::Counter;
 use crate::error::{Error, Result};
 use crate::stats::{ClusterStats, PeerStats};
-use crate::sync::{Arc, AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use crate::sync::{Arc, AtomicBool, AtomicU64, AtomicUsize, Condvar, Mutex, Ordering};
 
 /// How long a handshake may take.
 const HANDSHAKE_TIMEOUT_MS: u64 = 5_000;
