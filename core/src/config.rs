@@ -406,6 +406,9 @@ config_keys! {
     /// how long a topic sits at zero before it is collected, in milliseconds
     "gc_after_ms" => gc_after: Duration = crate::DEFAULT_GC_AFTER,
         Millis { min: 0, max: 86_400_000 } -> Duration, default "60000";
+    /// address to serve `/metrics` (Prometheus), `/healthz` and `/readyz` on over HTTP (port 0: any free port; docs/OPERATIONS.md)
+    "metrics_listen" => metrics_listen: Option<String> = None,
+        Address -> impl Into<String>, default "none (no metrics server)";
 }
 
 impl Settings {
@@ -529,6 +532,7 @@ mod tests {
             ("down_grace_ms", "0"),
             ("max_topic_len", "512"),
             ("gc_after_ms", "1000"),
+            ("metrics_listen", "127.0.0.1:0"),
         ] {
             cfg.set(k, v).unwrap_or_else(|e| panic!("{k}={v}: {e}"));
         }
@@ -547,6 +551,7 @@ mod tests {
         assert!(err("listen", "127.0.0.1:99999").contains("port"));
         assert!(err("listen", ":80").contains("no host"));
         assert!(err("seeds", "a:1,b").contains("not host:port"));
+        assert!(err("metrics_listen", "9464").contains("not host:port"));
         assert!(err("secret", "").contains("empty"));
         assert!(err("node_name", &"x".repeat(256)).contains("256 bytes"));
         let mut cfg = Config::new();
@@ -619,6 +624,7 @@ mod tests {
             .down_grace(Duration::ZERO)
             .max_topic_len(512)
             .gc_after(Duration::from_secs(1))
+            .metrics_listen("127.0.0.1:9464")
             .build()
             .unwrap();
         let mut set = Config::new();
@@ -632,6 +638,7 @@ mod tests {
             ("down_grace_ms", "0"),
             ("max_topic_len", "512"),
             ("gc_after_ms", "1000"),
+            ("metrics_listen", "127.0.0.1:9464"),
         ] {
             set.set(k, v).unwrap();
         }

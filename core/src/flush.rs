@@ -21,7 +21,7 @@
 //! | distribute | the same changes into every peer's outbox (which coalesces) | `Cluster::distribute`, `Link::enqueue` |
 //! | housekeeping | expire down peers past their grace, forget long-gone ones | `Cluster::housekeeping` |
 //! | GC | collect topics at zero for `gc_after_ms` | `Counter::collect_garbage` |
-//! | stats | count the flush, its duration, topics drained and collected | [`FlushCounters`] |
+//! | stats | count the flush, its duration (into the fixed buckets of [`FlushDurations`]), topics drained and collected | [`FlushCounters`] |
 //!
 //! A flush never writes to a socket: each peer's writer thread sends its
 //! outbox when it has one (`cluster/writer.rs`), so a slow peer delays
@@ -35,7 +35,7 @@ use crate::cluster::conn::Topic;
 use crate::cluster::runtime::Cluster;
 use crate::counter::Counter;
 use crate::error::Result;
-use crate::stats::FlushStats;
+use crate::stats::{FlushDurations, FlushStats};
 use crate::sync::{Arc, AtomicBool, AtomicU64, Condvar, Mutex, Ordering};
 
 /// When flushes are due (see the module docs).
@@ -67,10 +67,14 @@ impl Schedule {
     }
 }
 
-/// The flusher's running totals, read by [`crate::Node::stats`].
+/// The flusher's running totals, read by [`crate::Node::stats`]. Written by
+/// the flusher thread alone, read by anyone: plain relaxed atomics (a reader
+/// may see one flush half recorded, never a torn value). The number of
+/// flushes is the sum of the duration buckets.
 #[derive(Debug, Default)]
 pub(crate) struct FlushCounters {
-    flushes: AtomicU64,
+    /// Flushes per duration bucket ([`FlushDurations::BOUNDS_US`]).
+    buckets: [AtomicU64; FlushDurations::BUCKETS],
     nanos_total: AtomicU64,
     nanos_max: AtomicU64,
     topics_drained: AtomicU64,
@@ -80,7 +84,7 @@ pub(crate) struct FlushCounters {
 impl FlushCounters {
     fn record(&self, took: Duration, drained: usize, collected: usize) {
         let took = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
-        self.flushes.fetch_add(1, Ordering::Relaxed);
+        self.buckets[FlushDurations::bucket_of(took)].fetch_add(1, Ordering::Relaxed);
         self.nanos_total.fetch_add(took, Ordering::Relaxed);
         self.nanos_max.fetch_max(took, Ordering::Relaxed);
         self.topics_drained.fetch_add(drained as u64, Ordering::Relaxed);
@@ -89,13 +93,18 @@ impl FlushCounters {
 
     /// The totals now.
     pub(crate) fn load(&self) -> FlushStats {
-        let flushes = self.flushes.load(Ordering::Relaxed);
+        let durations = FlushDurations {
+            buckets: std::array::from_fn(|i| self.buckets[i].load(Ordering::Relaxed)),
+            sum_ns: self.nanos_total.load(Ordering::Relaxed),
+        };
+        let flushes = durations.count();
         FlushStats {
             flushes,
-            flush_us_avg: self.nanos_total.load(Ordering::Relaxed) / flushes.max(1) / 1000,
+            flush_us_avg: durations.sum_ns / flushes.max(1) / 1000,
             flush_us_max: self.nanos_max.load(Ordering::Relaxed) / 1000,
             topics_drained: self.topics_drained.load(Ordering::Relaxed),
             topics_collected: self.topics_collected.load(Ordering::Relaxed),
+            durations,
         }
     }
 }
@@ -183,9 +192,10 @@ impl Flusher {
         }
     }
 
-    /// The flusher's totals now.
-    pub(crate) fn stats(&self) -> FlushStats {
-        self.counters.load()
+    /// The flusher's running totals (what [`crate::Node::stats`] and the
+    /// metrics server read).
+    pub(crate) fn counters(&self) -> Arc<FlushCounters> {
+        self.counters.clone()
     }
 
     /// Asks the thread to stop after the flush it may be starting or
@@ -234,6 +244,21 @@ mod tests {
     }
 
     #[test]
+    fn each_flush_is_counted_in_its_duration_bucket() {
+        let c = FlushCounters::default();
+        c.record(Duration::from_micros(30), 3, 0);
+        c.record(Duration::from_micros(50), 0, 1);
+        c.record(Duration::from_secs(2), 0, 0);
+        let s = c.load();
+        let mut buckets = [0; FlushDurations::BUCKETS];
+        (buckets[2], buckets[FlushDurations::BUCKETS - 1]) = (2, 1);
+        assert_eq!(s.durations.buckets, buckets);
+        assert_eq!(s.durations.sum_ns, 2_000_080_000);
+        assert_eq!((s.flushes, s.flush_us_avg, s.flush_us_max), (3, 666_693, 2_000_000));
+        assert_eq!((s.topics_drained, s.topics_collected), (3, 1));
+    }
+
+    #[test]
     fn a_local_flush_drains_collects_and_counts() {
         let counter = Counter::with_config(crate::CounterConfig { gc_after: Duration::ZERO, ..Default::default() });
         let counters = Arc::new(FlushCounters::default());
@@ -244,6 +269,8 @@ mod tests {
         f.run(Instant::now());
         let s = counters.load();
         assert_eq!((s.flushes, s.topics_drained), (1, 2));
+        assert_eq!(s.durations.count(), 1);
+        assert_eq!(s.durations.sum_ns / 1000 / s.flushes, s.flush_us_avg);
         // "b" is at zero and gc_after is 0: GC removes it within a few
         // flushes (it waits for epoch grace periods).
         let deadline = Instant::now() + Duration::from_secs(5);

@@ -42,6 +42,8 @@ mod config;
 #[cfg(not(loom))]
 mod flush;
 #[cfg(not(loom))]
+mod metrics;
+#[cfg(not(loom))]
 mod node;
 #[cfg(not(loom))]
 mod stats;
@@ -58,7 +60,7 @@ pub use handle::TopicHandle;
 #[cfg(not(loom))]
 pub use node::{Node, TopicCount};
 #[cfg(not(loom))]
-pub use stats::{ClusterStats, FlushStats, PeerState, PeerStats, Stats, Traffic};
+pub use stats::{ClusterStats, FlushDurations, FlushStats, PeerState, PeerStats, Stats, Traffic};
 
 /// The README's Rust examples, compiled and run as doc tests.
 #[cfg(doctest)]

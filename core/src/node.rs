@@ -4,15 +4,19 @@
 //! ([`crate::cluster`]).
 //!
 //! A node without `listen`, `seeds` or `secret` is local-only: `count`
-//! equals `count_local`.
+//! equals `count_local`. With `metrics_listen` it also runs the metrics and
+//! health server ([`crate::metrics`]), which reads the same [`Stats`] as
+//! [`Node::stats`] through a [`StatsReader`].
 
 use crate::cluster::runtime::Cluster;
 use crate::config::Config;
 use crate::counter::{Counter, CounterConfig};
 use crate::error::{Error, Result};
-use crate::flush::Flusher;
+use crate::flush::{FlushCounters, Flusher};
+use crate::metrics;
 use crate::stats::Stats;
 use crate::sync::{Arc, AtomicBool, Ordering};
+use std::net::SocketAddr;
 use std::time::Instant;
 
 /// A topic's cluster-wide count, with how fresh and complete it is.
@@ -52,10 +56,13 @@ pub struct Node {
     closed: AtomicBool,
     flusher: Flusher,
     cluster: Option<Arc<Cluster>>,
+    stats: StatsReader,
+    metrics: Option<metrics::Server>,
 }
 
 impl Node {
-    /// Starts a node: validates `config` and spawns its flusher thread.
+    /// Starts a node: validates `config`, binds its listeners (peers and
+    /// metrics), and spawns its threads.
     pub fn start(config: &Config) -> Result<Node> {
         config.validate()?;
         let settings = Arc::new(config.settings().clone());
@@ -65,21 +72,36 @@ impl Node {
             stripes: None,
         });
         let name = settings.node_name.clone().unwrap_or_else(|| format!("node-{:08x}", rand_u32()));
+        let metrics_listener = settings.metrics_listen.as_deref().map(metrics::bind).transpose()?;
+        let metrics_addr = metrics_listener.as_ref().map(|l| l.local_addr()).transpose()?;
         // validate() refuses listen/seeds without a secret.
         let cluster = match &settings.secret {
             Some(secret) => Some(Cluster::start(settings.clone(), &name, secret, counter.clone())?),
             None => None,
         };
-        let flusher = match Flusher::start(&name, settings.flush_interval, counter.clone(), cluster.clone()) {
-            Ok(f) => f,
-            Err(e) => {
-                if let Some(c) = &cluster {
-                    c.close();
-                }
-                return Err(e);
+        let close_cluster = |e| {
+            if let Some(c) = &cluster {
+                c.close();
             }
+            e
         };
-        Ok(Node { name, counter, closed: AtomicBool::new(false), flusher, cluster })
+        let flusher =
+            Flusher::start(&name, settings.flush_interval, counter.clone(), cluster.clone()).map_err(close_cluster)?;
+        let stats = StatsReader {
+            name: name.clone(),
+            counter: counter.clone(),
+            flush: flusher.counters(),
+            cluster: cluster.clone(),
+            metrics_listen: metrics_addr,
+        };
+        let metrics = match metrics_listener {
+            Some(l) => Some(metrics::Server::start(l, &name, stats.clone(), settings.clone()).map_err(|e| {
+                flusher.stop();
+                close_cluster(e)
+            })?),
+            None => None,
+        };
+        Ok(Node { name, counter, closed: AtomicBool::new(false), flusher, cluster, stats, metrics })
     }
 
     fn open(&self) -> Result<&Counter> {
@@ -176,6 +198,12 @@ impl Node {
         self.cluster.as_ref().and_then(|c| c.local_addr())
     }
 
+    /// The metrics server's address (with the real port when
+    /// `metrics_listen` had port 0), if it runs.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.stats.metrics_listen
+    }
+
     /// Connects to another node at `addr` (`host:port`), and keeps
     /// reconnecting to it whenever the connection drops. Needs a `secret`.
     pub fn add_peer(&self, addr: &str) -> Result<()> {
@@ -204,25 +232,8 @@ impl Node {
     /// # Ok::<(), headcount::Error>(())
     /// ```
     pub fn stats(&self) -> Result<Stats> {
-        let c = self.open()?;
-        let (cluster, peers) = match &self.cluster {
-            Some(cl) => {
-                let (s, peers) = cl.stats();
-                (Some(s), peers)
-            }
-            None => (None, Vec::new()),
-        };
-        Ok(Stats {
-            node: self.name.clone(),
-            topics: c.topics(),
-            tracked_pairs: c.pairs(),
-            connections: c.connections(),
-            total_local: c.total_local(),
-            stripes: c.stripes(),
-            flush: self.flusher.stats(),
-            cluster,
-            peers,
-        })
+        self.open()?;
+        Ok(self.stats.read())
     }
 
     /// [`Node::stats`] as one line of JSON ([`Stats::to_json`]).
@@ -230,12 +241,13 @@ impl Node {
         Ok(self.stats()?.to_json())
     }
 
-    /// Stops the flusher and closes the node. Idempotent; later calls on the
-    /// node return [`Error::Closed`].
+    /// Stops the metrics server and the flusher and closes the node.
+    /// Idempotent; later calls on the node return [`Error::Closed`].
     pub fn close(&self) {
         if self.closed.swap(true, Ordering::AcqRel) {
             return;
         }
+        self.stop_metrics();
         self.flusher.stop();
         // Then say BYE to every peer (they drop our counts at once) and stop
         // the network threads.
@@ -255,6 +267,7 @@ impl Node {
         if self.closed.swap(true, Ordering::AcqRel) {
             return;
         }
+        self.stop_metrics();
         self.flusher.request_stop();
         if let Some(c) = &self.cluster {
             c.abort();
@@ -263,9 +276,54 @@ impl Node {
     }
 }
 
+impl Node {
+    fn stop_metrics(&self) {
+        if let Some(m) = &self.metrics {
+            m.stop();
+        }
+    }
+}
+
 impl Drop for Node {
     fn drop(&mut self) {
         self.close();
+    }
+}
+
+/// Reads a node's [`Stats`] from its parts: what [`Node::stats`] returns
+/// and what the metrics server renders at each scrape.
+#[derive(Debug, Clone)]
+pub(crate) struct StatsReader {
+    name: String,
+    counter: Counter,
+    flush: Arc<FlushCounters>,
+    cluster: Option<Arc<Cluster>>,
+    metrics_listen: Option<SocketAddr>,
+}
+
+impl StatsReader {
+    /// The stats now.
+    pub(crate) fn read(&self) -> Stats {
+        let c = &self.counter;
+        let (cluster, peers) = match &self.cluster {
+            Some(cl) => {
+                let (s, peers) = cl.stats();
+                (Some(s), peers)
+            }
+            None => (None, Vec::new()),
+        };
+        Stats {
+            node: self.name.clone(),
+            topics: c.topics(),
+            tracked_pairs: c.pairs(),
+            connections: c.connections(),
+            total_local: c.total_local(),
+            stripes: c.stripes(),
+            flush: self.flush.load(),
+            cluster,
+            peers,
+            metrics_listen: self.metrics_listen,
+        }
     }
 }
 

@@ -83,6 +83,9 @@ pub enum PeerState {
 }
 
 impl PeerState {
+    /// Every state, in the order of the state table.
+    pub const ALL: [PeerState; 4] = [PeerState::Syncing, PeerState::Up, PeerState::Down, PeerState::Left];
+
     /// The state's name in the stats JSON.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -144,6 +147,42 @@ pub struct FlushStats {
     pub topics_drained: u64,
     /// Topics garbage-collected.
     pub topics_collected: u64,
+    /// Every flush's duration, in fixed buckets.
+    pub durations: FlushDurations,
+}
+
+/// Flush durations in fixed buckets: the `headcount_flush_duration_seconds`
+/// histogram of docs/OPERATIONS.md. `buckets[i]` counts the flushes that
+/// took more than `BOUNDS_US[i - 1]` and at most `BOUNDS_US[i]`
+/// microseconds; the last bucket, those that took longer than every bound.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FlushDurations {
+    /// Flushes per bucket (not cumulative).
+    pub buckets: [u64; FlushDurations::BUCKETS],
+    /// The sum of every recorded duration, in nanoseconds.
+    pub sum_ns: u64,
+}
+
+impl FlushDurations {
+    /// The buckets' upper bounds, in microseconds: 10 us to 1 s, about three
+    /// per decade (a flush of a few changed topics takes microseconds, one
+    /// of a million takes tens of milliseconds).
+    pub const BOUNDS_US: [u64; 16] = [
+        10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000,
+    ];
+    /// How many buckets: one per bound, and one above them all.
+    pub const BUCKETS: usize = Self::BOUNDS_US.len() + 1;
+
+    /// The bucket a flush of `nanos` nanoseconds falls in.
+    pub(crate) fn bucket_of(nanos: u64) -> usize {
+        Self::BOUNDS_US.partition_point(|&us| us.saturating_mul(1000) < nanos)
+    }
+
+    /// Flushes recorded.
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().sum()
+    }
 }
 
 /// Node-wide cluster state (nodes with a `secret` only).
@@ -202,6 +241,9 @@ pub struct Stats {
     pub cluster: Option<ClusterStats>,
     /// Every known peer, by name.
     pub peers: Vec<PeerStats>,
+    /// Where the metrics server listens (with the real port when
+    /// `metrics_listen` had port 0); `None` when `metrics_listen` is unset.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 fn hex(n: u64) -> String {
@@ -252,6 +294,9 @@ impl Stats {
             "topics_collected": f.topics_collected,
             "peers": self.peers_value(),
         });
+        if let (Some(a), Value::Object(obj)) = (self.metrics_listen, &mut v) {
+            obj.insert("metrics_listen".to_owned(), a.to_string().into());
+        }
         if let (Some(c), Value::Object(obj)) = (&self.cluster, &mut v) {
             let cluster = json!({
                 "node_id": hex(c.node_id),
@@ -328,7 +373,14 @@ mod tests {
             connections: 3,
             total_local: 4,
             stripes: 5,
-            flush: FlushStats { flushes: 6, flush_us_avg: 7, flush_us_max: 8, topics_drained: 9, topics_collected: 10 },
+            flush: FlushStats {
+                flushes: 6,
+                flush_us_avg: 7,
+                flush_us_max: 8,
+                topics_drained: 9,
+                topics_collected: 10,
+                durations: FlushDurations::default(),
+            },
             cluster: Some(ClusterStats {
                 node_id: 0x1f,
                 incarnation: 0x2e,
@@ -346,6 +398,7 @@ mod tests {
                 known_addresses: 20,
             }),
             peers: vec![peer()],
+            metrics_listen: None,
         };
         let peer = r#"{"address":"127.0.0.1:7402","bytes_in":9,"bytes_out":10,"connects":19,"counted":true,"frames_in":11,"frames_out":12,"incarnation":"0000000000000002","last_frame_age_ms":5,"name":"b","node_id":"00000000000000ab","outbox_coalesces":15,"outbox_overflows":17,"outbox_pending":16,"snapshots_sent":18,"state":"up","state_age_ms":6,"state_bytes_out":14,"topics":7,"topics_out":13,"total":8}"#;
         assert_eq!(s.peers_json(), format!("[{peer}]"));
@@ -356,10 +409,28 @@ mod tests {
             )
         );
         let local = Stats { cluster: None, peers: vec![], ..s };
+        let local_json = r#"{"connections":3,"flush_us_avg":7,"flush_us_max":8,"flushes":6,"node":"a","peers":[],"stripes":5,"topics":1,"topics_collected":10,"topics_drained":9,"total_local":4,"tracked_pairs":2}"#;
+        assert_eq!(local.to_json(), local_json);
+        // `metrics_listen` appears only when the metrics server runs.
+        let served = Stats { metrics_listen: Some("127.0.0.1:9464".parse().unwrap()), ..local };
         assert_eq!(
-            local.to_json(),
-            r#"{"connections":3,"flush_us_avg":7,"flush_us_max":8,"flushes":6,"node":"a","peers":[],"stripes":5,"topics":1,"topics_collected":10,"topics_drained":9,"total_local":4,"tracked_pairs":2}"#
+            served.to_json(),
+            local_json.replace(r#""node":"a","#, r#""metrics_listen":"127.0.0.1:9464","node":"a","#)
         );
+    }
+
+    /// A flush lands in the first bucket whose bound is at least its
+    /// duration (Prometheus's `le`), and past the last bound in the last.
+    #[test]
+    fn flush_durations_fall_in_the_first_bucket_that_holds_them() {
+        assert_eq!(FlushDurations::bucket_of(0), 0);
+        assert_eq!(FlushDurations::bucket_of(10_000), 0);
+        assert_eq!(FlushDurations::bucket_of(10_001), 1);
+        assert_eq!(FlushDurations::bucket_of(1_000_000), 6);
+        assert_eq!(FlushDurations::bucket_of(1_000_000_000), 15);
+        assert_eq!(FlushDurations::bucket_of(1_000_000_001), 16);
+        assert_eq!(FlushDurations::bucket_of(u64::MAX), FlushDurations::BUCKETS - 1);
+        assert!(FlushDurations::BOUNDS_US.windows(2).all(|w| w[0] < w[1]));
     }
 
     #[test]
