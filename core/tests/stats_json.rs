@@ -52,6 +52,27 @@ fn local_node_stats_are_exactly_these_bytes() {
     );
 }
 
+/// With the metrics server on, one key is added: where it listens.
+#[test]
+fn metrics_listen_adds_one_key() {
+    let mut cfg = Config::new();
+    cfg.set("node_name", "solo").unwrap();
+    cfg.set("flush_interval_ms", "60000").unwrap();
+    cfg.set("metrics_listen", "127.0.0.1:0").unwrap();
+    let n = Node::start(&cfg).unwrap();
+    let at = n.metrics_addr().unwrap();
+    assert_ne!(at.port(), 0);
+    let stripes = parse(&n.stats_json().unwrap())["stripes"].as_u64().unwrap();
+    assert_eq!(
+        n.stats_json().unwrap(),
+        format!(
+            "{{\"connections\":0,\"flush_us_avg\":0,\"flush_us_max\":0,\"flushes\":0,\"metrics_listen\":\"{at}\",\
+             \"node\":\"solo\",\"peers\":[],\"stripes\":{stripes},\"topics\":0,\"topics_collected\":0,\
+             \"topics_drained\":0,\"total_local\":0,\"tracked_pairs\":0}}"
+        )
+    );
+}
+
 const PEER_KEYS: &str = r#"{"address":"","bytes_in":0,"bytes_out":0,"connects":0,"counted":false,"frames_in":0,"frames_out":0,"incarnation":"","last_frame_age_ms":0,"name":"","node_id":"","outbox_coalesces":0,"outbox_overflows":0,"outbox_pending":0,"snapshots_sent":0,"state":"","state_age_ms":0,"state_bytes_out":0,"topics":0,"topics_out":0,"total":0}"#;
 
 fn node_keys(listen: &str, peers: &str) -> String {

@@ -108,6 +108,7 @@ pub extern "C" fn hc_config_new() -> *mut hc_config {
 /// - `down_grace_ms` (0..=3600000; default 0): how long a down peer's counts are still summed, in milliseconds.
 /// - `max_topic_len` (1..=65535; default 1024): longest topic, in bytes.
 /// - `gc_after_ms` (0..=86400000; default 60000): how long a topic sits at zero before it is collected, in milliseconds.
+/// - `metrics_listen` (`host:port`; default none (no metrics server)): address to serve `/metrics` (Prometheus), `/healthz` and `/readyz` on over HTTP (port 0: any free port; docs/OPERATIONS.md).
 /// <!-- /config-keys -->
 ///
 /// Returns `HC_ERR_NULL_ARG` if `cfg`, `key` or `value` is NULL, and
