@@ -168,9 +168,8 @@ impl FlushDurations {
     /// The buckets' upper bounds, in microseconds: 10 us to 1 s, about three
     /// per decade (a flush of a few changed topics takes microseconds, one
     /// of a million takes tens of milliseconds).
-    pub const BOUNDS_US: [u64; 16] = [
-        10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000,
-    ];
+    pub const BOUNDS_US: [u64; 16] =
+        [10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000];
     /// How many buckets: one per bound, and one above them all.
     pub const BUCKETS: usize = Self::BOUNDS_US.len() + 1;
 

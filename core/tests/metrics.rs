@@ -60,7 +60,8 @@ impl Answer {
 fn parse_answer(raw: &[u8]) -> Answer {
     let text = String::from_utf8_lossy(raw).into_owned();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no end of head in {text:?}"));
-    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("bad status in {head:?}"));
+    let status =
+        head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("bad status in {head:?}"));
     assert!(head.starts_with("HTTP/1.1 "), "{head}");
     Answer { status, head: head.to_owned(), body: body.to_owned() }
 }
@@ -514,8 +515,10 @@ fn scrape_parsed_by_prometheus_client_matches_stats() {
         }
     }
     // Bytes move: a later scrape sees more traffic (heartbeats every 10 ms).
-    let first = value(&parse_with_python(&get(m, "/metrics").body, "prometheus"), "headcount_peer_received_frames_total", &[]);
+    let first =
+        value(&parse_with_python(&get(m, "/metrics").body, "prometheus"), "headcount_peer_received_frames_total", &[]);
     std::thread::sleep(Duration::from_millis(100));
-    let later = value(&parse_with_python(&get(m, "/metrics").body, "prometheus"), "headcount_peer_received_frames_total", &[]);
+    let later =
+        value(&parse_with_python(&get(m, "/metrics").body, "prometheus"), "headcount_peer_received_frames_total", &[]);
     assert!(later > first, "frames in {first} -> {later}");
 }

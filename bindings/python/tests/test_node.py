@@ -136,6 +136,23 @@ def test_stats_grows_its_buffer(node: Node) -> None:
     assert got["tracked_pairs"] == 1
 
 
+def test_metrics_server_runs_inside_the_embedding_process() -> None:
+    """metrics_listen is served by the library itself, through the C ABI."""
+    import urllib.error
+    import urllib.request
+
+    with Node(node_name="scraped", metrics_listen="127.0.0.1:0") as n:
+        n.track("room:1", 7)
+        base = "http://" + n.stats()["metrics_listen"]
+        with urllib.request.urlopen(base + "/healthz", timeout=5) as r:
+            assert (r.status, r.read()) == (200, b"ok\n")
+        with urllib.request.urlopen(base + "/metrics", timeout=5) as r:
+            assert "headcount_tracked_pairs 1" in r.read().decode().splitlines()
+    # Closed with the node.
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(base + "/healthz", timeout=5)
+
+
 def test_version_and_library_path() -> None:
     v = headcount.library_version()
     assert v and v[0].isdigit(), v

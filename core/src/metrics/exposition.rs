@@ -100,6 +100,11 @@ impl<T> Series<T> {
         }
     }
 
+    /// Starts this series: its HELP and TYPE lines.
+    fn describe<'s>(&'s self, e: &'s mut DescriptorEncoder<'_>) -> Result<MetricEncoder<'s>, fmt::Error> {
+        e.encode_descriptor(self.name, self.help, self.unit.as_ref(), self.metric_type())
+    }
+
     /// Writes this series' sample for `t` (none for a missing value).
     fn sample(&self, t: &T, m: MetricEncoder<'_>) -> fmt::Result {
         match self.value {
@@ -180,10 +185,10 @@ impl Collector for StatsCollector {
         let info = Info::new(info);
         info.encode(e.encode_descriptor("headcount_node", help, None, info.metric_type())?)?;
         let flush = Histogram(&s.flush.durations);
-        let unit = Some(Unit::Seconds);
-        flush.encode(e.encode_descriptor("headcount_flush_duration", "How long each flush took.", unit.as_ref(), flush.metric_type())?)?;
+        let (help, unit) = ("How long each flush took.", Some(Unit::Seconds));
+        flush.encode(e.encode_descriptor("headcount_flush_duration", help, unit.as_ref(), flush.metric_type())?)?;
         for series in NODE {
-            series.sample(s, e.encode_descriptor(series.name, series.help, series.unit.as_ref(), series.metric_type())?)?;
+            series.sample(s, series.describe(&mut e)?)?;
         }
         let Some(c) = &s.cluster else { return Ok(()) };
         let mut by_state = e.encode_descriptor("headcount_peers", "Known peers, by state.", None, MetricType::Gauge)?;
@@ -195,10 +200,10 @@ impl Collector for StatsCollector {
         let help = "Peers whose counts are summed into count() now.";
         counted.encode(e.encode_descriptor("headcount_peers_counted", help, None, MetricType::Gauge)?)?;
         for series in CLUSTER {
-            series.sample(c, e.encode_descriptor(series.name, series.help, series.unit.as_ref(), series.metric_type())?)?;
+            series.sample(c, series.describe(&mut e)?)?;
         }
         for series in PEER {
-            let mut m = e.encode_descriptor(series.name, series.help, series.unit.as_ref(), series.metric_type())?;
+            let mut m = series.describe(&mut e)?;
             for p in s.peers.iter().filter(|p| series.has_sample(p)) {
                 let id = format!("{:016x}", p.node_id);
                 series.sample(p, m.encode_family(&[("peer", p.name.as_str()), ("peer_id", id.as_str())])?)?;

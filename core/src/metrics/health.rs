@@ -68,7 +68,13 @@ mod tests {
     }
 
     fn seeded() -> Settings {
-        crate::Config::builder().seeds(vec!["127.0.0.1:7401".to_owned()]).secret("s").build().unwrap().settings().clone()
+        crate::Config::builder()
+            .seeds(vec!["127.0.0.1:7401".to_owned()])
+            .secret("s")
+            .build()
+            .unwrap()
+            .settings()
+            .clone()
     }
 
     #[test]
