@@ -18,7 +18,8 @@
 //! start). One thread accepts and serves each connection in turn: one
 //! request, one answer, close ([`http`] has the size and time bounds).
 //! While it serves one, others wait in the kernel's accept queue. A scrape
-//! takes well under a millisecond; a client that trickles its request holds
+//! costs one `Node::stats()` (whose `total_local` sums every topic's
+//! stripes) and its rendering; a client that trickles its request holds
 //! the server for at most `HEAD_DEADLINE` (2 s) before a 408. That is the
 //! whole cost a bad client can impose: no memory beyond one 8 KiB buffer,
 //! no extra thread, no effect on counting or replication (which never wait
@@ -38,7 +39,7 @@
 //! thread per concurrent client, and never joins its accept thread, so a
 //! node could promise neither bounded memory nor a clean stop. `httparse`
 //! (hyper's parser) does the parsing here; the rest is this module and
-//! [`http`], about 200 lines.
+//! [`http`], a few hundred lines.
 
 mod exposition;
 mod health;
