@@ -231,9 +231,11 @@ impl Shared {
             .name(format!("api-session-{id}"))
             .stack_size(SESSION_STACK)
             .spawn(move || {
-                session::run(&shared, id, stream);
+                let closed = session::run(&shared, id, stream);
+                // Room for another client before the log says this one left.
                 shared.sessions().open.remove(&id);
                 shared.ended.notify_all();
+                shared.log.info(&closed);
             });
         if let Err(e) = spawned {
             self.log.warn(&format!("api: cannot start a session thread: {e}"));

@@ -157,7 +157,8 @@ enum End {
 }
 
 /// Serves one client until its socket closes, then withdraws its books.
-pub(crate) fn run(shared: &Shared, id: u64, stream: Stream) {
+/// Returns the log line that says so.
+pub(crate) fn run(shared: &Shared, id: u64, stream: Stream) -> String {
     let mut ledger = Ledger::new(&shared.ids);
     let end = match stream_pair(stream) {
         Ok((mut reader, mut writer)) => serve(shared, &mut ledger, &mut reader, &mut writer),
@@ -170,10 +171,10 @@ pub(crate) fn run(shared: &Shared, id: u64, stream: Stream) {
         End::Io(e) => format!("socket error: {e}"),
     };
     let errors = if w.errors > 0 { format!(" ({} calls failed)", w.errors) } else { String::new() };
-    shared.log.info(&format!(
+    format!(
         "api session {id} closed ({why}): withdrew {} connections, {} pairs, adds to {} topics{errors}",
         w.conns, w.pairs, w.topics_added
-    ));
+    )
 }
 
 fn stream_pair(stream: Stream) -> io::Result<(BufReader<Stream>, BufWriter<Stream>)> {

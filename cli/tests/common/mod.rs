@@ -182,3 +182,5 @@ pub fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> Option<Dura
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+pub mod serve;
