@@ -143,9 +143,12 @@ pub(crate) fn run(args: &ServeArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let listening = node.local_addr().map_or_else(|| "not listening for peers".to_owned(), |a| format!("listening on {a}"));
-    let seeds = resolved.shown.iter().find(|(n, _, _)| *n == "seeds").map_or("", |(_, v, _)| v.as_str());
-    log.info(&format!("ready: {listening}, seeds [{seeds}]"));
+    let seeds = resolved.shown.iter().find(|(n, _, _)| *n == "seeds").map(|(_, v, _)| v.as_str()).filter(|s| !s.is_empty());
+    log.info(&match (node.local_addr(), seeds) {
+        (None, None) => "ready: local-only (no listen, no seeds)".to_owned(),
+        (None, Some(seeds)) => format!("ready: not listening, seeds [{seeds}]"),
+        (Some(a), seeds) => format!("ready: listening on {a}, seeds [{}]", seeds.unwrap_or("")),
+    });
     for at in api.endpoints() {
         log.info(&format!("api on {at} (at most {} sessions)", resolved.max_sessions));
     }
