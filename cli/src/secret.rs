@@ -12,8 +12,8 @@ pub(crate) const SECRET_ENV: &str = "HEADCOUNT_SECRET";
 /// the file.
 pub(crate) fn from_file(path: &Path) -> Result<String, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read secret file {}: {e}", path.display()))?;
-    let text =
-        String::from_utf8(bytes).map_err(|_| format!("secret file {}: the secret must be UTF-8 text", path.display()))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| format!("secret file {}: the secret must be UTF-8 text", path.display()))?;
     let text = text.trim();
     if text.is_empty() {
         return Err(format!("secret file {} is empty", path.display()));

@@ -88,11 +88,15 @@ fn json_and_plot_are_valid() {
     let text = std::fs::read_to_string(&svg).expect("--plot wrote the SVG");
     let doc = roxmltree::Document::parse(&text).expect("the SVG is XML");
     assert_eq!(doc.root_element().tag_name().name(), "svg");
-    let texts: Vec<&str> = doc.descendants().filter(|n| n.has_tag_name("text")).filter_map(|n| n.text()).map(str::trim).collect();
+    let texts: Vec<&str> =
+        doc.descendants().filter(|n| n.has_tag_name("text")).filter_map(|n| n.text()).map(str::trim).collect();
     for want in ["node-1", "node-2", "node-3", "each node's total minus the truth, while the load runs"] {
         assert!(texts.contains(&want), "the SVG has no text {want:?}: {texts:?}");
     }
-    assert!(texts.iter().any(|t| t.starts_with("propagation: probe change") && t.contains(" observations)")), "{texts:?}");
+    assert!(
+        texts.iter().any(|t| t.starts_with("propagation: probe change") && t.contains(" observations)")),
+        "{texts:?}"
+    );
     // One line per node (plotters draws a series as a polyline), and bars.
     let lines = doc.descendants().filter(|n| n.has_tag_name("polyline")).count();
     assert!(lines >= 3, "{lines} polylines");
@@ -208,10 +212,7 @@ fn the_readme_samples_have_the_real_output_format() {
 
 #[test]
 fn skeletons_keep_the_format_and_drop_the_numbers() {
-    assert_eq!(
-        skeleton("     1.0 s     19,824    100,596      -29        0   +1,234    104 ms"),
-        "# # # # # # #"
-    );
+    assert_eq!(skeleton("     1.0 s     19,824    100,596      -29        0   +1,234    104 ms"), "# # # # # # #");
     assert_eq!(skeleton("  node-1     127.0.0.1:44973  (seed)"), "node-# # (seed)");
     assert_eq!(skeleton("     0.0 s          -    100,000        0"), "# - # #");
     assert_eq!(

@@ -66,11 +66,24 @@ fn flags_beat_the_environment_which_beats_the_file() {
 #[test]
 fn bad_settings_exit_2_naming_the_key_and_where_it_came_from() {
     let dir = TempDir::new("bad");
-    let cases: Vec<(Vec<String>, Vec<(&str, String)>, Vec<&str>)> = vec![
-        (vec!["--flush-interval-ms".into(), "0".into()], vec![], vec!["\"flush_interval_ms\"", "out of range", "--flush-interval-ms"]),
-        (vec![], vec![("HEADCOUNT_DOWN_AFTER_MS", "soon".into())], vec!["\"down_after_ms\"", "$HEADCOUNT_DOWN_AFTER_MS"]),
+    // (flags, environment, what the error must say)
+    type Case<'a> = (Vec<String>, Vec<(&'a str, String)>, Vec<&'a str>);
+    let cases: Vec<Case<'_>> = vec![
         (
-            vec!["--config".into(), dir.write("a.toml", "flush_interval_ms = 50\ncolour = \"blue\"\n").display().to_string()],
+            vec!["--flush-interval-ms".into(), "0".into()],
+            vec![],
+            vec!["\"flush_interval_ms\"", "out of range", "--flush-interval-ms"],
+        ),
+        (
+            vec![],
+            vec![("HEADCOUNT_DOWN_AFTER_MS", "soon".into())],
+            vec!["\"down_after_ms\"", "$HEADCOUNT_DOWN_AFTER_MS"],
+        ),
+        (
+            vec![
+                "--config".into(),
+                dir.write("a.toml", "flush_interval_ms = 50\ncolour = \"blue\"\n").display().to_string(),
+            ],
             vec![],
             vec!["a.toml", "unknown key \"colour\""],
         ),
@@ -84,11 +97,19 @@ fn bad_settings_exit_2_naming_the_key_and_where_it_came_from() {
             vec![],
             vec!["c.toml", "line 1"],
         ),
-        (vec!["--config".into(), dir.path("missing.toml").display().to_string()], vec![], vec!["cannot read", "missing.toml"]),
+        (
+            vec!["--config".into(), dir.path("missing.toml").display().to_string()],
+            vec![],
+            vec!["cannot read", "missing.toml"],
+        ),
         (vec!["--listen".into(), "127.0.0.1:0".into()], vec![], vec!["\"secret\"", "required", "secret_file"]),
         (vec!["--api".into(), "0.0.0.0:7480".into()], vec![], vec!["api (from --api)", "not a loopback address"]),
         (vec!["--api-max-sessions".into(), "0".into()], vec![], vec!["api_max_sessions", "1..=65536"]),
-        (vec!["--secret-file".into(), dir.path("nope").display().to_string()], vec![], vec!["secret_file", "cannot read"]),
+        (
+            vec!["--secret-file".into(), dir.path("nope").display().to_string()],
+            vec![],
+            vec!["secret_file", "cannot read"],
+        ),
     ];
     for (args, env, want) in &cases {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -117,7 +138,8 @@ fn bad_settings_exit_2_naming_the_key_and_where_it_came_from() {
 fn sigterm_leaves_and_a_peer_sees_left_at_once() {
     // The peer would take 60 s to call a silent node down: seeing "left"
     // sooner can only be the goodbye.
-    let mut peer = NodeProc::start("peer", &["--listen", "127.0.0.1:0", "--down-after-ms", "60000", "--flush-interval-ms", "20"]);
+    let mut peer =
+        NodeProc::start("peer", &["--listen", "127.0.0.1:0", "--down-after-ms", "60000", "--flush-interval-ms", "20"]);
     let dir = TempDir::new("term");
     let sock = dir.path("api.sock");
     let api = format!("unix:{}", sock.display());
@@ -132,9 +154,10 @@ fn sigterm_leaves_and_a_peer_sees_left_at_once() {
     eventually(Duration::from_secs(10), || peer.num("count room") == 1).expect("the peer sees the track");
     let state = |peer: &mut NodeProc| -> String {
         let peers: serde_json::Value = serde_json::from_str(&peer.cmd("peers")).unwrap();
-        peers.as_array().and_then(|a| a.iter().find(|p| p["name"] == "svc")).map_or("absent".into(), |p| {
-            p["state"].as_str().unwrap_or("?").to_owned()
-        })
+        peers
+            .as_array()
+            .and_then(|a| a.iter().find(|p| p["name"] == "svc"))
+            .map_or("absent".into(), |p| p["state"].as_str().unwrap_or("?").to_owned())
     };
     assert_eq!(state(&mut peer), "up");
 

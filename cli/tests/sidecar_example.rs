@@ -8,8 +8,8 @@
 
 mod common;
 
-use common::serve::{ApiClient, ServeProc, TempDir};
 use common::eventually;
+use common::serve::{ApiClient, ServeProc, TempDir};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -45,12 +45,8 @@ fn the_readme_nodejs_client_runs_against_serve() {
     let script = dir.write("presence.mjs", &code);
     let sock = dir.path("api.sock");
     let _serve = ServeProc::start(&["--node-name", "js", "--api", &format!("unix:{}", sock.display())], &[]);
-    let out = Command::new("node")
-        .arg(&script)
-        .env("HEADCOUNT_API", &sock)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run node");
+    let out =
+        Command::new("node").arg(&script).env("HEADCOUNT_API", &sock).stdin(Stdio::null()).output().expect("run node");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "node failed: {stdout}{}", String::from_utf8_lossy(&out.stderr));
     // Each printed line is what the comment beside its console.log says.
@@ -100,6 +96,7 @@ fn a_killed_client_loses_its_tracks() {
     assert_eq!(c.num("count room"), 100);
     child.kill().expect("SIGKILL the client");
     child.wait().unwrap();
-    let took = eventually(Duration::from_secs(5), || c.num("count room") == 0).expect("the killed client's users vanish");
+    let took =
+        eventually(Duration::from_secs(5), || c.num("count room") == 0).expect("the killed client's users vanish");
     assert!(took < Duration::from_secs(2), "took {took:?}");
 }

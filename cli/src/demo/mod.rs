@@ -246,8 +246,7 @@ impl<'a> Demo<'a> {
                     s.spawn(move || w.churn(rate, stats))
                 })
                 .collect();
-            let probe =
-                s.spawn(|| probe::run(&self.nodes, &stats.stop, PROBE_TIMEOUT, self.flush, self.seed, &lag_tx));
+            let probe = s.spawn(|| probe::run(&self.nodes, &stats.stop, PROBE_TIMEOUT, self.flush, self.seed, &lag_tx));
             let mut next_row = Duration::ZERO;
             for tick in 0u32.. {
                 let due = (TICK * tick).min(load_for);

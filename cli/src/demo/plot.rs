@@ -33,7 +33,10 @@ fn draw(path: &Path, report: &Report) -> Result<(), Box<dyn std::error::Error>> 
     Ok(())
 }
 
-fn distance_chart<DB: DrawingBackend>(area: &DrawingArea<DB, plotters::coord::Shift>, report: &Report) -> Result<(), Box<dyn std::error::Error>>
+fn distance_chart<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    report: &Report,
+) -> Result<(), Box<dyn std::error::Error>>
 where
     DB::ErrorType: 'static,
 {
@@ -56,7 +59,8 @@ where
         .draw()?;
     for (i, (name, _)) in report.nodes.iter().enumerate() {
         let colour = Palette99::pick(i).to_rgba();
-        let points = samples.iter().filter_map(|s| s.off.get(i).copied().flatten().map(|o| (s.at.as_secs_f64(), o as f64)));
+        let points =
+            samples.iter().filter_map(|s| s.off.get(i).copied().flatten().map(|o| (s.at.as_secs_f64(), o as f64)));
         chart
             .draw_series(LineSeries::new(points, colour.stroke_width(2)))?
             .label(name.as_str())

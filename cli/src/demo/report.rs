@@ -86,7 +86,11 @@ impl Report {
         );
         row(
             "average rate",
-            format!("{} ops/s (asked for {})", thousands(self.average_rate().round() as u64), thousands(self.params.churn)),
+            format!(
+                "{} ops/s (asked for {})",
+                thousands(self.average_rate().round() as u64),
+                thousands(self.params.churn)
+            ),
         );
         row(
             "peak rate",
@@ -100,7 +104,9 @@ impl Report {
         row(
             "converge",
             match self.converged {
-                Some(t) => format!("{} after the load stopped (flush every {})", duration(t), duration(self.params.flush)),
+                Some(t) => {
+                    format!("{} after the load stopped (flush every {})", duration(t), duration(self.params.flush))
+                }
                 None => format!("did not converge within {}", duration(self.converge_timeout)),
             },
         );

@@ -64,10 +64,8 @@ fn parse_endpoint(s: &str) -> Result<Endpoint, String> {
         }
         return Ok(Endpoint::Unix(PathBuf::from(path)));
     }
-    let addrs: Vec<SocketAddr> = s
-        .to_socket_addrs()
-        .map_err(|e| format!("{s:?} is neither unix:/path nor host:port ({e})"))?
-        .collect();
+    let addrs: Vec<SocketAddr> =
+        s.to_socket_addrs().map_err(|e| format!("{s:?} is neither unix:/path nor host:port ({e})"))?.collect();
     match addrs.iter().find(|a| !a.ip().is_loopback()) {
         Some(a) => Err(format!(
             "{s:?} ({a}) is not a loopback address; the API has no authentication: use unix:/path or 127.0.0.1:PORT"
@@ -227,10 +225,8 @@ impl Shared {
         sessions.open.insert(id, clone);
         drop(sessions);
         let shared = self.clone();
-        let spawned = std::thread::Builder::new()
-            .name(format!("api-session-{id}"))
-            .stack_size(SESSION_STACK)
-            .spawn(move || {
+        let spawned =
+            std::thread::Builder::new().name(format!("api-session-{id}")).stack_size(SESSION_STACK).spawn(move || {
                 let closed = session::run(&shared, id, stream);
                 // Room for another client before the log says this one left.
                 shared.sessions().open.remove(&id);
@@ -257,12 +253,7 @@ pub(crate) struct Api {
 impl Api {
     /// Binds every endpoint and starts accepting. On error nothing is left
     /// listening.
-    pub(crate) fn start(
-        node: Arc<Node>,
-        endpoints: &[Endpoint],
-        max_sessions: usize,
-        log: Log,
-    ) -> Result<Api, String> {
+    pub(crate) fn start(node: Arc<Node>, endpoints: &[Endpoint], max_sessions: usize, log: Log) -> Result<Api, String> {
         let ready = format!("ready {}", node.local_addr().map_or_else(|| "-".to_owned(), |a| a.to_string()));
         let shared = Arc::new(Shared {
             node,

@@ -143,7 +143,8 @@ pub(crate) fn run(args: &ServeArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let seeds = resolved.shown.iter().find(|(n, _, _)| *n == "seeds").map(|(_, v, _)| v.as_str()).filter(|s| !s.is_empty());
+    let seeds =
+        resolved.shown.iter().find(|(n, _, _)| *n == "seeds").map(|(_, v, _)| v.as_str()).filter(|s| !s.is_empty());
     log.info(&match (node.local_addr(), seeds) {
         (None, None) => "ready: local-only (no listen, no seeds)".to_owned(),
         (None, Some(seeds)) => format!("ready: not listening, seeds [{seeds}]"),

@@ -82,7 +82,10 @@ impl<'a> Ledger<'a> {
         match *request {
             Request::Track(topic, conn) => {
                 let ids = self.ids;
-                let c = self.conns.entry(conn).or_insert_with(|| Conn { id: ids.fetch_add(1, Ordering::Relaxed), pairs: 0 });
+                let c = self
+                    .conns
+                    .entry(conn)
+                    .or_insert_with(|| Conn { id: ids.fetch_add(1, Ordering::Relaxed), pairs: 0 });
                 Request::Track(topic, c.id)
             }
             Request::Untrack(topic, conn) => Request::Untrack(topic, self.id(conn)),
@@ -243,7 +246,8 @@ mod tests {
         let node = Node::start(&Config::new()).unwrap();
         let ids = AtomicU64::new(FIRST_ID);
         let (mut a, mut b) = (Ledger::new(&ids), Ledger::new(&ids));
-        for line in ["track room 1", "track room 2", "track hall 2", "add raw 5", "add raw -2", "add gone 3", "add gone -3"]
+        for line in
+            ["track room 1", "track room 2", "track hall 2", "add raw 5", "add raw -2", "add gone 3", "add gone -3"]
         {
             run(&mut a, &node, line);
         }

@@ -74,7 +74,10 @@ pub(crate) fn all() -> Vec<Setting> {
     });
     let own = [
         (API, "sidecar API endpoints, comma-separated: unix:/path or 127.0.0.1:PORT (loopback only)".to_owned()),
-        (API_MAX_SESSIONS, format!("most API sessions at once, 1..={MAX_MAX_SESSIONS} [default: {DEFAULT_MAX_SESSIONS}]")),
+        (
+            API_MAX_SESSIONS,
+            format!("most API sessions at once, 1..={MAX_MAX_SESSIONS} [default: {DEFAULT_MAX_SESSIONS}]"),
+        ),
         (SECRET_FILE, "file holding the cluster secret (surrounding whitespace trimmed)".to_owned()),
     ];
     core.chain(own.into_iter().map(|(name, doc)| Setting { name, doc, flag: true })).collect()
@@ -138,10 +141,8 @@ fn toml_value(v: &toml::Value) -> Option<String> {
         Value::Float(f) => Some(f.to_string()),
         Value::Boolean(b) => Some(b.to_string()),
         Value::Array(items) => {
-            let parts: Option<Vec<String>> = items
-                .iter()
-                .map(|i| if matches!(i, Value::Array(_)) { None } else { toml_value(i) })
-                .collect();
+            let parts: Option<Vec<String>> =
+                items.iter().map(|i| if matches!(i, Value::Array(_)) { None } else { toml_value(i) }).collect();
             Some(parts?.join(","))
         }
         Value::Datetime(_) | Value::Table(_) => None,
@@ -191,13 +192,10 @@ pub(crate) fn resolve(layers: &[Vec<Given>]) -> Result<Resolved, String> {
                     g.value.clone()
                 }
                 API_MAX_SESSIONS => {
-                    max_sessions = g
-                        .value
-                        .trim()
-                        .parse()
-                        .ok()
-                        .filter(|n| (1..=MAX_MAX_SESSIONS).contains(n))
-                        .ok_or_else(|| from(format!("{:?} is not a whole number in 1..={MAX_MAX_SESSIONS}", g.value)))?;
+                    max_sessions =
+                        g.value.trim().parse().ok().filter(|n| (1..=MAX_MAX_SESSIONS).contains(n)).ok_or_else(
+                            || from(format!("{:?} is not a whole number in 1..={MAX_MAX_SESSIONS}", g.value)),
+                        )?;
                     max_sessions.to_string()
                 }
                 SECRET_FILE => {
@@ -319,10 +317,14 @@ mod tests {
     fn errors_name_the_key_and_the_source() {
         let env = |k: &'static str, v: &str| given(k, v, Source::Env(format!("HEADCOUNT_{}", k.to_uppercase())));
         let e = resolve(&[vec![env("flush_interval_ms", "0")]]).unwrap_err();
-        assert!(e.contains("\"flush_interval_ms\"") && e.contains("out of range") && e.contains("$HEADCOUNT_FLUSH"), "{e}");
+        assert!(
+            e.contains("\"flush_interval_ms\"") && e.contains("out of range") && e.contains("$HEADCOUNT_FLUSH"),
+            "{e}"
+        );
         // A bad value is an error even where a higher layer overrides it.
-        let e = resolve(&[vec![env("down_after_ms", "x")], vec![given("down_after_ms", "5", Source::Flag("d".into()))]])
-            .unwrap_err();
+        let e =
+            resolve(&[vec![env("down_after_ms", "x")], vec![given("down_after_ms", "5", Source::Flag("d".into()))]])
+                .unwrap_err();
         assert!(e.contains("down_after_ms"), "{e}");
         let e = resolve(&[vec![env("api_max_sessions", "0")]]).unwrap_err();
         assert!(e.starts_with("api_max_sessions (from $HEADCOUNT_API_MAX_SESSIONS)"), "{e}");

@@ -68,11 +68,8 @@ pub struct ServeProc {
 impl ServeProc {
     /// Starts it and waits for its `ready` log line.
     pub fn start(args: &[&str], env: &[(&str, &str)]) -> ServeProc {
-        let mut child = serve_cmd(args, env)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn headcount serve");
+        let mut child =
+            serve_cmd(args, env).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn headcount serve");
         let stderr = child.stderr.take().expect("stderr");
         let log = Arc::new((Mutex::new(String::new()), Condvar::new()));
         {
@@ -230,9 +227,9 @@ pub fn assert_log_format(log: &str) {
     for line in log.lines() {
         let mut parts = line.splitn(5, ' ');
         let (ts, tool, level, node) = (parts.next(), parts.next(), parts.next(), parts.next());
-        let ok = ts.is_some_and(|t| {
-            t.len() == 24 && t.ends_with('Z') && t.as_bytes()[10] == b'T' && t.as_bytes()[19] == b'.'
-        }) && tool == Some("headcount")
+        let ok = ts
+            .is_some_and(|t| t.len() == 24 && t.ends_with('Z') && t.as_bytes()[10] == b'T' && t.as_bytes()[19] == b'.')
+            && tool == Some("headcount")
             && matches!(level, Some("ERROR" | "WARN" | "INFO" | "DEBUG"))
             && node.is_some_and(|n| n.starts_with('[') && n.ends_with(']'))
             && parts.next().is_some_and(|m| !m.is_empty());
