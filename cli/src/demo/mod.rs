@@ -237,6 +237,8 @@ impl<'a> Demo<'a> {
         let mut progress = Progress::new(&node_names, self.text);
         let (lag_tx, lag_rx) = mpsc::channel();
         let start = Instant::now();
+        // The first row: the settled cluster, before any churn.
+        progress.tick(Sample::take(Duration::ZERO, warm, &self.nodes), 0, &lag_rx, true);
         let (stopped, latencies) = std::thread::scope(|s| {
             let churners: Vec<_> = pool
                 .iter_mut()
@@ -247,8 +249,9 @@ impl<'a> Demo<'a> {
                 })
                 .collect();
             let probe = s.spawn(|| probe::run(&self.nodes, &stats.stop, PROBE_TIMEOUT, self.flush, self.seed, &lag_tx));
-            let mut next_row = Duration::ZERO;
-            for tick in 0u32.. {
+            let mut next_row = ROW;
+            // `--seconds 0`: the first row is the only one.
+            for tick in (1u32..).take_while(|_| !load_for.is_zero()) {
                 let due = (TICK * tick).min(load_for);
                 if let Some(wait) = due.checked_sub(start.elapsed()) {
                     std::thread::sleep(wait);
@@ -256,7 +259,8 @@ impl<'a> Demo<'a> {
                 let at = start.elapsed();
                 let last = due >= load_for;
                 let truth = u64::try_from(stats.pairs.load(Ordering::Relaxed)).unwrap_or(0);
-                let row = at >= next_row || last;
+                // Rows by schedule, not by the clock: a late tick is not an extra row.
+                let row = due >= next_row || last;
                 progress.tick(Sample::take(at, truth, &self.nodes), stats.ops.load(Ordering::Relaxed), &lag_rx, row);
                 if row {
                     next_row += ROW;
