@@ -215,13 +215,7 @@ pub(crate) fn execute(node: &Node, request: &Request<'_>) -> Answer {
             });
             (info.to_string(), Effect::None)
         }),
-        Request::Peers => {
-            let peers = node.stats_json().map_err(|e| e.to_string()).and_then(|s| crate::stats::peers_json(&s));
-            return match peers {
-                Ok(line) => Answer::of(line),
-                Err(message) => Answer::error(&message),
-            };
-        }
+        Request::Peers => node.stats().map(|s| (s.peers_json(), Effect::None)),
         Request::Stats => node.stats_json().map(|s| (s, Effect::None)),
         Request::Quit => return Answer { next: Next::Quit, ..Answer::of("ok".to_owned()) },
     };

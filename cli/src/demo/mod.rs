@@ -423,14 +423,14 @@ impl<'a> Demo<'a> {
         }
     }
 
-    /// Summed wire counters of all nodes, if this build has them.
+    /// Summed wire counters of all nodes (`None` if a node's stats could
+    /// not be read: it closed).
     fn wire(&self) -> Option<stats::Wire> {
-        let mut sum: Option<stats::Wire> = None;
+        let mut sum = stats::Wire::default();
         for node in &self.nodes {
-            let w = stats::wire(&node.stats_json().ok()?)?;
-            sum = Some(sum.map_or(w, |s| s.add(w)));
+            sum = sum.add(stats::Wire::of(&node.stats().ok()?));
         }
-        sum
+        Some(sum)
     }
 
     /// Every (node, topic) whose cluster-wide count differs from the truth,

@@ -98,7 +98,7 @@ fn flag(s: &Setting) -> Arg {
     Arg::new(s.name)
         .long(s.long())
         .value_name("VALUE")
-        .help(format!("{} [env: {}]", s.doc, s.env()))
+        .help(format!("{} [default: {}] [env: {}]", s.doc, s.default, s.env()))
         .help_heading("Settings")
 }
 
@@ -183,17 +183,23 @@ fn node_name(r: &settings::Resolved) -> String {
     r.shown.iter().find(|(n, _, _)| *n == "node_name").map_or_else(|| "serve".to_owned(), |(_, v, _)| v.clone())
 }
 
-/// `--check-config`'s report, on stdout.
+/// `--check-config`'s report, on stdout: every setting, its value and
+/// where it came from (a secret file shows in the secret's row).
 fn print_check(r: &settings::Resolved) {
     println!("configuration OK");
-    if r.shown.is_empty() {
-        println!("  (every setting at its default)");
+    let rows: Vec<(&str, String, String)> = settings::all()
+        .iter()
+        .filter(|s| s.name != settings::SECRET_FILE)
+        .map(|s| match r.shown.iter().find(|(n, _, _)| *n == s.name) {
+            Some((_, value, source)) => (s.name, value.clone(), source.to_string()),
+            None => (s.name, s.default.clone(), "default".to_owned()),
+        })
+        .collect();
+    let w0 = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
+    let w1 = rows.iter().map(|r| r.1.chars().count()).max().unwrap_or(0);
+    for (name, value, source) in rows {
+        println!("  {name:<w0$}  {value:<w1$}  ({source})");
     }
-    let width = r.shown.iter().map(|(n, v, _)| (n.len(), v.len())).fold((0, 0), |a, b| (a.0.max(b.0), a.1.max(b.1)));
-    for (name, value, source) in &r.shown {
-        println!("  {name:<w0$}  {value:<w1$}  ({source})", w0 = width.0, w1 = width.1);
-    }
-    println!("  other settings at their defaults");
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
-//! `headcount serve`'s settings: every node config key (`headcount::CONFIG_KEYS`)
-//! plus serve's own (the sidecar API and the secret file), each settable in
-//! three places, generated from the one list so a new config key needs no
-//! change here:
+//! `headcount serve`'s settings: every node config key (the core's key
+//! table, `headcount::CONFIG_TABLE`) plus serve's own (the sidecar API and
+//! the secret file), each settable in three places, generated from the one
+//! list so a new config key needs no change here:
 //!
 //! | where            | spelling                     | example                        |
 //! |------------------|------------------------------|--------------------------------|
@@ -24,7 +24,7 @@
 
 use super::api::{self, Endpoint};
 use crate::secret;
-use headcount::Config;
+use headcount::{Config, ValueKind, CONFIG_TABLE};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -33,8 +33,10 @@ use std::path::{Path, PathBuf};
 pub(crate) struct Setting {
     /// The key, as in the TOML file.
     pub(crate) name: &'static str,
-    /// One line for `--help`.
+    /// One line for `--help`: what it means and what values it takes.
     pub(crate) doc: String,
+    /// Its default, for a person.
+    pub(crate) default: String,
     /// Whether it has a command-line flag (the secret has none).
     pub(crate) flag: bool,
 }
@@ -57,7 +59,7 @@ pub(crate) const API: &str = "api";
 pub(crate) const API_MAX_SESSIONS: &str = "api_max_sessions";
 /// A file holding the secret.
 pub(crate) const SECRET_FILE: &str = "secret_file";
-/// The core's secret key, which gets no flag.
+/// The core's secret key (the one of [`ValueKind::Secret`]), which gets no flag.
 const SECRET: &str = "secret";
 
 /// [`API_MAX_SESSIONS`] when not set.
@@ -67,20 +69,26 @@ const MAX_MAX_SESSIONS: usize = 65_536;
 
 /// Every setting: the core's config keys, then serve's own.
 pub(crate) fn all() -> Vec<Setting> {
-    let core = headcount::CONFIG_KEYS.iter().map(|&name| Setting {
-        name,
-        doc: format!("node config key {name}"),
-        flag: name != SECRET,
+    // The table's text is Markdown; a terminal shows it without backticks.
+    let plain = |s: String| s.replace('`', "");
+    let core = CONFIG_TABLE.iter().map(|k| Setting {
+        name: k.name,
+        doc: plain(format!("{} ({})", k.doc, k.kind)),
+        default: plain(k.default.to_owned()),
+        flag: !matches!(k.kind, ValueKind::Secret),
     });
     let own = [
-        (API, "sidecar API endpoints, comma-separated: unix:/path or 127.0.0.1:PORT (loopback only)".to_owned()),
-        (
-            API_MAX_SESSIONS,
-            format!("most API sessions at once, 1..={MAX_MAX_SESSIONS} [default: {DEFAULT_MAX_SESSIONS}]"),
-        ),
-        (SECRET_FILE, "file holding the cluster secret (surrounding whitespace trimmed)".to_owned()),
+        (API, "sidecar API endpoints, comma-separated: unix:/path or 127.0.0.1:PORT (loopback only)", "none"),
+        (API_MAX_SESSIONS, "most API sessions at once (1..=65536)", "1024"),
+        (SECRET_FILE, "file holding the cluster secret (surrounding whitespace trimmed)", "none"),
     ];
-    core.chain(own.into_iter().map(|(name, doc)| Setting { name, doc, flag: true })).collect()
+    let own = own.into_iter().map(|(name, doc, default)| Setting {
+        name,
+        doc: doc.to_owned(),
+        default: default.to_owned(),
+        flag: true,
+    });
+    core.chain(own).collect()
 }
 
 /// Where a value came from.
@@ -246,8 +254,14 @@ mod tests {
         let all = all();
         for key in headcount::CONFIG_KEYS {
             let s = all.iter().find(|s| s.name == *key).unwrap_or_else(|| panic!("{key} is not a setting"));
-            assert_eq!(s.flag, *key != "secret", "{key}");
+            assert_eq!(s.flag, *key != SECRET, "{key}");
         }
+        let secrets: Vec<&str> =
+            CONFIG_TABLE.iter().filter(|k| matches!(k.kind, ValueKind::Secret)).map(|k| k.name).collect();
+        assert_eq!(secrets, [SECRET], "secret_file stands in for the one secret key");
+        let max = all.iter().find(|s| s.name == API_MAX_SESSIONS).unwrap();
+        assert_eq!(max.default, DEFAULT_MAX_SESSIONS.to_string());
+        assert!(max.doc.contains(&format!("1..={MAX_MAX_SESSIONS}")), "{}", max.doc);
         let s = all.iter().find(|s| s.name == "flush_interval_ms").unwrap();
         assert_eq!((s.long().as_str(), s.env().as_str()), ("flush-interval-ms", "HEADCOUNT_FLUSH_INTERVAL_MS"));
     }
