@@ -35,6 +35,18 @@ fn the_sample_settings_list_every_key() {
         let n = usize::from(active.contains_key(*key)) + usize::from(commented.contains_key(*key));
         assert_eq!(n, 1, "deploy/headcount.toml lists {key} {n} times (set or commented: once)");
     }
+    // A commented number is the default: the key table's.
+    for info in headcount::CONFIG_TABLE {
+        if let (Some(toml::Value::Integer(shown)), Ok(default)) =
+            (commented.get(info.name), info.default.parse::<i64>())
+        {
+            assert_eq!(
+                *shown, default,
+                "deploy/headcount.toml shows {} = {shown}, the default is {default}",
+                info.name
+            );
+        }
+    }
     for key in active.keys().chain(commented.keys()) {
         assert!(
             headcount::CONFIG_KEYS.contains(&key.as_str()) || SERVE_KEYS.contains(&key.as_str()),
