@@ -221,7 +221,8 @@ fn readyz_turns_503_when_a_silent_peer_passes_down_after() {
     let frozen = Instant::now();
     let t = wait_for(Duration::from_secs(10), || ready(&b).status == 503).expect("not ready after down_after");
     assert!(frozen.elapsed() >= Duration::from_millis(400), "503 after {t:?}, before down_after_ms");
-    assert_eq!(peer_state(&b), Some(PeerState::Down));
+    // Down, or already redialing through the frozen proxy: not up.
+    assert_ne!(peer_state(&b), Some(PeerState::Up));
 }
 
 /// Threads named `hc-metrics-<name>` in this process (Linux keeps the first
