@@ -469,7 +469,8 @@ fn check_against_stats(s: &[Sample], before: &Stats, after: &Stats, peer_a: &str
     // The flush histogram: cumulative buckets ending in +Inf = count, the
     // count between the flushes before and after.
     let count = value(s, "headcount_flush_duration_seconds_count", &[]);
-    assert!(before.flush.flushes as f64 <= count && count <= after.flush.flushes as f64 && count > 0.0);
+    let (lo, hi) = (before.flush.flushes, after.flush.flushes);
+    assert!(lo as f64 <= count && count <= hi as f64 && count > 0.0, "{count} flushes, stats {lo}..={hi}");
     let buckets = find(s, "headcount_flush_duration_seconds_bucket", &[]);
     assert_eq!(buckets.len(), headcount::FlushDurations::BUCKETS);
     assert!(buckets.windows(2).all(|w| w[0].value <= w[1].value), "{buckets:?}");
@@ -499,9 +500,12 @@ fn scrape_parsed_by_prometheus_client_matches_stats() {
     let intruder = Node::start(&bad).unwrap();
     wait_for(Duration::from_secs(10), || {
         let s = b.stats().unwrap();
-        s.cluster.as_ref().unwrap().auth_failures >= 1 && s.peers.len() == 1 && s.peers[0].total == 4
+        let synced = s.peers.len() == 1 && s.peers[0].total == 4;
+        // (The snapshot that syncs b does not wait for a flush; the
+        // histogram checks want some.)
+        synced && s.cluster.as_ref().unwrap().auth_failures >= 1 && s.flush.flushes >= 3
     })
-    .expect("b syncs with a and refuses the intruder");
+    .expect("b syncs with a, refuses the intruder and flushes");
     intruder.close();
 
     let m = maddr(&b);
