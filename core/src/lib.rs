@@ -62,3 +62,7 @@ struct ReadmeDoctests;
 
 /// The most topics that can exist at once on one node.
 pub const MAX_TOPICS: usize = segvec::MAX_TOPICS;
+
+/// This crate's version, e.g. `"0.1.0"` (what `hc_version()` and the
+/// bindings' `library_version` report).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
