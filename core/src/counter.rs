@@ -107,7 +107,8 @@ impl Counter {
 
     /// Adds connection `conn` to `topic`. Returns `true` if it was not
     /// already there (only then is the count incremented).
-    pub fn track(&self, topic: &[u8], conn: u64) -> Result<bool> {
+    pub fn track(&self, topic: impl AsRef<[u8]>, conn: u64) -> Result<bool> {
+        let topic = topic.as_ref();
         let core = &*self.core;
         core.write(topic, |entry| {
             let key = TopicKey { id: entry.id, gen: entry.gen };
@@ -117,7 +118,8 @@ impl Counter {
 
     /// Removes connection `conn` from `topic`. Returns `false` (and changes
     /// nothing) if it was not there.
-    pub fn untrack(&self, topic: &[u8], conn: u64) -> Result<bool> {
+    pub fn untrack(&self, topic: impl AsRef<[u8]>, conn: u64) -> Result<bool> {
+        let topic = topic.as_ref();
         let core = &*self.core;
         core.check_topic(topic)?;
         let guard = pin();
@@ -151,14 +153,16 @@ impl Counter {
     /// Adds `delta` to `topic`'s count without membership: for callers that
     /// keep membership themselves. Counts are never reported below zero, but
     /// a negative total stays negative internally until enough is added back.
-    pub fn add(&self, topic: &[u8], delta: i64) -> Result<()> {
+    pub fn add(&self, topic: impl AsRef<[u8]>, delta: i64) -> Result<()> {
+        let topic = topic.as_ref();
         let core = &*self.core;
         core.write(topic, |entry| core.add_to(entry.id, delta))
     }
 
     /// Resolves `topic` once, for counting by handle on hot paths. The topic
     /// is never garbage-collected while a handle to it exists.
-    pub fn topic(&self, topic: &[u8]) -> Result<TopicHandle> {
+    pub fn topic(&self, topic: impl AsRef<[u8]>) -> Result<TopicHandle> {
+        let topic = topic.as_ref();
         let core = &*self.core;
         core.write(topic, |entry| {
             entry.handles.fetch_add(1, Ordering::Relaxed);
@@ -167,7 +171,8 @@ impl Counter {
     }
 
     /// The exact number of local members of `topic` (0 if unknown).
-    pub fn count_local(&self, topic: &[u8]) -> Result<u64> {
+    pub fn count_local(&self, topic: impl AsRef<[u8]>) -> Result<u64> {
+        let topic = topic.as_ref();
         let core = &*self.core;
         core.check_topic(topic)?;
         let guard = pin();

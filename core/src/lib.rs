@@ -13,11 +13,11 @@
 //! use headcount::{Config, Node};
 //!
 //! let node = Node::start(&Config::new())?;      // local-only: no listen/seeds
-//! node.track(b"room:lobby", 1)?;                 // connection 1 joins
-//! node.track(b"room:lobby", 2)?;
-//! assert_eq!(node.count(b"room:lobby")?, 2);
+//! node.track("room:lobby", 1)?;                  // connection 1 joins
+//! node.track(b"room:lobby", 2)?;                 // topics: &str, String, &[u8], Vec<u8>...
+//! assert_eq!(node.count("room:lobby")?, 2);
 //! node.untrack_all(1)?;                          // connection 1 drops
-//! assert_eq!(node.count(b"room:lobby")?, 1);
+//! assert_eq!(node.count("room:lobby")?, 1);
 //! # Ok::<(), headcount::Error>(())
 //! ```
 //!
