@@ -51,8 +51,8 @@ def ctypes_package(dest: Path):
     return importlib.import_module("headcount_ctypes")
 
 
-def best_ns(stmt: str, node: object) -> float:
-    t = timeit.Timer(stmt, globals={"n": node})
+def best_ns(stmt: str, node: object, **names: object) -> float:
+    t = timeit.Timer(stmt, globals={"n": node, **names})
     return min(t.repeat(REPEATS, CALLS)) / CALLS * 1e9
 
 
@@ -67,6 +67,16 @@ def main() -> None:
         for stmt in ('n.track("room", 1)', 'n.count("room")', 'n.track(b"room", 1)', "n.total()"):
             a, b = best_ns(stmt, native), best_ns(stmt, ctypes_node)
             print(f"{stmt:28s} {a:10.0f} {b:10.0f} {b / a:13.1f}x")
+        # What the ctypes binding did in Python around each track, without
+        # the foreign call: the argument checks and the open/close guard.
+        # cffi over the C ABI would have kept this part.
+        work = best_ns(
+            "t = topic('room'); c = conn(1); n._enter(); n._exit()",
+            ctypes_node,
+            topic=old._node._topic,
+            conn=old._node._conn,
+        )
+        print(f"{'ctypes: Python-side work':28s} {'':10s} {work:10.0f}   (of each track, no foreign call)")
         native.close()
         ctypes_node.close()
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Tests of the Python binding, from scratch:
+#   0. rustfmt and clippy on the extension crate (rust/),
 #   1. a virtualenv at bindings/python/.venv (created when missing),
 #   2. pytest, pytest-timeout and mypy installed into it,
 #   3. the package installed exactly as a user does (`pip install
@@ -25,6 +26,10 @@ if [ ! -x "$venv/bin/python" ]; then
     "$python" -m venv "$venv"
 fi
 vpy="$venv/bin/python"
+# The extension crate is a workspace of its own (Cargo.toml), outside the
+# root's fmt and clippy runs.
+echo "run-tests.sh: cargo fmt --check, cargo clippy -D warnings (bindings/python)"
+(cd "$here" && cargo fmt --check && cargo clippy --quiet --locked --all-targets -- -D warnings)
 "$vpy" -m pip install "${pip_flags[@]}" "pytest>=7" "pytest-timeout>=2" "mypy>=1"
 # A fresh, non-editable install every run, so the tests see exactly what
 # `pip install ./bindings/python` gives a user.

@@ -235,7 +235,8 @@ def test_conn_wrong_type(node: Node, conn: Any) -> None:
 
 @pytest.mark.parametrize("conn", [-1, 2**64, 2**100, -(2**64)])
 def test_conn_out_of_range(node: Node, conn: int) -> None:
-    # Without the check ctypes would silently wrap -1 to 2**64-1.
+    # Out of range is a ValueError naming the argument (not a silent wrap,
+    # nor an OverflowError).
     with pytest.raises(ValueError, match="conn"):
         node.track("a", conn)
     with pytest.raises(ValueError, match="conn"):
