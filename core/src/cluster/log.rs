@@ -11,8 +11,8 @@
 //! `HEADCOUNT_LOG` is read once: `off`, `error`, `warn`, `info`, `debug`.
 //! Embedding runtimes that own stderr can set `HEADCOUNT_LOG=off`.
 
+use crate::sync::OnceLock;
 use std::io::Write;
-use std::sync::OnceLock;
 
 /// The `log` target of every line.
 const TARGET: &str = "headcount";
