@@ -1,4 +1,4 @@
-//! A tiny logging facade: leveled lines to the [`log`] crate's logger when the
+//! A tiny logging facade: leveled lines to the `log` crate's logger when the
 //! application installed one, else to stderr (never stdout).
 //!
 //! Where a line goes:
