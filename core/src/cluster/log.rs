@@ -1,12 +1,14 @@
 //! A tiny logging facade: leveled lines to the `log` crate's logger when the
-//! application installed one, else to stderr (never stdout).
+//! application installed one, else to stderr (never stdout), each
+//! `<UTC time, ms> headcount <LEVEL> [<node>] <message>` (the CLI writes its
+//! own lines in the same format).
 //!
 //! Where a line goes:
 //!
 //! | a `log` logger is installed | line goes to | filtered by |
 //! |---|---|---|
 //! | yes (`log::max_level()` is not `Off`: env_logger, the Python binding's bridge to `logging`, ...) | that logger, target `headcount` | the logger, and `HEADCOUNT_LOG` when set |
-//! | no (the default, and always from C, Go and Erlang) | stderr, `headcount LEVEL [node] message` | `HEADCOUNT_LOG` (default `warn`) |
+//! | no (the default, and always from C, Go and Erlang) | stderr, `<time> headcount LEVEL [node] message` | `HEADCOUNT_LOG` (default `warn`) |
 //!
 //! `HEADCOUNT_LOG` is read once: `off`, `error`, `warn`, `info`, `debug`.
 //! Embedding runtimes that own stderr can set `HEADCOUNT_LOG=off`.
@@ -80,7 +82,8 @@ pub(crate) fn write(level: Level, node: &str, args: std::fmt::Arguments<'_>) {
     };
     // One write_fmt on a locked handle keeps lines from interleaving; a
     // failed write to stderr is ignored (nowhere left to report it).
-    let _ = writeln!(std::io::stderr().lock(), "headcount {tag} [{node}] {args}");
+    let at = humantime::format_rfc3339_millis(std::time::SystemTime::now());
+    let _ = writeln!(std::io::stderr().lock(), "{at} headcount {tag} [{node}] {args}");
 }
 
 /// `log!(Level::Warn, node_name, "format {}", args)`.
