@@ -25,7 +25,7 @@
 //! orderings.
 
 #[cfg(not(loom))]
-pub mod cluster;
+mod cluster;
 mod counter;
 mod cpu;
 mod dirty;
@@ -45,6 +45,18 @@ mod node;
 
 #[cfg(all(test, loom))]
 mod loom_models;
+
+/// **Not stable API**: the sans-IO protocol layers, for the fuzz crate and
+/// the integration tests, behind the `internals` feature. They change
+/// whenever the implementation does; depend on them at your own risk.
+///
+/// * [`internals::wire`]: frames <-> bytes (docs/PROTOCOL.md);
+/// * [`internals::conn`]: one connection's state machine, and
+///   [`internals::conn::pair`], two of them back to back in memory.
+#[cfg(all(not(loom), feature = "internals"))]
+pub mod internals {
+    pub use crate::cluster::{conn, wire};
+}
 
 #[cfg(not(loom))]
 pub use config::{Config, KEYS as CONFIG_KEYS};

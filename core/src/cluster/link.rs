@@ -210,6 +210,7 @@ mod tests {
     use std::net::TcpListener;
 
     use super::*;
+    use crate::cluster::conn::pair::Pair;
     use crate::cluster::conn::{AuthKey, ConnParams, DEFAULT_ID_SOFT_CAP};
 
     fn params(id: u64) -> ConnParams {
@@ -232,17 +233,12 @@ mod tests {
     fn established_link() -> Link {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let stream = TcpStream::connect(l.local_addr().unwrap()).unwrap();
-        let mut a = Conn::new(&params(1), Role::Dialer, [1; 32], 0);
-        let mut b = Conn::new(&params(2), Role::Acceptor, [2; 32], 0);
-        for _ in 0..3 {
-            while let Some(f) = a.poll_transmit() {
-                b.handle_frame(f, 1).unwrap();
-            }
-            while let Some(f) = b.poll_transmit() {
-                a.handle_frame(f, 1).unwrap();
-            }
-        }
-        assert!(a.is_established());
+        let a = Conn::new(&params(1), Role::Dialer, [1; 32], 0);
+        let b = Conn::new(&params(2), Role::Acceptor, [2; 32], 0);
+        let mut p = Pair::new(a, b);
+        p.run(1);
+        assert!(p.is_established());
+        let Pair { conns: [a, _] } = p;
         Link::new(1, Role::Dialer, l.local_addr().unwrap(), None, stream, a)
     }
 

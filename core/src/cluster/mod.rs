@@ -12,6 +12,11 @@
 //! `identity` (node ids) and `view` (the remote counts); docs/CLUSTER.md has
 //! the module table and the threads.
 
+// `pub` for `crate::internals` (feature `internals`). Without the feature,
+// what only the fuzz crate and the integration tests use looks unreachable or
+// dead; `cargo clippy --all-targets` enables the feature (the integration
+// tests need it) and so still checks every item.
+#[cfg_attr(not(feature = "internals"), allow(unreachable_pub, dead_code, unused_imports))]
 pub mod conn;
 mod dial;
 mod identity;
@@ -21,6 +26,7 @@ mod reader;
 mod registry;
 pub(crate) mod runtime;
 pub(crate) mod view;
+#[cfg_attr(not(feature = "internals"), allow(unreachable_pub, dead_code, unused_imports))]
 pub mod wire;
 mod writer;
 mod xorshift;
