@@ -9,7 +9,7 @@
 //! equals `count_local`.
 
 use crate::cluster::conn::Topic;
-use crate::cluster::runtime::{Cluster, Settings};
+use crate::cluster::runtime::Cluster;
 use crate::config::Config;
 use crate::counter::{Counter, CounterConfig};
 use crate::error::{Error, Result};
@@ -73,30 +73,17 @@ impl Node {
     /// Starts a node: validates `config` and spawns its flusher thread.
     pub fn start(config: &Config) -> Result<Node> {
         config.validate()?;
+        let settings = Arc::new(config.settings().clone());
         let counter = Counter::with_config(CounterConfig {
-            max_topic_len: config.max_topic_len,
-            gc_after: config.gc_after,
+            max_topic_len: settings.max_topic_len,
+            gc_after: settings.gc_after,
             stripes: None,
         });
-        let name = config.node_name.clone().unwrap_or_else(|| format!("node-{:08x}", rand_u32()));
-        let cluster = match (&config.secret, config.is_clustered()) {
-            (Some(secret), _) => Some(Cluster::start(
-                Settings {
-                    node_name: name.clone(),
-                    cluster: config.cluster.clone(),
-                    secret: secret.clone(),
-                    listen: config.listen.clone(),
-                    advertise: config.advertise.clone(),
-                    seeds: config.seeds.clone(),
-                    flush_interval_ms: config.flush_interval.as_millis() as u64,
-                    down_after_ms: config.down_after.as_millis() as u64,
-                    down_grace_ms: config.down_grace.as_millis() as u64,
-                    named: config.node_name.is_some(),
-                },
-                counter.clone(),
-            )?),
-            // validate() refuses listen/seeds without a secret.
-            (None, _) => None,
+        let name = settings.node_name.clone().unwrap_or_else(|| format!("node-{:08x}", rand_u32()));
+        // validate() refuses listen/seeds without a secret.
+        let cluster = match &settings.secret {
+            Some(secret) => Some(Cluster::start(settings.clone(), &name, secret, counter.clone())?),
+            None => None,
         };
         let shared = Arc::new(Shared {
             closed: AtomicBool::new(false),
@@ -109,7 +96,7 @@ impl Node {
             topics_collected: AtomicU64::new(0),
         });
         let flusher = {
-            let (counter, shared, interval) = (counter.clone(), shared.clone(), config.flush_interval);
+            let (counter, shared, interval) = (counter.clone(), shared.clone(), settings.flush_interval);
             let c = cluster.clone();
             std::thread::Builder::new()
                 .name(format!("headcount-flush-{name}"))

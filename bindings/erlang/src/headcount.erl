@@ -66,9 +66,9 @@ nif_path() ->
 %% Nodes
 
 %% @doc Starts a node. Keys are atoms or binaries naming the library's
-%% configuration keys (`node_name', `listen', `seeds', `cluster', `secret',
-%% `flush_interval_ms', `down_after_ms', `down_grace_ms', `max_topic_len',
-%% `gc_after_ms'); values are binaries, strings, atoms or integers, and
+%% configuration keys (every key of the library's table, in the top-level
+%% README and `hc_config_set' in `include/headcount.h': `node_name',
+%% `listen', `secret', ...); values are binaries, strings, atoms or integers, and
 %% `seeds' may also be a list of addresses. Unknown keys and bad values
 %% return `{error, {config, Message}}'.
 -spec start(config()) -> {ok, node_handle()} | {error, error_reason()}.

@@ -215,7 +215,7 @@ mod tests {
 
     fn params(id: u64) -> ConnParams {
         ConnParams {
-            cluster: "t".into(),
+            settings: std::sync::Arc::new(crate::Config::builder().cluster("t").build().unwrap().settings().clone()),
             node_name: format!("n{id}"),
             node_id: id,
             incarnation: id,
@@ -223,7 +223,6 @@ mod tests {
             key: AuthKey::new(b"s"),
             handshake_timeout_ms: 1000,
             heartbeat_ms: 100,
-            down_after_ms: 1000,
             id_soft_cap: DEFAULT_ID_SOFT_CAP,
         }
     }

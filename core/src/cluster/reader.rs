@@ -54,7 +54,7 @@ impl Cluster {
             return false;
         }
         let _ = stream.set_nodelay(true);
-        let _ = stream.set_write_timeout(Some(Duration::from_millis(self.params.down_after_ms.max(1000))));
+        let _ = stream.set_write_timeout(Some(self.settings.down_after.max(Duration::from_secs(1))));
         let writer_stream = match stream.try_clone() {
             Ok(s) => s,
             Err(e) => {

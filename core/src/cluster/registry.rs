@@ -271,7 +271,7 @@ impl Cluster {
         // the new gossip list (share_gossip wakes their writers).
         link.st.lock().need_snapshot = true;
         reg.share_gossip();
-        self.view.set_known(reg.known(now, self.down_grace_ms));
+        self.view.set_known(reg.known(now, self.down_grace_ms()));
         let dial_listen = !listen.is_empty() && !reg.addrs.contains_key(&listen);
         drop(reg);
         log!(Level::Info, &self.name, "{}: peer {} ({:016x}) authenticated", link.remote, id.node_name, id.node_id);
@@ -317,7 +317,7 @@ impl Cluster {
         // it (their dialer threads see the entry gone and end). Seeds and
         // add_peer addresses stay, since an operator asked for them.
         reg.addrs.retain(|_, d| d.seed || d.node_id != Some(peer_id));
-        let known = reg.known(now, self.down_grace_ms);
+        let known = reg.known(now, self.down_grace_ms());
         self.view.set_known(known);
     }
 
@@ -339,7 +339,7 @@ impl Cluster {
                     log!(Level::Info, &self.name, "peer {} down: {reason}", p.name);
                     p.status = Status::Down;
                     p.since_ms = now;
-                    if self.down_grace_ms == 0 {
+                    if self.down_grace_ms() == 0 {
                         self.view.clear(p.slot);
                     }
                 }
@@ -349,7 +349,7 @@ impl Cluster {
         if changed {
             reg.share_gossip();
         }
-        let known = reg.known(now, self.down_grace_ms);
+        let known = reg.known(now, self.down_grace_ms());
         self.view.set_known(known);
         drop(reg);
         self.wake_all();
@@ -366,10 +366,10 @@ impl Cluster {
                 continue;
             }
             let age = now.saturating_sub(p.since_ms);
-            if p.status == Status::Down && age >= self.down_grace_ms && self.view.is_counted(p.slot) {
+            if p.status == Status::Down && age >= self.down_grace_ms() && self.view.is_counted(p.slot) {
                 self.view.clear(p.slot);
             }
-            if age > FORGET_PEER_AFTER_MS.max(self.down_grace_ms) {
+            if age > FORGET_PEER_AFTER_MS.max(self.down_grace_ms()) {
                 forget.push(*id);
             }
         }
@@ -379,7 +379,7 @@ impl Cluster {
                 reg.free_slots.push(p.slot);
             }
         }
-        let known = reg.known(now, self.down_grace_ms);
+        let known = reg.known(now, self.down_grace_ms());
         self.view.set_known(known);
     }
 }

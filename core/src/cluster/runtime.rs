@@ -47,30 +47,13 @@ use super::registry::{peer_json, Peer, Registry};
 use super::view::View;
 use super::wire::ByeCode;
 use super::xorshift::Rng;
+use crate::config::{Secret, Settings};
 use crate::counter::Counter;
 use crate::error::{Error, Result};
 use crate::sync::{Arc, AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 /// How long a handshake may take.
 const HANDSHAKE_TIMEOUT_MS: u64 = 5_000;
-
-/// Cluster settings, from [`crate::Config`].
-#[derive(Debug, Clone)]
-pub(crate) struct Settings {
-    pub(crate) node_name: String,
-    pub(crate) cluster: String,
-    pub(crate) secret: Vec<u8>,
-    pub(crate) listen: Option<String>,
-    /// Address to advertise instead of the bound one (NAT, proxies).
-    pub(crate) advertise: Option<String>,
-    pub(crate) seeds: Vec<String>,
-    pub(crate) flush_interval_ms: u64,
-    pub(crate) down_after_ms: u64,
-    pub(crate) down_grace_ms: u64,
-    /// Whether `node_name` was configured (then the node id derives from it,
-    /// so a restarted node is recognised as a new incarnation of the same node).
-    pub(crate) named: bool,
-}
 
 /// Node-wide connection counters, for [`Cluster::stats`].
 #[derive(Debug, Default)]
@@ -87,6 +70,9 @@ pub(super) struct Stats {
 #[derive(Debug)]
 pub(crate) struct Cluster {
     pub(super) name: String,
+    /// The node's settings (the one value the node, this runtime and every
+    /// connection read).
+    pub(super) settings: Arc<Settings>,
     pub(super) params: ConnParams,
     pub(super) counter: Counter,
     pub(super) view: View,
@@ -94,7 +80,6 @@ pub(crate) struct Cluster {
     pub(super) closed: AtomicBool,
     pub(super) epoch: Instant,
     pub(super) listen_addr: Option<SocketAddr>,
-    pub(super) down_grace_ms: u64,
     pub(super) wake_lock: Mutex<()>,
     pub(super) wake: Condvar,
     pub(super) threads: Mutex<Vec<JoinHandle<()>>>,
@@ -106,9 +91,16 @@ pub(crate) struct Cluster {
 
 impl Cluster {
     /// Binds the listener (if any), then starts the listener and dialer
-    /// threads.
-    pub(crate) fn start(s: Settings, counter: Counter) -> Result<Arc<Cluster>> {
-        let node_id = node_id_for(&s)?;
+    /// threads. `name` is the node's name (configured or generated); `secret`
+    /// is the configured one.
+    pub(crate) fn start(
+        settings: Arc<Settings>,
+        name: &str,
+        secret: &Secret,
+        counter: Counter,
+    ) -> Result<Arc<Cluster>> {
+        let s = &*settings;
+        let node_id = node_id_for(s)?;
         let incarnation = random_u64()?;
         let listener = match &s.listen {
             Some(addr) => Some(
@@ -121,10 +113,10 @@ impl Cluster {
             Some(l) => Some(l.local_addr()?),
             None => None,
         };
-        let down_after_ms = s.down_after_ms.max(1);
+        let down_after_ms = millis(s.down_after).max(1);
         let params = ConnParams {
-            cluster: s.cluster.clone(),
-            node_name: s.node_name.clone(),
+            settings: settings.clone(),
+            node_name: name.to_owned(),
             node_id,
             incarnation,
             listen: match (&s.advertise, listen_addr) {
@@ -132,14 +124,15 @@ impl Cluster {
                 (None, Some(a)) => a.to_string(),
                 (None, None) => String::new(),
             },
-            key: AuthKey::new(&s.secret),
+            key: AuthKey::new(secret.as_bytes()),
             handshake_timeout_ms: HANDSHAKE_TIMEOUT_MS,
-            heartbeat_ms: s.flush_interval_ms.min(down_after_ms / 4).max(1),
-            down_after_ms,
+            heartbeat_ms: millis(s.flush_interval).min(down_after_ms / 4).max(1),
             id_soft_cap: DEFAULT_ID_SOFT_CAP,
         };
+        let seeds = s.seeds.clone();
         let cluster = Arc::new(Cluster {
-            name: s.node_name.clone(),
+            name: name.to_owned(),
+            settings,
             params,
             counter,
             view: View::new(),
@@ -147,7 +140,6 @@ impl Cluster {
             closed: AtomicBool::new(false),
             epoch: Instant::now(),
             listen_addr,
-            down_grace_ms: s.down_grace_ms,
             wake_lock: Mutex::new(()),
             wake: Condvar::new(),
             threads: Mutex::new(Vec::new()),
@@ -165,7 +157,7 @@ impl Cluster {
             let c = cluster.clone();
             cluster.spawn("listen", move || c.accept_loop(l))?;
         }
-        for seed in &s.seeds {
+        for seed in &seeds {
             cluster.add_addr(seed, true);
         }
         Ok(cluster)
@@ -173,6 +165,11 @@ impl Cluster {
 
     pub(super) fn now_ms(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// How long a down peer's counts are still summed (`down_grace_ms`).
+    pub(super) fn down_grace_ms(&self) -> u64 {
+        millis(self.settings.down_grace)
     }
 
     pub(super) fn is_closed(&self) -> bool {
@@ -256,7 +253,7 @@ impl Cluster {
         serde_json::json!({
             "node_id": format!("{:016x}", self.params.node_id),
             "incarnation": format!("{:016x}", self.params.incarnation),
-            "cluster": self.params.cluster,
+            "cluster": self.settings.cluster,
             "listen": self.listen_addr.map(|a| a.to_string()),
             "peers": peers,
             "peers_known": self.view.known(),
@@ -331,4 +328,9 @@ impl Cluster {
             l.kill();
         }
     }
+}
+
+/// A configured duration in whole milliseconds (what the protocol counts in).
+pub(super) fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
