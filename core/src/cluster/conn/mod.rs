@@ -50,6 +50,7 @@
 //! | `pair.rs`   | two `Conn`s back to back: the test pair (tests and `internals` only) |
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use crate::config::Settings;
 
