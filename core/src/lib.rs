@@ -34,6 +34,7 @@ mod gc;
 mod handle;
 mod membership;
 mod segvec;
+mod shared;
 mod stripes;
 mod sync;
 mod table;
