@@ -42,7 +42,11 @@ mod table;
 #[cfg(not(loom))]
 mod config;
 #[cfg(not(loom))]
+mod flush;
+#[cfg(not(loom))]
 mod node;
+#[cfg(not(loom))]
+mod stats;
 
 #[cfg(all(test, loom))]
 mod loom_models;
@@ -67,6 +71,8 @@ pub use error::{Error, Result};
 pub use handle::TopicHandle;
 #[cfg(not(loom))]
 pub use node::{Node, TopicCount};
+#[cfg(not(loom))]
+pub use stats::{ClusterStats, FlushStats, PeerState, PeerStats, Stats, Traffic};
 
 /// The README's Rust examples, compiled and run as doc tests.
 #[cfg(doctest)]

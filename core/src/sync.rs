@@ -44,6 +44,11 @@ pub(crate) type RandomState = foldhash::fast::RandomState;
 #[cfg(loom)]
 pub(crate) type RandomState = foldhash::fast::FixedState;
 
+/// Condition variable paired with [`Mutex`] (not modelled under loom: only
+/// the threads of the networked node use it).
+#[cfg(not(loom))]
+pub(crate) type Condvar = parking_lot::Condvar;
+
 /// A mutex that does not poison: a panic while holding it (which the crate
 /// never does deliberately) must not turn every later call into a panic.
 #[cfg(not(loom))]

@@ -106,7 +106,7 @@ impl Cluster {
                     break;
                 }
             };
-            link.stats.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+            link.stats.traffic.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
             decoder.push(&buf[..n]);
             loop {
                 let now = self.now_ms();
@@ -130,7 +130,7 @@ impl Cluster {
                         break 'read;
                     }
                 };
-                link.stats.frames_in.fetch_add(1, Ordering::Relaxed);
+                link.stats.traffic.frames_in.fetch_add(1, Ordering::Relaxed);
                 let r = st.conn.handle_frame(frame, now);
                 while let Some(ev) = st.conn.poll_event() {
                     events.push(ev);

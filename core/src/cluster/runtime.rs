@@ -43,13 +43,14 @@ use super::conn::{AuthKey, ConnParams, Topic, DEFAULT_ID_SOFT_CAP};
 use super::identity::{node_id_for, random_u64};
 use super::link::{Link, OUTBOX_CAP};
 use super::log::{log, Level};
-use super::registry::{peer_json, Peer, Registry};
+use super::registry::{peer_stats, Peer, Registry};
 use super::view::View;
 use super::wire::ByeCode;
 use super::xorshift::Rng;
 use crate::config::{Secret, Settings};
 use crate::counter::Counter;
 use crate::error::{Error, Result};
+use crate::stats::{ClusterStats, PeerStats};
 use crate::sync::{Arc, AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 /// How long a handshake may take.
@@ -242,31 +243,31 @@ impl Cluster {
         v
     }
 
-    /// Cluster part of `stats_json`.
-    pub(crate) fn stats(&self) -> serde_json::Value {
+    /// The cluster part of [`crate::Node::stats`]: node-wide state, and
+    /// every peer by name.
+    pub(crate) fn stats(&self) -> (ClusterStats, Vec<PeerStats>) {
         let now = self.now_ms();
         let reg = self.reg.lock();
         let mut peers: Vec<(&u64, &Peer)> = reg.peers.iter().collect();
         peers.sort_by(|a, b| a.1.name.cmp(&b.1.name));
-        let peers: Vec<serde_json::Value> =
-            peers.into_iter().map(|(id, p)| peer_json(*id, p, now, &self.view)).collect();
-        serde_json::json!({
-            "node_id": format!("{:016x}", self.params.node_id),
-            "incarnation": format!("{:016x}", self.params.incarnation),
-            "cluster": self.settings.cluster,
-            "listen": self.listen_addr.map(|a| a.to_string()),
-            "peers": peers,
-            "peers_known": self.view.known(),
-            "remote_topics": self.view.topics(),
-            "remote_total": self.view.total(),
-            "connections_open": reg.links.len(),
-            "connections_accepted": self.stats.accepted.load(Ordering::Relaxed),
-            "connections_dialed": self.stats.dialed.load(Ordering::Relaxed),
-            "connections_refused_busy": self.stats.refused_busy.load(Ordering::Relaxed),
-            "auth_failures": self.stats.auth_failures.load(Ordering::Relaxed),
-            "protocol_errors": self.stats.protocol_errors.load(Ordering::Relaxed),
-            "known_addresses": reg.addrs.len(),
-        })
+        let peers = peers.into_iter().map(|(id, p)| peer_stats(*id, p, now, &self.view)).collect();
+        let stats = ClusterStats {
+            node_id: self.params.node_id,
+            incarnation: self.params.incarnation,
+            cluster: self.settings.cluster.clone(),
+            listen: self.listen_addr,
+            peers_known: self.view.known(),
+            remote_topics: self.view.topics(),
+            remote_total: self.view.total(),
+            connections_open: reg.links.len(),
+            connections_accepted: self.stats.accepted.load(Ordering::Relaxed),
+            connections_dialed: self.stats.dialed.load(Ordering::Relaxed),
+            connections_refused_busy: self.stats.refused_busy.load(Ordering::Relaxed),
+            auth_failures: self.stats.auth_failures.load(Ordering::Relaxed),
+            protocol_errors: self.stats.protocol_errors.load(Ordering::Relaxed),
+            known_addresses: reg.addrs.len(),
+        };
+        (stats, peers)
     }
 
     /// Graceful close: BYE to every peer, then stop every thread.
