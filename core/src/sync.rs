@@ -53,6 +53,9 @@ pub(crate) type Condvar = parking_lot::Condvar;
 /// never does deliberately) must not turn every later call into a panic.
 #[cfg(not(loom))]
 pub(crate) type Mutex<T> = parking_lot::Mutex<T>;
+/// The guard of a [`Mutex`] (named by the cluster's ranked locks).
+#[cfg(not(loom))]
+pub(crate) type MutexGuard<'a, T> = parking_lot::MutexGuard<'a, T>;
 
 #[cfg(loom)]
 #[derive(Debug, Default)]

@@ -6,11 +6,13 @@
 //! socket or a clock, so both can be unit-tested and fuzzed exhaustively. The
 //! byte-level specification is `docs/PROTOCOL.md`.
 //!
-//! The networked node is `runtime` (the facade) over `dial` (listener and
-//! dialers), `link` (one connection's outbox and counters), `reader` and
-//! `writer` (its two threads), `registry` (peers and the duplicate rule),
-//! `identity` (node ids) and `view` (the remote counts); docs/CLUSTER.md has
-//! the module table and the threads.
+//! The networked node is `runtime` (the facade) over `shared` (the state
+//! its threads share), `dial` (listener and dialers), `reader` and `writer`
+//! (a connection's two halves, as types that own their state), `link` (one
+//! connection's outbox and counters), `registry` (peers and the duplicate
+//! rule), `lock` (the lock order), `identity` (node ids) and `view` (the
+//! remote counts); docs/CLUSTER.md has the module table, the threads and the
+//! layering.
 
 // `pub` for `crate::internals` (feature `internals`). Without the feature,
 // what only the fuzz crate and the integration tests use looks unreachable or
@@ -21,10 +23,12 @@ pub mod conn;
 mod dial;
 mod identity;
 mod link;
+mod lock;
 pub(crate) mod log;
 mod reader;
 mod registry;
 pub(crate) mod runtime;
+mod shared;
 pub(crate) mod view;
 #[cfg_attr(not(feature = "internals"), allow(unreachable_pub, dead_code, unused_imports))]
 pub mod wire;
