@@ -601,7 +601,7 @@ mod tests {
             assert_eq!(cfg.settings, Settings::default(), "{}'s documented default is not its default", k.name);
             checked += 1;
         }
-        assert_eq!(checked, 6);
+        assert!(checked >= 6, "only {checked} defaults checked");
     }
 
     /// The builder checks typed values with the same rules (and messages) as

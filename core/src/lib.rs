@@ -24,7 +24,6 @@
 //! See `docs/ARCHITECTURE.md` for the data structures and their memory
 //! orderings.
 
-#[cfg(not(loom))]
 mod cluster;
 mod counter;
 mod cpu;

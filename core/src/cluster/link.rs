@@ -40,7 +40,7 @@ use super::conn::{Conn, Role, Topic};
 use super::lock::{Ranked, RankedCondvar, RankedGuard, LINK};
 use super::wire::ByeCode;
 use crate::stats::TrafficCounters;
-use crate::sync::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use crate::sync::{AtomicBool, AtomicU64, AtomicUsize, Ordering, RandomState};
 
 /// Coalesced outbox entries per link past which we drop them and send a
 /// fresh snapshot instead (bounds per-peer memory whatever the peer does).
@@ -62,7 +62,7 @@ pub(super) struct LinkStats {
 pub(super) struct LinkState {
     pub(super) conn: Conn,
     /// Latest absolute count per topic not yet handed to `conn`.
-    pub(super) pending: HashMap<Topic, u64, foldhash::fast::RandomState>,
+    pub(super) pending: HashMap<Topic, u64, RandomState>,
     pub(super) need_snapshot: bool,
     pub(super) peers: Option<Vec<String>>,
     /// Set when the writer must stop (after writing what `conn` queued).
@@ -238,7 +238,7 @@ mod tests {
 
     fn params(id: u64) -> ConnParams {
         ConnParams {
-            settings: std::sync::Arc::new(crate::Config::builder().cluster("t").build().unwrap().settings().clone()),
+            settings: crate::sync::Arc::new(crate::Config::builder().cluster("t").build().unwrap().settings().clone()),
             node_name: format!("n{id}"),
             node_id: id,
             incarnation: id,

@@ -50,9 +50,9 @@
 //! | `pair.rs`   | two `Conn`s back to back: the test pair (tests and `internals` only) |
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 
 use crate::config::Settings;
+use crate::sync::Arc;
 
 use super::wire::{
     self, ByeCode, Delta, Entry, Frame, Hello, Snapshot, WireError, MAC_LEN, MAX_FRAME_LEN, MAX_HANDSHAKE_FRAME_LEN,

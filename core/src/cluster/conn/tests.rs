@@ -1,5 +1,3 @@
-use std::sync::Arc;
-
 use super::pair::{pump, Pair, A, B};
 use super::*;
 

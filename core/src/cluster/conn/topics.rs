@@ -7,13 +7,13 @@
 //! defined.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
 
 use super::super::wire::{Entry, MAX_TOPIC_ID};
 use super::ConnError;
+use crate::sync::SharedBytes;
 
 /// A topic name, shared between the id table and the events that carry it.
-pub type Topic = Arc<[u8]>;
+pub type Topic = SharedBytes;
 
 /// Outbound topic-id table size past which ids of zero-count topics are reused.
 pub const DEFAULT_ID_SOFT_CAP: usize = 1 << 20;
@@ -64,7 +64,7 @@ impl OutTopics {
             slot.1 = count;
             return Ok(Entry { id, name: None, count });
         }
-        let topic: Topic = Arc::from(name);
+        let topic = Topic::from(name);
         let id = match self.reusable_id() {
             Some(id) => {
                 let old = std::mem::replace(&mut self.by_id[id as usize], (topic.clone(), count));
