@@ -6,8 +6,10 @@
 //! and its body codec in `body.rs`; the macro generates the type enum,
 //! [`FrameType::from_u8`], [`FrameType::name`], [`FrameType::ALL`],
 //! [`Frame::frame_type`], and the decode and encode dispatch. Adding a frame
-//! type is one row, one [`Frame`] variant and one codec pair (the compiler
-//! points at every `match` on [`Frame`] that must learn it); a test checks the
+//! type is one row, one [`Frame`] variant and one codec pair: the generated
+//! matches are exhaustive, so a variant without a row (or a row without a
+//! variant) does not compile; docs/ARCHITECTURE.md ("Where to change what")
+//! lists the rest (the state machine, tests, seeds). A test checks the
 //! table against the one in docs/PROTOCOL.md section 5.
 
 use super::body::{
