@@ -188,14 +188,17 @@ impl Flusher {
         self.counters.load()
     }
 
-    /// Stops the thread (a flush under way finishes first) and waits for it.
-    /// Idempotent.
+    /// Asks the thread to stop after the flush it may be starting or
+    /// running; does not wait.
+    pub(crate) fn request_stop(&self) {
+        let _g = self.signal.lock.lock();
+        self.signal.stop.store(true, Ordering::Release);
+        self.signal.wake.notify_all();
+    }
+
+    /// Stops the thread and waits for it. Idempotent.
     pub(crate) fn stop(&self) {
-        {
-            let _g = self.signal.lock.lock();
-            self.signal.stop.store(true, Ordering::Release);
-            self.signal.wake.notify_all();
-        }
+        self.request_stop();
         if let Some(t) = self.thread.lock().take() {
             let _ = t.join();
         }

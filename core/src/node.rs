@@ -255,6 +255,7 @@ impl Node {
         if self.closed.swap(true, Ordering::AcqRel) {
             return;
         }
+        self.flusher.request_stop();
         if let Some(c) = &self.cluster {
             c.abort();
         }
