@@ -104,8 +104,8 @@ impl Cluster {
         log!(
             Level::Info,
             shared.name(),
-            "node id {node_id:016x} incarnation {incarnation:016x} listening on {:?}",
-            listen_addr
+            "node id {node_id:016x} incarnation {incarnation:016x} {}",
+            listen_addr.map_or_else(|| "not listening".to_owned(), |a| format!("listening on {a}"))
         );
         if let Some(l) = listener {
             Listener::spawn(&shared, l)?;
