@@ -24,7 +24,7 @@
 //! See `docs/ARCHITECTURE.md` for the data structures and their memory
 //! orderings.
 
-pub mod cluster;
+mod cluster;
 mod counter;
 mod cpu;
 mod dirty;
@@ -33,6 +33,7 @@ mod gc;
 mod handle;
 mod membership;
 mod segvec;
+mod shared;
 mod stripes;
 mod sync;
 mod table;
@@ -48,6 +49,18 @@ mod stats;
 
 #[cfg(all(test, loom))]
 mod loom_models;
+
+/// **Not stable API**: the sans-IO protocol layers, for the fuzz crate and
+/// the integration tests, behind the `internals` feature. They change
+/// whenever the implementation does; depend on them at your own risk.
+///
+/// * [`internals::wire`]: frames <-> bytes (docs/PROTOCOL.md);
+/// * [`internals::conn`]: one connection's state machine, and
+///   [`internals::conn::pair`], two of them back to back in memory.
+#[cfg(all(not(loom), feature = "internals"))]
+pub mod internals {
+    pub use crate::cluster::{conn, wire};
+}
 
 #[cfg(not(loom))]
 pub use config::{Config, ConfigBuilder, KeyInfo, Secret, Settings, ValueKind, CONFIG_TABLE, KEYS as CONFIG_KEYS};
