@@ -1,25 +1,27 @@
 package headcount
 
 // All cgo build flags of the package live in this file (the wasmtime-go
-// layout). The package links the static library by its full path, because
-// target/ holds both libheadcount.a and libheadcount.so and "-lheadcount"
-// would pick the shared one.
+// layout). The package links the release static library that
+// "go generate" builds and places inside the module, so that a plain
+// "go build" needs nothing else and "go mod vendor" carries it along:
 //
-//   default                      ../../target/debug/libheadcount.a    (cargo build -p headcount-ffi)
-//   -tags headcount_release      ../../target/release/libheadcount.a  (cargo build -p headcount-ffi --release)
-//   -tags headcount_external     nothing: give the library and its system
-//                                libraries yourself in CGO_LDFLAGS (and the
-//                                header directory in CGO_CFLAGS if it is not
-//                                ../../include)
+//   build/include/headcount.h
+//   build/linux-amd64/libheadcount.a   (or linux-arm64)
+//
+//   -tags headcount_external   links nothing: give the library and its
+//                              system libraries yourself in CGO_LDFLAGS (and
+//                              its header directory in CGO_CFLAGS)
 //
 // The system libraries are what
 //   cargo rustc -p headcount-ffi --lib --crate-type staticlib -- --print native-static-libs
 // prints for Linux/glibc, less -lc (the C compiler adds it).
 
+//go:generate sh build/generate.sh
+
 /*
-#cgo CFLAGS: -I${SRCDIR}/../../include -I${SRCDIR}
-#cgo !headcount_release,!headcount_external LDFLAGS: ${SRCDIR}/../../target/debug/libheadcount.a
-#cgo headcount_release,!headcount_external LDFLAGS: ${SRCDIR}/../../target/release/libheadcount.a
+#cgo CFLAGS: -I${SRCDIR}/build/include -I${SRCDIR}
+#cgo linux,amd64,!headcount_external LDFLAGS: ${SRCDIR}/build/linux-amd64/libheadcount.a
+#cgo linux,arm64,!headcount_external LDFLAGS: ${SRCDIR}/build/linux-arm64/libheadcount.a
 #cgo !headcount_external LDFLAGS: -lgcc_s -lutil -lrt -lpthread -lm -ldl
 #include "headcount.h"
 */

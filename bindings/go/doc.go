@@ -39,9 +39,9 @@
 //
 // # Building
 //
-// The package links ../../target/debug/libheadcount.a by default (build it
-// with "cargo build -p headcount-ffi" at the repository root); build with
-// -tags headcount_release to link target/release instead, or -tags
-// headcount_external to supply the library through CGO_LDFLAGS. See
-// README.md.
+// The package links the release static library that "go generate" (run once
+// in this directory) builds with cargo and places inside the module, in
+// build/; then a plain "go build" or "go test" works, and "go mod vendor"
+// carries the library along. Build with -tags headcount_external to supply
+// the library through CGO_LDFLAGS instead. See README.md.
 package headcount

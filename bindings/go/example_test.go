@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"log"
 
-	"example.invalid/headcount"
+	"github.com/headcount-rs/headcount/bindings/go"
 )
 
 func Example() {

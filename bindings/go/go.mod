@@ -1,3 +1,3 @@
-module example.invalid/headcount
+module github.com/headcount-rs/headcount/bindings/go
 
 go 1.19

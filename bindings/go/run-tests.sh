@@ -1,19 +1,19 @@
 #!/usr/bin/env bash
-# Builds libheadcount.a if needed and runs the Go binding's checks:
+# Builds libheadcount.a (go generate) and runs the Go binding's checks:
 #   go vet, go test, go test -race, and go test under the strict cgo
 #   pointer checker. Exits non-zero on the first failure.
 #
 # Environment:
-#   HEADCOUNT_PROFILE=debug|release   which library to build and link
-#                                     (default debug: faster to build in CI;
-#                                     release adds -tags headcount_release)
-#   HEADCOUNT_SKIP_CARGO=1            do not run cargo (the library is built)
+#   HEADCOUNT_PROFILE=release|debug   which library go generate builds and
+#                                     places in build/ (default release, as
+#                                     for users)
+#   HEADCOUNT_SKIP_CARGO=1            do not run go generate (build/ is in place)
 #   GO_TEST_FLAGS                     extra flags for every go test run
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
-profile="${HEADCOUNT_PROFILE:-debug}"
+profile="${HEADCOUNT_PROFILE:-release}"
 
 # Go needs a cache and a module path; CI containers may have no HOME.
 if [ -z "${HOME:-}" ]; then
@@ -25,22 +25,27 @@ export CGO_ENABLED=1
 export GOPROXY=off # the package has no third-party dependencies
 
 case "$profile" in
-    debug) cargo_flags=(); tags=() ;;
-    release) cargo_flags=(--release); tags=(-tags headcount_release) ;;
+    debug) cargo_flags=() ;;
+    release) cargo_flags=(--release) ;;
     *) echo "run-tests.sh: HEADCOUNT_PROFILE must be debug or release, not $profile" >&2; exit 2 ;;
 esac
 
+cd "$here"
 if [ "${HEADCOUNT_SKIP_CARGO:-0}" != 1 ]; then
-    echo "== cargo build -p headcount-ffi ${cargo_flags[*]:-}"
-    (cd "$root" && cargo build -p headcount-ffi "${cargo_flags[@]}")
+    echo "== go generate (cargo build -p headcount-ffi ${cargo_flags[*]:-}, into build/)"
+    HEADCOUNT_PROFILE="$profile" go generate
 fi
-lib="$root/target/$profile/libheadcount.a"
-for f in "$lib" "$root/include/headcount.h"; do
+lib="$here/build/$(go env GOOS)-$(go env GOARCH)/libheadcount.a"
+for f in "$lib" "$here/build/include/headcount.h"; do
     if [ ! -f "$f" ]; then
-        echo "run-tests.sh: $f is missing" >&2
+        echo "run-tests.sh: $f is missing (run go generate in $here)" >&2
         exit 1
     fi
 done
+if ! cmp -s "$here/build/include/headcount.h" "$root/include/headcount.h"; then
+    echo "run-tests.sh: build/include/headcount.h differs from include/headcount.h (run go generate)" >&2
+    exit 1
+fi
 
 # The system libraries in cgo.go must be exactly those rustc says the static
 # library needs (less -lc, which the C compiler adds).
@@ -56,7 +61,6 @@ if [ "${HEADCOUNT_SKIP_CARGO:-0}" != 1 ]; then
     fi
 fi
 
-cd "$here"
 unformatted="$(gofmt -l .)"
 if [ -n "$unformatted" ]; then
     echo "run-tests.sh: not gofmt'ed: $unformatted" >&2
@@ -64,15 +68,15 @@ if [ -n "$unformatted" ]; then
 fi
 
 echo "== go vet ./..."
-go vet "${tags[@]}" ./...
+go vet ./...
 
 echo "== go test -count=1 ./..."
 # shellcheck disable=SC2086
-go test "${tags[@]}" -count=1 ${GO_TEST_FLAGS:-} ./...
+go test -count=1 ${GO_TEST_FLAGS:-} ./...
 
 echo "== go test -count=1 -race ./..."
 # shellcheck disable=SC2086
-go test "${tags[@]}" -count=1 -race ${GO_TEST_FLAGS:-} ./...
+go test -count=1 -race ${GO_TEST_FLAGS:-} ./...
 
 # The strict cgo pointer checker (cgocheck=2) verifies that no Go pointer
 # is stored into C memory. Go up to 1.20 enables it at run time; from 1.21
@@ -81,9 +85,9 @@ minor="$(go env GOVERSION | sed -E 's/^go1\.([0-9]+).*/\1/')"
 echo "== go test -count=1 with cgocheck=2"
 if [ "$minor" -le 20 ]; then
     # shellcheck disable=SC2086
-    GODEBUG=cgocheck=2 go test "${tags[@]}" -count=1 ${GO_TEST_FLAGS:-} ./...
+    GODEBUG=cgocheck=2 go test -count=1 ${GO_TEST_FLAGS:-} ./...
 else
     # shellcheck disable=SC2086
-    GOEXPERIMENT=cgocheck2 go test "${tags[@]}" -count=1 ${GO_TEST_FLAGS:-} ./...
+    GOEXPERIMENT=cgocheck2 go test -count=1 ${GO_TEST_FLAGS:-} ./...
 fi
 echo "== Go binding: all checks passed"

@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # Tests of the Python binding, from scratch:
+#   0. rustfmt and clippy on the extension crate (rust/),
 #   1. a virtualenv at bindings/python/.venv (created when missing),
-#   2. pytest and the package (`pip install ./bindings/python`) installed into it,
-#   3. libheadcount built (`cargo build -p headcount-ffi`) unless HEADCOUNT_LIB
-#      already names a library file,
-#   4. pytest run against the installed package with HEADCOUNT_LIB set.
+#   2. pytest, pytest-timeout and mypy installed into it,
+#   3. the package installed exactly as a user does (`pip install
+#      ./bindings/python`: maturin builds the extension in release mode;
+#      Cargo's cache in bindings/python/target makes a rebuild quick),
+#   4. pytest run against the installed package.
 # Extra arguments go to pytest (e.g. `run-tests.sh -k cluster -x`).
 # Exits non-zero on any failure, including "no tests collected".
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-root="$(cd "$here/../.." && pwd)"
 venv="$here/.venv"
 python="${PYTHON:-python3}"
 pip_flags=(--quiet --disable-pip-version-check)
@@ -25,30 +26,14 @@ if [ ! -x "$venv/bin/python" ]; then
     "$python" -m venv "$venv"
 fi
 vpy="$venv/bin/python"
-"$vpy" -m pip install "${pip_flags[@]}" "pytest>=7" "pytest-timeout>=2"
-# setuptools builds in place (build/, *.egg-info): start from clean so a
-# file deleted from src/ cannot survive in the installed copy.
-rm -rf "$here/build" "$here"/src/*.egg-info
+# The extension crate is a workspace of its own (Cargo.toml), outside the
+# root's fmt and clippy runs.
+echo "run-tests.sh: cargo fmt --check, cargo clippy -D warnings (bindings/python)"
+(cd "$here" && cargo fmt --check && cargo clippy --quiet --locked --all-targets -- -D warnings)
+"$vpy" -m pip install "${pip_flags[@]}" "pytest>=7" "pytest-timeout>=2" "mypy>=1"
 # A fresh, non-editable install every run, so the tests see exactly what
 # `pip install ./bindings/python` gives a user.
 "$vpy" -m pip install "${pip_flags[@]}" --no-deps --force-reinstall "$here"
-
-if [ -n "${HEADCOUNT_LIB:-}" ] && [ -f "$HEADCOUNT_LIB" ]; then
-    echo "run-tests.sh: using HEADCOUNT_LIB=$HEADCOUNT_LIB"
-else
-    (cd "$root" && cargo build -p headcount-ffi)
-    case "$(uname -s)" in
-        Darwin) lib_name=libheadcount.dylib ;;
-        *) lib_name=libheadcount.so ;;
-    esac
-    target="${CARGO_TARGET_DIR:-$root/target}"
-    case "$target" in /*) ;; *) target="$root/$target" ;; esac
-    export HEADCOUNT_LIB="$target/debug/$lib_name"
-    if [ ! -f "$HEADCOUNT_LIB" ]; then
-        echo "run-tests.sh: cargo build succeeded but $HEADCOUNT_LIB does not exist" >&2
-        exit 1
-    fi
-fi
 
 cd "$here"
 set +e

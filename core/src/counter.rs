@@ -13,13 +13,14 @@
 //! 4. mark its dirty bit (usually a plain load: the bit is already set).
 
 use crate::dirty::Dirty;
-use crate::error::{Error, Result};
-use crate::gc::Gc;
+use crate::error::Result;
+use crate::gc::{self, Gc};
 use crate::handle::TopicHandle;
 use crate::membership::{Membership, TopicKey};
+use crate::shared::Core;
 use crate::stripes::Stripes;
-use crate::sync::{pin, spin_hint, Arc, Guard, Ordering};
-use crate::table::{Entry, Table, TableFull, DEAD, DYING, LIVE};
+use crate::sync::{pin, Arc, Ordering};
+use crate::table::Table;
 use std::time::{Duration, Instant};
 
 /// Default for [`CounterConfig::max_topic_len`].
@@ -64,16 +65,6 @@ pub struct Counter {
     pub(crate) core: Arc<Core>,
 }
 
-#[derive(Debug)]
-pub(crate) struct Core {
-    pub(crate) table: Table,
-    pub(crate) stripes: Stripes,
-    pub(crate) dirty: Dirty,
-    pub(crate) members: Membership,
-    pub(crate) gc: Gc,
-    max_topic_len: usize,
-}
-
 impl Default for Counter {
     fn default() -> Self {
         Self::new()
@@ -107,7 +98,8 @@ impl Counter {
 
     /// Adds connection `conn` to `topic`. Returns `true` if it was not
     /// already there (only then is the count incremented).
-    pub fn track(&self, topic: &[u8], conn: u64) -> Result<bool> {
+    pub fn track(&self, topic: impl AsRef<[u8]>, conn: u64) -> Result<bool> {
+        let topic = topic.as_ref();
         let core = &*self.core;
         core.write(topic, |entry| {
             let key = TopicKey { id: entry.id, gen: entry.gen };
@@ -117,7 +109,8 @@ impl Counter {
 
     /// Removes connection `conn` from `topic`. Returns `false` (and changes
     /// nothing) if it was not there.
-    pub fn untrack(&self, topic: &[u8], conn: u64) -> Result<bool> {
+    pub fn untrack(&self, topic: impl AsRef<[u8]>, conn: u64) -> Result<bool> {
+        let topic = topic.as_ref();
         let core = &*self.core;
         core.check_topic(topic)?;
         let guard = pin();
@@ -151,14 +144,16 @@ impl Counter {
     /// Adds `delta` to `topic`'s count without membership: for callers that
     /// keep membership themselves. Counts are never reported below zero, but
     /// a negative total stays negative internally until enough is added back.
-    pub fn add(&self, topic: &[u8], delta: i64) -> Result<()> {
+    pub fn add(&self, topic: impl AsRef<[u8]>, delta: i64) -> Result<()> {
+        let topic = topic.as_ref();
         let core = &*self.core;
         core.write(topic, |entry| core.add_to(entry.id, delta))
     }
 
     /// Resolves `topic` once, for counting by handle on hot paths. The topic
     /// is never garbage-collected while a handle to it exists.
-    pub fn topic(&self, topic: &[u8]) -> Result<TopicHandle> {
+    pub fn topic(&self, topic: impl AsRef<[u8]>) -> Result<TopicHandle> {
+        let topic = topic.as_ref();
         let core = &*self.core;
         core.write(topic, |entry| {
             entry.handles.fetch_add(1, Ordering::Relaxed);
@@ -167,7 +162,8 @@ impl Counter {
     }
 
     /// The exact number of local members of `topic` (0 if unknown).
-    pub fn count_local(&self, topic: &[u8]) -> Result<u64> {
+    pub fn count_local(&self, topic: impl AsRef<[u8]>) -> Result<u64> {
+        let topic = topic.as_ref();
         let core = &*self.core;
         core.check_topic(topic)?;
         let guard = pin();
@@ -220,7 +216,7 @@ impl Counter {
     /// removed and their ids recycled. Returns how many topics were removed.
     /// The flusher calls it after each drain.
     pub fn collect_garbage(&self, now: Instant) -> usize {
-        self.core.gc.collect(&self.core, now)
+        self.core.gc.collect(gc::Parts { table: &self.core.table, stripes: &self.core.stripes }, now)
     }
 
     /// Topics currently known (including those at zero not yet collected).
@@ -246,82 +242,5 @@ impl Counter {
     /// Number of counter stripes.
     pub fn stripes(&self) -> usize {
         self.core.stripes.len()
-    }
-}
-
-impl Core {
-    /// Makes `entry` writable: `true` if it is (or was revived to) `LIVE`,
-    /// `false` if it is `DEAD` and the caller must look the topic up again.
-    /// The caller is pinned. See [`crate::gc`] for the protocol.
-    #[inline]
-    pub(crate) fn enter(&self, entry: &Entry) -> bool {
-        loop {
-            match entry.state.load(Ordering::Acquire) {
-                LIVE => return true,
-                DYING => {
-                    if entry.state.compare_exchange(DYING, LIVE, Ordering::AcqRel, Ordering::Acquire).is_ok() {
-                        // GC dropped this topic from its list of zeros when it
-                        // marked it; a dirty bit puts it back in view.
-                        self.dirty.mark(entry.id);
-                        return true;
-                    }
-                }
-                state => {
-                    debug_assert_eq!(state, DEAD);
-                    spin_hint();
-                    return false;
-                }
-            }
-        }
-    }
-
-    pub(crate) fn check_topic(&self, topic: &[u8]) -> Result<()> {
-        if topic.is_empty() || topic.len() > self.max_topic_len {
-            return Err(Error::InvalidTopic { len: topic.len(), max: self.max_topic_len });
-        }
-        Ok(())
-    }
-
-    /// Finds or creates `topic`, enters it, and runs `f` on it, all under one
-    /// pin (so GC cannot finish removing it meanwhile).
-    fn write<R>(&self, topic: &[u8], f: impl FnOnce(&Entry) -> R) -> Result<R> {
-        self.check_topic(topic)?;
-        let guard = pin();
-        let hash = self.table.hash(topic);
-        loop {
-            let entry = self.find_or_insert(topic, hash, &guard)?;
-            if self.enter(entry) {
-                return Ok(f(entry));
-            }
-        }
-    }
-
-    fn find_or_insert<'g>(&self, topic: &[u8], hash: u64, guard: &'g Guard) -> Result<&'g Entry> {
-        let found = self.table.find_or_insert(topic, hash, guard, |seg| {
-            self.stripes.ensure_segment(seg);
-            self.dirty.ensure_segment(seg);
-        });
-        let (entry, new) = found.map_err(|TableFull| Error::TooManyTopics)?;
-        if new {
-            // A new topic is born dirty, so a drain sees it even if nothing
-            // is ever added (and GC can then collect it).
-            self.dirty.mark(entry.id);
-        }
-        Ok(entry)
-    }
-
-    /// Adds `delta` to the calling CPU's cell of `id`, then marks it dirty.
-    /// The caller has entered the id's entry (or holds a handle to it).
-    #[inline]
-    pub(crate) fn add_to(&self, id: u32, delta: i64) {
-        let added = self.stripes.add(id, delta);
-        debug_assert!(added.is_some(), "published id {id} has no counter segment");
-        self.dirty.mark(id);
-    }
-
-    /// The local count of `id`, clamped at zero.
-    #[inline]
-    pub(crate) fn count(&self, id: u32) -> u64 {
-        self.stripes.sum(id).max(0) as u64
     }
 }

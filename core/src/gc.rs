@@ -33,12 +33,20 @@
 //! returns success is counted on its topic, whatever GC does meanwhile, and
 //! no id is reused while a writer may still add to it.**
 
-use crate::counter::Core;
 use crate::membership::TopicKey;
+use crate::stripes::Stripes;
 use crate::sync::{pin, Arc, Mutex, Ordering, RandomState};
-use crate::table::{DEAD, DYING, LIVE};
+use crate::table::{Table, DEAD, DYING, LIVE};
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
+
+/// What a GC pass works on: the table and the counters of a
+/// [`Core`](crate::shared::Core) (which holds the [`Gc`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Parts<'a> {
+    pub(crate) table: &'a Table,
+    pub(crate) stripes: &'a Stripes,
+}
 
 #[derive(Debug)]
 pub(crate) struct Gc {
@@ -97,7 +105,7 @@ impl Gc {
 
     /// One GC pass: step 3, then step 2, then step 1 (see the module doc).
     /// Returns the number of topics unlinked. Callers serialise passes.
-    pub(crate) fn collect(&self, core: &Core, now: Instant) -> usize {
+    pub(crate) fn collect(&self, core: Parts<'_>, now: Instant) -> usize {
         let recycle: Vec<u32> = std::mem::take(&mut *self.recycle.lock());
         for id in recycle {
             core.stripes.reset(id);

@@ -1,7 +1,7 @@
 //! [`TopicHandle`]: a topic resolved once, for hot paths.
 
-use crate::counter::Core;
 use crate::membership::TopicKey;
+use crate::shared::Core;
 use crate::sync::{Arc, Ordering};
 use crate::table::Entry;
 use std::fmt;

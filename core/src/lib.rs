@@ -13,18 +13,18 @@
 //! use headcount::{Config, Node};
 //!
 //! let node = Node::start(&Config::new())?;      // local-only: no listen/seeds
-//! node.track(b"room:lobby", 1)?;                 // connection 1 joins
-//! node.track(b"room:lobby", 2)?;
-//! assert_eq!(node.count(b"room:lobby")?, 2);
+//! node.track("room:lobby", 1)?;                  // connection 1 joins
+//! node.track(b"room:lobby", 2)?;                 // topics: &str, String, &[u8], Vec<u8>...
+//! assert_eq!(node.count("room:lobby")?, 2);
 //! node.untrack_all(1)?;                          // connection 1 drops
-//! assert_eq!(node.count(b"room:lobby")?, 1);
+//! assert_eq!(node.count("room:lobby")?, 1);
 //! # Ok::<(), headcount::Error>(())
 //! ```
 //!
 //! See `docs/ARCHITECTURE.md` for the data structures and their memory
 //! orderings.
 
-pub mod cluster;
+mod cluster;
 mod counter;
 mod cpu;
 mod dirty;
@@ -33,6 +33,7 @@ mod gc;
 mod handle;
 mod membership;
 mod segvec;
+mod shared;
 mod stripes;
 mod sync;
 mod table;
@@ -50,6 +51,18 @@ mod stats;
 
 #[cfg(all(test, loom))]
 mod loom_models;
+
+/// **Not stable API**: the sans-IO protocol layers, for the fuzz crate and
+/// the integration tests, behind the `internals` feature. They change
+/// whenever the implementation does; depend on them at your own risk.
+///
+/// * [`internals::wire`]: frames <-> bytes (docs/PROTOCOL.md);
+/// * [`internals::conn`]: one connection's state machine, and
+///   [`internals::conn::pair`], two of them back to back in memory.
+#[cfg(all(not(loom), feature = "internals"))]
+pub mod internals {
+    pub use crate::cluster::{conn, wire};
+}
 
 #[cfg(not(loom))]
 pub use config::{Config, ConfigBuilder, KeyInfo, Secret, Settings, ValueKind, CONFIG_TABLE, KEYS as CONFIG_KEYS};
@@ -69,3 +82,7 @@ struct ReadmeDoctests;
 
 /// The most topics that can exist at once on one node.
 pub const MAX_TOPICS: usize = segvec::MAX_TOPICS;
+
+/// This crate's version, e.g. `"0.1.0"` (what `hc_version()` and the
+/// bindings' `library_version` report).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

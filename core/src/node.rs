@@ -95,10 +95,14 @@ impl Node {
             metrics_listen: metrics_addr,
         };
         let metrics = match metrics_listener {
-            Some(l) => Some(metrics::Server::start(l, &name, stats.clone(), settings.clone()).map_err(|e| {
-                flusher.stop();
-                close_cluster(e)
-            })?),
+            Some(l) => {
+                let read = stats.clone();
+                let started = metrics::Server::start(l, &name, Box::new(move || read.read()), settings.clone());
+                Some(started.map_err(|e| {
+                    flusher.stop();
+                    close_cluster(e)
+                })?)
+            }
             None => None,
         };
         Ok(Node { name, counter, closed: AtomicBool::new(false), flusher, cluster, stats, metrics })
@@ -122,12 +126,14 @@ impl Node {
     }
 
     /// See [`Counter::track`].
-    pub fn track(&self, topic: &[u8], conn: u64) -> Result<bool> {
+    pub fn track(&self, topic: impl AsRef<[u8]>, conn: u64) -> Result<bool> {
+        let topic = topic.as_ref();
         self.open()?.track(topic, conn)
     }
 
     /// See [`Counter::untrack`].
-    pub fn untrack(&self, topic: &[u8], conn: u64) -> Result<bool> {
+    pub fn untrack(&self, topic: impl AsRef<[u8]>, conn: u64) -> Result<bool> {
+        let topic = topic.as_ref();
         self.open()?.untrack(topic, conn)
     }
 
@@ -137,13 +143,15 @@ impl Node {
     }
 
     /// See [`Counter::add`].
-    pub fn add(&self, topic: &[u8], delta: i64) -> Result<()> {
+    pub fn add(&self, topic: impl AsRef<[u8]>, delta: i64) -> Result<()> {
+        let topic = topic.as_ref();
         self.open()?.add(topic, delta)
     }
 
     /// The cluster-wide count of `topic`: the exact local count plus the last
     /// count reported by every counted peer. Takes no global lock.
-    pub fn count(&self, topic: &[u8]) -> Result<u64> {
+    pub fn count(&self, topic: impl AsRef<[u8]>) -> Result<u64> {
+        let topic = topic.as_ref();
         let local = self.open()?.count_local(topic)?;
         Ok(match &self.cluster {
             Some(c) => local.saturating_add(c.remote_count(topic)),
@@ -152,12 +160,14 @@ impl Node {
     }
 
     /// This node's exact count of `topic`.
-    pub fn count_local(&self, topic: &[u8]) -> Result<u64> {
+    pub fn count_local(&self, topic: impl AsRef<[u8]>) -> Result<u64> {
+        let topic = topic.as_ref();
         self.open()?.count_local(topic)
     }
 
     /// The count of `topic` with its freshness and coverage.
-    pub fn count_info(&self, topic: &[u8]) -> Result<TopicCount> {
+    pub fn count_info(&self, topic: impl AsRef<[u8]>) -> Result<TopicCount> {
+        let topic = topic.as_ref();
         let local = self.open()?.count_local(topic)?;
         let Some(c) = &self.cluster else {
             return Ok(TopicCount { count: local, local, ..TopicCount::default() });
@@ -174,7 +184,8 @@ impl Node {
 
     /// The count of `topic` on each node: this one first, then every counted
     /// peer by name.
-    pub fn count_by_node(&self, topic: &[u8]) -> Result<Vec<(String, u64)>> {
+    pub fn count_by_node(&self, topic: impl AsRef<[u8]>) -> Result<Vec<(String, u64)>> {
+        let topic = topic.as_ref();
         let mut v = vec![(self.name.clone(), self.count_local(topic)?)];
         if let Some(c) = &self.cluster {
             v.extend(c.count_by_node(topic));

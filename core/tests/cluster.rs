@@ -10,8 +10,8 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use headcount::cluster::conn::{AuthKey, Conn, ConnParams, Role};
-use headcount::cluster::wire::{self, Frame, FrameDecoder, MAX_FRAME_LEN};
+use headcount::internals::conn::{AuthKey, Conn, ConnParams, Role};
+use headcount::internals::wire::{self, Frame, FrameDecoder, MAX_FRAME_LEN};
 use headcount::{Config, Node};
 use support::*;
 

@@ -45,8 +45,8 @@ fn track_is_idempotent_and_untrack_of_absent_pair_is_a_no_op() {
 fn untrack_all_removes_a_connection_everywhere() {
     let c = Counter::new();
     for t in 0..10u8 {
-        c.track(&[b't', t], 7).unwrap();
-        c.track(&[b't', t], 8).unwrap();
+        c.track([b't', t], 7).unwrap();
+        c.track([b't', t], 8).unwrap();
     }
     assert_eq!(c.pairs(), 20);
     assert_eq!(c.connections(), 2);
@@ -64,7 +64,7 @@ fn invalid_topics_are_clear_errors() {
     assert!(e.to_string().contains("empty"), "{e}");
     let e = c.add(b"123456789", 1).unwrap_err();
     assert!(e.to_string().contains("9 bytes") && e.to_string().contains("8"), "{e}");
-    assert!(c.count_local(&[0u8; 9]).is_err());
+    assert!(c.count_local([0u8; 9]).is_err());
     assert!(c.untrack(b"", 1).is_err());
     assert!(c.topic(b"").is_err());
     assert!(c.track(b"12345678", 1).unwrap(), "exactly max_topic_len is fine");
@@ -76,10 +76,10 @@ fn topics_are_arbitrary_bytes() {
     let c = Counter::new();
     let weird: &[u8] = &[0, 255, 10, 13, 0];
     c.track(weird, 1).unwrap();
-    c.track(&[0], 1).unwrap();
+    c.track([0], 1).unwrap();
     assert_eq!(c.count_local(weird).unwrap(), 1);
-    assert_eq!(c.count_local(&[0]).unwrap(), 1);
-    assert_eq!(c.count_local(&[0, 0]).unwrap(), 0);
+    assert_eq!(c.count_local([0]).unwrap(), 1);
+    assert_eq!(c.count_local([0, 0]).unwrap(), 0);
 }
 
 #[test]
@@ -119,7 +119,7 @@ fn drain_covers_many_segments() {
     let c = Counter::new();
     let n = 10_000u32; // more than two 4096-topic segments
     for t in 0..n {
-        c.add(&t.to_le_bytes(), i64::from(t % 3)).unwrap();
+        c.add(t.to_le_bytes(), i64::from(t % 3)).unwrap();
     }
     let d = drained(&c, Instant::now());
     assert_eq!(d.len(), n as usize);
@@ -223,9 +223,9 @@ fn writes_racing_gc_are_never_lost() {
                 s.spawn(move || {
                     for i in 0..20_000u64 {
                         let topic = [b'g', (i % 4) as u8];
-                        c.track(&topic, w).unwrap();
+                        c.track(topic, w).unwrap();
                         if i % 3 != 0 {
-                            c.untrack(&topic, w).unwrap();
+                            c.untrack(topic, w).unwrap();
                         }
                     }
                 })
@@ -241,6 +241,6 @@ fn writes_racing_gc_are_never_lost() {
         // track that was not undone: i % 3 == 0 for the last i with i%4==t.
         let last_i = (0..20_000u64).rfind(|i| i % 4 == u64::from(t)).unwrap();
         let want = if last_i % 3 == 0 { 3 } else { 0 };
-        assert_eq!(c.count_local(&[b'g', t]).unwrap(), want, "topic {t}");
+        assert_eq!(c.count_local([b'g', t]).unwrap(), want, "topic {t}");
     }
 }

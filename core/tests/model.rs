@@ -56,11 +56,11 @@ fn check(ops: &[Op], gc_after: Duration) {
         match *op {
             Op::Track(t, c) => {
                 let added = model.members.entry(t).or_default().insert(c);
-                assert_eq!(counter.track(&topic(t), c).unwrap(), added, "{op:?}");
+                assert_eq!(counter.track(topic(t), c).unwrap(), added, "{op:?}");
             }
             Op::Untrack(t, c) => {
                 let removed = model.members.entry(t).or_default().remove(&c);
-                assert_eq!(counter.untrack(&topic(t), c).unwrap(), removed, "{op:?}");
+                assert_eq!(counter.untrack(topic(t), c).unwrap(), removed, "{op:?}");
             }
             Op::UntrackAll(c) => {
                 let n = model.members.values_mut().map(|s| s.remove(&c)).filter(|&r| r).count();
@@ -68,7 +68,7 @@ fn check(ops: &[Op], gc_after: Duration) {
             }
             Op::Add(t, d) => {
                 *model.raw.entry(t).or_default() += d;
-                counter.add(&topic(t), d).unwrap();
+                counter.add(topic(t), d).unwrap();
             }
             Op::Drain => {
                 counter.drain(clock, |name, n| {
@@ -90,7 +90,7 @@ fn check(ops: &[Op], gc_after: Duration) {
             }
         }
         for t in 0..6 {
-            assert_eq!(counter.count_local(&topic(t)).unwrap(), model.count(t), "topic {t} after {op:?}");
+            assert_eq!(counter.count_local(topic(t)).unwrap(), model.count(t), "topic {t} after {op:?}");
         }
         let pairs: usize = model.members.values().map(|s| s.len()).sum();
         assert_eq!(counter.pairs(), pairs);
@@ -147,11 +147,11 @@ fn multi_threaded_final_counts_are_exact() {
                         match (rng >> 40) % 5 {
                             0 | 1 => {
                                 let added = model.entry(tp).or_default().insert(conn);
-                                assert_eq!(counter.track(&topic(tp), conn).unwrap(), added);
+                                assert_eq!(counter.track(topic(tp), conn).unwrap(), added);
                             }
                             2 | 3 => {
                                 let removed = model.entry(tp).or_default().remove(&conn);
-                                assert_eq!(counter.untrack(&topic(tp), conn).unwrap(), removed);
+                                assert_eq!(counter.untrack(topic(tp), conn).unwrap(), removed);
                             }
                             _ => {
                                 let n = model.values_mut().map(|s| s.remove(&conn)).filter(|&r| r).count();
@@ -171,7 +171,7 @@ fn multi_threaded_final_counts_are_exact() {
     let mut total = 0;
     for tp in 0..16u8 {
         let want: usize = models.iter().map(|m| m.get(&tp).map_or(0, |s| s.len())).sum();
-        assert_eq!(counter.count_local(&topic(tp)).unwrap(), want as u64, "topic {tp}");
+        assert_eq!(counter.count_local(topic(tp)).unwrap(), want as u64, "topic {tp}");
         total += want as u64;
     }
     assert_eq!(counter.total_local(), total);

@@ -20,7 +20,7 @@
 //!   the same frames and the same final error as decoding the slice.
 
 use crate::alloc::peak_during;
-use headcount::cluster::wire::{
+use headcount::internals::wire::{
     self, Entry, Frame, FrameDecoder, WireError, HEADER_LEN, MAX_FRAME_LEN, MAX_HANDSHAKE_FRAME_LEN, TRAILER_LEN,
 };
 

@@ -1,4 +1,4 @@
-//! `handshake`: both sides of a connection (`cluster::conn::Conn`, a dialer
+//! `handshake`: both sides of a connection (`internals::conn::Conn`, a dialer
 //! and an acceptor) driven through an arbitrary schedule, with an attacker
 //! on the wire that can drop, forge, replay and reflect frames.
 //!
@@ -52,8 +52,9 @@
 //!   side sent (snapshots replace, deltas update).
 
 use arbitrary::{Arbitrary, Unstructured};
-use headcount::cluster::conn::{AuthKey, Conn, ConnError, ConnParams, Event, Role};
-use headcount::cluster::wire::{self, ByeCode, Delta, Entry, Frame, Hello, Snapshot, WireError};
+use headcount::internals::conn::pair::{self, Pair, A};
+use headcount::internals::conn::{AuthKey, Conn, ConnError, ConnParams, Event, Role};
+use headcount::internals::wire::{self, ByeCode, Delta, Entry, Frame, Hello, Snapshot, WireError};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::collections::{HashMap, VecDeque};
@@ -68,6 +69,10 @@ const CLUSTER: &str = "prod";
 const SECRET: &[u8] = b"s3cret";
 const TOPICS: &[&[u8]] = &[b"room:1", b"room:2", b"lobby", b"x", b"\x00\xff"];
 const MAX_POOL: usize = 256;
+/// Op 0: deliver the next in-flight frame A->B.
+pub const OP_DELIVER_AB: u8 = 0;
+/// Op 1: deliver the next in-flight frame B->A.
+pub const OP_DELIVER_BA: u8 = 1;
 
 /// The HELLO body as PROTOCOL.md section 5.1 lays it out, written here
 /// without the crate's codec. `None` if a field is too long to send.
@@ -406,27 +411,30 @@ fn entries(raw: Vec<(u8, Option<u8>, u64)>) -> Vec<Entry> {
 fn other_connection() -> &'static [Frame] {
     static FRAMES: OnceLock<Vec<Frame>> = OnceLock::new();
     FRAMES.get_or_init(|| {
-        let mut a = Conn::new(&params("a", 1, SECRET, CLUSTER, 4), Role::Dialer, [0x11; 32], 0);
-        let mut b = Conn::new(&params("b", 2, SECRET, CLUSTER, 4), Role::Acceptor, [0x22; 32], 0);
-        let mut seen = Vec::new();
-        let pass = |from: &mut Conn, to: &mut Conn, seen: &mut Vec<Frame>| {
-            while let Some(f) = from.poll_transmit() {
-                seen.push(f.clone());
-                let _ = to.handle_frame(f, 1);
-            }
-        };
-        pass(&mut a, &mut b, &mut seen);
-        pass(&mut b, &mut a, &mut seen);
-        pass(&mut a, &mut b, &mut seen);
-        assert!(a.is_established() && b.is_established(), "the recorded connection did not authenticate");
+        let a = Conn::new(&params("a", 1, SECRET, CLUSTER, 4), Role::Dialer, [0x11; 32], 0);
+        let b = Conn::new(&params("b", 2, SECRET, CLUSTER, 4), Role::Acceptor, [0x22; 32], 0);
+        let mut p = Pair::new(a, b);
+        let mut seen: Vec<Frame> = p.run(1).into_iter().map(|(_, f)| f).collect();
+        assert!(p.is_established(), "the recorded connection did not authenticate");
+        let [a, b] = &mut p.conns;
         let _ = a.send_snapshot([(&b"room:1"[..], 5)], 1);
         let _ = b.send_snapshot([(&b"room:2"[..], 6)], 1);
         let _ = a.send_delta([(&b"room:1"[..], 0), (&b"lobby"[..], 2)], 1);
         let _ = a.send_peers(&["127.0.0.1:7003".into()], 1);
-        pass(&mut a, &mut b, &mut seen);
-        pass(&mut b, &mut a, &mut seen);
+        seen.extend(p.run(1).into_iter().map(|(_, f)| f));
         seen
     })
+}
+
+/// The op codes of an honest handshake ("deliver A->B", "deliver B->A", one
+/// per frame), as the pair runs it: what the seed corpus starts with.
+pub fn honest_handshake_ops() -> Vec<u8> {
+    let a = Conn::new(&params("a", 1, SECRET, CLUSTER, 1), Role::Dialer, [0xa1; 32], 0);
+    let b = Conn::new(&params("b", 2, SECRET, CLUSTER, 1), Role::Acceptor, [0xb2; 32], 0);
+    let mut p = Pair::new(a, b);
+    let ops = p.run(1).into_iter().map(|(from, _)| if from == A { OP_DELIVER_AB } else { OP_DELIVER_BA }).collect();
+    assert!(p.is_established(), "an honest pair did not authenticate");
+    ops
 }
 
 struct World {
@@ -467,13 +475,8 @@ impl World {
         let Some(f) = self.wire[from].pop_front() else { return false };
         let to = 1 - from;
         let state_frame = matches!(f, Frame::Snapshot(_) | Frame::Delta(_));
-        let bytes = wire::encode_to_vec(&f).unwrap_or_else(|e| panic!("{} sent an unencodable {f:?}: {e}", from));
-        match wire::decode_frame(&bytes, self.sides[to].conn.max_frame_len()) {
-            Ok(Some((g, n))) => {
-                assert_eq!((&g, n), (&f, bytes.len()), "a sent frame did not survive the codec");
-                self.sides[to].receive(g, self.now);
-            }
-            Ok(None) => panic!("a whole encoded frame decoded as incomplete"),
+        match pair::carry(&f, self.sides[to].conn.max_frame_len()) {
+            Ok(g) => self.sides[to].receive(g, self.now),
             Err(e) => {
                 // Only the cap can refuse an honest frame: a state frame
                 // larger than the handshake cap, to a side not yet
@@ -673,10 +676,10 @@ fn run(w: &mut World, u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
     while !u.is_empty() {
         let op: u8 = u.arbitrary()?;
         match op % 14 {
-            0 => {
+            OP_DELIVER_AB => {
                 w.deliver(0);
             }
-            1 => {
+            OP_DELIVER_BA => {
                 w.deliver(1);
             }
             2 | 3 => {

@@ -5,8 +5,8 @@
 //!
 //! | target           | drives                                  | checks |
 //! |------------------|-----------------------------------------|--------|
-//! | [`frame_decode`] | `cluster::wire` decoder (slice, body, stream) | no panic; allocation bounded by the bytes present; decode -> encode gives the input bytes back; stream and slice decoding agree |
-//! | [`handshake`]    | two `cluster::conn::Conn`s and an attacker | a peer is reported authenticated only after an AUTH whose HMAC, computed here independently, is right; no SNAPSHOT/DELTA/PEERS before that; honest runs authenticate; state sent is state received |
+//! | [`frame_decode`] | `internals::wire` decoder (slice, body, stream) | no panic; allocation bounded by the bytes present; decode -> encode gives the input bytes back; stream and slice decoding agree |
+//! | [`handshake`]    | two `internals::conn::Conn`s and an attacker | a peer is reported authenticated only after an AUTH whose HMAC, computed here independently, is right; no SNAPSHOT/DELTA/PEERS before that; honest runs authenticate; state sent is state received |
 //! | [`ops`]          | `Counter` track/untrack/untrack_all/add/drain/collect_garbage | counts, pairs, connections, return values and drained values equal a `HashMap<topic, HashSet<conn>>` model after every step |
 //! | [`config`]       | `Config::set` / `validate`              | no panic; accepted iff the documented table says so; an error changes nothing |
 //!

@@ -7,8 +7,8 @@
 //! rewrites them as `corpus/<target>/seed-*`; the other tests check that
 //! the transcripts do what their names say.
 
-use headcount::cluster::wire::{self, ByeCode, Delta, Entry, Frame, Hello, Snapshot, MAX_TOPIC_ID};
-use headcount_fuzz::handshake::{handshake_outcome, Outcome};
+use headcount::internals::wire::{self, ByeCode, Delta, Entry, Frame, Hello, Snapshot, MAX_TOPIC_ID};
+use headcount_fuzz::handshake::{handshake_outcome, honest_handshake_ops, Outcome, OP_DELIVER_AB};
 use headcount_fuzz::CountingAlloc;
 use std::path::Path;
 
@@ -72,8 +72,6 @@ fn frame_decode_seeds() -> Vec<(String, Vec<u8>)> {
 }
 
 /// Op codes of the `handshake` target.
-const DELIVER_AB: u8 = 0;
-const DELIVER_BA: u8 = 1;
 const REPLAY: u8 = 5;
 const TICK: u8 = 6;
 const SNAPSHOT: u8 = 7;
@@ -82,11 +80,10 @@ const PEERS: u8 = 9;
 const BIG_SNAPSHOT: u8 = 12;
 const PUMP: u8 = 13;
 
-/// HELLO A->B, HELLO and AUTH B->A, AUTH A->B.
-const HANDSHAKE: [u8; 4] = [DELIVER_AB, DELIVER_BA, DELIVER_BA, DELIVER_AB];
-
 fn handshake_seeds() -> Vec<(String, Vec<u8>)> {
-    let transcript = |flags: u8, rest: &[u8]| [&[flags, 0][..], &HANDSHAKE, rest].concat();
+    // HELLO A->B, HELLO and AUTH B->A, AUTH A->B, as the Conn pair runs it.
+    let handshake = honest_handshake_ops();
+    let transcript = |flags: u8, rest: &[u8]| [&[flags, 0][..], &handshake, rest].concat();
     let state = [
         // Snapshots both ways (2 entries each), a delta, peers, then deliver.
         &[SNAPSHOT, 0, 2, 0, 3, 1, 5][..],
@@ -100,7 +97,7 @@ fn handshake_seeds() -> Vec<(String, Vec<u8>)> {
     .concat();
     vec![
         ("honest".into(), transcript(0, &state)),
-        ("honest-soft-cap".into(), [&[0, 3][..], &HANDSHAKE, &state].concat()),
+        ("honest-soft-cap".into(), [&[0, 3][..], &handshake, &state].concat()),
         ("honest-big-snapshot".into(), transcript(0, &[BIG_SNAPSHOT, 0, 20, 2, PUMP, BIG_SNAPSHOT, 1, 3, 0, PUMP])),
         ("honest-heartbeats".into(), transcript(0, &[SNAPSHOT, 0, 0, PUMP, TICK, 200, 0, PUMP, TICK, 200, 0, PUMP])),
         ("empty-secret".into(), transcript(16, &state)),
@@ -108,9 +105,9 @@ fn handshake_seeds() -> Vec<(String, Vec<u8>)> {
         ("wrong-cluster".into(), transcript(2, &[])),
         ("self-connection".into(), transcript(4, &[])),
         ("reflected-nonce".into(), transcript(8, &[])),
-        ("handshake-timeout".into(), [&[0, 0, DELIVER_AB][..], &[TICK, 0x88, 0x13, PUMP]].concat()),
+        ("handshake-timeout".into(), [&[0, 0, OP_DELIVER_AB][..], &[TICK, 0x88, 0x13, PUMP]].concat()),
         // Replay frames recorded on another connection, to each side.
-        ("replay".into(), [&[0, 0, DELIVER_AB, REPLAY, 0, 1, REPLAY, 1, 2][..], &HANDSHAKE, &state].concat()),
+        ("replay".into(), [&[0, 0, OP_DELIVER_AB, REPLAY, 0, 1, REPLAY, 1, 2][..], &handshake, &state].concat()),
         ("send-before-auth".into(), [&[0, 0][..], &[SNAPSHOT, 0, 1, 0, 1, DELTA, 1, 0, PEERS, 0, 0, PUMP]].concat()),
     ]
 }

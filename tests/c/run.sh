@@ -135,8 +135,17 @@ if [ -n "$readme" ] && [ -n "$link_line" ]; then
     else
         cat "$tmp/app.cc.log" "$tmp/app.out" 2>/dev/null; fail "README example with the README's static link line"
     fi
+    # The shared library's SONAME is libheadcount.so.0: a program linked
+    # against it loads that name, which scripts/install provides as a
+    # symlink (as here).
+    if [ "$(readelf -d "$libdir/libheadcount.so" | sed -n 's/.*Library soname: \[\(.*\)\]/\1/p')" = libheadcount.so.0 ]; then
+        pass "libheadcount.so has the SONAME libheadcount.so.0"
+    else
+        readelf -d "$libdir/libheadcount.so" | grep -i soname; fail "libheadcount.so lacks the SONAME libheadcount.so.0"
+    fi
+    mkdir -p "$tmp/lib" && ln -sf "$libdir/libheadcount.so" "$tmp/lib/libheadcount.so.0"
     if "$CC" -std=c11 -Wall -Wextra -Werror "$tmp/app.c" -I"$root/include" -L"$libdir" -lheadcount \
-        -Wl,-rpath,"$libdir" -o "$tmp/app_shared" 2>"$tmp/app_shared.log" \
+        -Wl,-rpath,"$tmp/lib" -o "$tmp/app_shared" 2>"$tmp/app_shared.log" \
         && "$tmp/app_shared" >"$tmp/app_shared.out" 2>&1 && grep -qx '2 in room:lobby' "$tmp/app_shared.out"; then
         pass "README example links against libheadcount.so"
     else

@@ -1,166 +1,180 @@
-"""Finding libheadcount: HEADCOUNT_LIB, then a copy inside the package, then
-the workspace's target/ directory; and the error when none is there.
-
-Each case runs in a fresh interpreter (the library is loaded once per
-process) on a copy of the installed package placed in a temporary tree.
-"""
+"""The package as installed: the extension module inside it, a clear error
+when it is missing, the type stub (every config key, checked by mypy), and
+the library's log lines reaching :mod:`logging`."""
 
 from __future__ import annotations
 
-import _ctypes
+import ast
 import inspect
 import os
 import shutil
 import subprocess
 import sys
-import time
+import textwrap
 from pathlib import Path
-from typing import Dict, Optional
+from typing import List
 
 import pytest
 
 import headcount
 
 PKG = Path(headcount.__file__).resolve().parent
-LIB = Path(headcount.library_path()).resolve()
-LIB_NAME = LIB.name
-
-PROBE = (
-    "import headcount\n"
-    "try:\n"
-    "    print(headcount.library_path())\n"
-    "    with headcount.Node() as n:\n"
-    "        n.track('a', 1); assert n.count('a') == 1\n"
-    "except headcount.LibraryNotFoundError as e:\n"
-    "    print('NOTFOUND'); print(e); print(e.tried)\n"
-)
 
 
-def run_probe(pythonpath: Path, lib_env: Optional[str]) -> subprocess.CompletedProcess:
-    env: Dict[str, str] = {k: v for k, v in os.environ.items() if k not in ("HEADCOUNT_LIB", "CARGO_TARGET_DIR")}
-    env["PYTHONPATH"] = str(pythonpath)
-    if lib_env is not None:
-        env["HEADCOUNT_LIB"] = lib_env
+def python(code: str, cwd: Path, pythonpath: "Path | None" = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    if pythonpath is not None:
+        env["PYTHONPATH"] = str(pythonpath)
     return subprocess.run(
-        [sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, timeout=60, cwd=pythonpath
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60, cwd=cwd
     )
 
 
-def copy_package(dest: Path) -> Path:
-    """A copy of the package's Python files (no library) under ``dest``."""
-    pkg = dest / "headcount"
-    shutil.copytree(PKG, pkg, ignore=shutil.ignore_patterns("*.so", "*.dylib", "*.dll", "__pycache__"))
-    return pkg
+def test_extension_is_inside_the_package() -> None:
+    path = Path(headcount.library_path())
+    assert path.parent == PKG
+    with headcount.Node() as n:
+        n.track("a", 1)
+        assert n.count("a") == 1
 
 
-def test_env_var_wins(tmp_path: Path) -> None:
+def test_missing_extension_is_a_clear_import_error(tmp_path: Path) -> None:
+    # The Python files without the extension module (a source checkout that
+    # was never built): importing says what is missing and how to build it.
     root = tmp_path / "site"
-    pkg = copy_package(root)
-    shutil.copy(LIB, pkg / LIB_NAME)  # would be found second
-    other = tmp_path / "elsewhere" / LIB_NAME
-    other.parent.mkdir()
-    shutil.copy(LIB, other)
-    out = run_probe(root, str(other))
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.splitlines()[0] == str(other)
-
-
-def test_env_var_naming_nothing_is_an_error(tmp_path: Path) -> None:
-    root = tmp_path / "site"
-    pkg = copy_package(root)
-    shutil.copy(LIB, pkg / LIB_NAME)  # must not be used silently instead
-    out = run_probe(root, str(tmp_path / "missing.so"))
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.startswith("NOTFOUND"), out.stdout
-    assert "HEADCOUNT_LIB" in out.stdout and "missing.so" in out.stdout
-
-
-@pytest.mark.skipif(not getattr(_ctypes, "__file__", None), reason="_ctypes is built into this Python")
-def test_env_var_naming_a_foreign_library(tmp_path: Path) -> None:
-    # A loadable shared object that is not libheadcount.
-    out = run_probe(tmp_path, _ctypes.__file__)
-    assert out.stdout.startswith("NOTFOUND"), out.stdout + out.stderr
-    assert "hc_" in out.stdout
-
-
-def test_copy_inside_the_package(tmp_path: Path) -> None:
-    root = tmp_path / "site"
-    pkg = copy_package(root)
-    shutil.copy(LIB, pkg / LIB_NAME)
-    out = run_probe(root, None)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.splitlines()[0] == str(pkg / LIB_NAME)
-
-
-def test_workspace_build_output(tmp_path: Path) -> None:
-    ws = tmp_path / "ws"
-    (ws / "ffi").mkdir(parents=True)
-    (ws / "Cargo.toml").write_text("[workspace]\n")
-    src = ws / "bindings" / "python" / "src"
-    copy_package(src)
-    debug = ws / "target" / "debug" / LIB_NAME
-    debug.parent.mkdir(parents=True)
-    shutil.copy(LIB, debug)
-    out = run_probe(src, None)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.splitlines()[0] == str(debug)
-
-    # With both builds present the newer one is used.
-    release = ws / "target" / "release" / LIB_NAME
-    release.parent.mkdir(parents=True)
-    shutil.copy(LIB, release)
-    old = time.time() - 3600
-    os.utime(debug, (old, old))
-    out = run_probe(src, None)
-    assert out.stdout.splitlines()[0] == str(release)
-    os.utime(release, (old - 10, old - 10))
-    out = run_probe(src, None)
-    assert out.stdout.splitlines()[0] == str(debug)
-
-
-def test_not_found_lists_what_it_tried(tmp_path: Path) -> None:
-    ws = tmp_path / "ws"
-    (ws / "ffi").mkdir(parents=True)
-    (ws / "Cargo.toml").write_text("[workspace]\n")
-    src = ws / "bindings" / "python" / "src"
-    pkg = copy_package(src)
-    out = run_probe(src, None)
-    assert out.returncode == 0, out.stderr
-    lines = out.stdout
-    assert lines.startswith("NOTFOUND"), lines
-    assert "cargo build -p headcount-ffi" in lines
-    assert "HEADCOUNT_LIB" in lines
-    assert str(pkg / LIB_NAME) in lines
-    assert str(ws / "target" / "debug" / LIB_NAME) in lines
-    assert str(ws / "target" / "release" / LIB_NAME) in lines
-
-
-def test_import_does_not_need_the_library(tmp_path: Path) -> None:
-    # `import headcount` works without the library; the error comes at use.
-    root = tmp_path / "site"
-    copy_package(root)
-    env = {k: v for k, v in os.environ.items() if k != "HEADCOUNT_LIB"}
-    env["PYTHONPATH"] = str(root)
-    out = subprocess.run(
-        [sys.executable, "-c", "import headcount; print(headcount.Node.__doc__ is not None)"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
+    shutil.copytree(PKG, root / "headcount", ignore=shutil.ignore_patterns("*.so", "*.pyd", "__pycache__"))
+    out = python(
+        "import headcount\n",
         cwd=root,
+        pythonpath=root,
     )
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "True"
+    assert out.returncode != 0
+    assert "LibraryNotFoundError" in out.stderr, out.stderr
+    assert "pip install" in out.stderr and "_native" in out.stderr, out.stderr
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX paths")
 def test_package_is_typed() -> None:
     assert (PKG / "py.typed").is_file()
+    assert (PKG / "_native.pyi").is_file()
     # Every public callable has a docstring.
     for name in headcount.__all__:
         obj = getattr(headcount, name)
-        if inspect.isclass(obj) or inspect.isfunction(obj):
+        if inspect.isclass(obj) or inspect.isfunction(obj) or inspect.isbuiltin(obj):
             assert obj.__doc__, name
     for name, member in vars(headcount.Node).items():
-        if not name.startswith("_") and (callable(member) or isinstance(member, property)):
+        if not name.startswith("_") and (callable(member) or inspect.isdatadescriptor(member)):
             assert member.__doc__, name
+
+
+def stub_keywords() -> List[str]:
+    """The keyword-only parameters of ``Node.__init__`` in ``_native.pyi``."""
+    tree = ast.parse((PKG / "_native.pyi").read_text())
+    for cls in tree.body:
+        if isinstance(cls, ast.ClassDef) and cls.name == "Node":
+            for fn in cls.body:
+                if isinstance(fn, ast.FunctionDef) and fn.name == "__init__":
+                    return [a.arg for a in fn.args.kwonlyargs]
+    raise AssertionError("no Node.__init__ in _native.pyi")
+
+
+def test_stub_lists_exactly_the_config_keys() -> None:
+    # headcount.CONFIG_KEYS is the library's own list (headcount::CONFIG_KEYS):
+    # a key added to the library without the stub, or the other way round,
+    # fails here.
+    assert stub_keywords() == list(headcount.CONFIG_KEYS)
+    # And every key really is accepted (None: the default).
+    with headcount.Node(**{k: None for k in headcount.CONFIG_KEYS}) as n:
+        assert not n.closed
+
+
+def mypy(tmp_path: Path, code: str) -> subprocess.CompletedProcess:
+    src = tmp_path / "app.py"
+    src.write_text(textwrap.dedent(code))
+    return subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", str(src)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+
+
+def test_mypy_flags_a_misspelt_config_key(tmp_path: Path) -> None:
+    pytest.importorskip("mypy")
+    good = mypy(
+        tmp_path,
+        """
+        import headcount
+        with headcount.Node(node_name="a", flush_interval_ms=50, seeds=["127.0.0.1:7401"], secret="s") as n:
+            added: bool = n.track("room", 1)
+            c: int = n.count(b"room")
+        """,
+    )
+    assert good.returncode == 0, good.stdout + good.stderr
+    bad = mypy(
+        tmp_path,
+        """
+        import headcount
+        headcount.Node(node_nme="a")
+        """,
+    )
+    assert bad.returncode != 0
+    assert 'Unexpected keyword argument "node_nme"' in bad.stdout, bad.stdout
+
+
+LOGGING_CHILD = """
+import logging, time
+import headcount
+
+records = []
+class Keep(logging.Handler):
+    def emit(self, record):
+        records.append(record)
+logging.getLogger("headcount").addHandler(Keep())
+
+fast = dict(flush_interval_ms=20, down_after_ms=300)
+with headcount.Node(node_name="a", listen="127.0.0.1:0", secret="right", **fast) as a:
+    with headcount.Node(node_name="x", seeds=[a.local_addr], secret="wrong", **fast):
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not any("authentication failed" in r.getMessage() for r in records):
+            time.sleep(0.01)
+for r in records:
+    print(r.name, r.levelname, r.getMessage())
+"""
+
+
+def test_library_log_lines_go_to_logging(tmp_path: Path) -> None:
+    # A peer with the wrong secret makes the node log a warning; it must
+    # arrive as a record of the "headcount" logger, not as raw stderr.
+    out = python(LOGGING_CHILD, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert any(
+        line.startswith("headcount WARNING [a] ") and "authentication failed" in line for line in lines
+    ), out.stdout
+    # A handler is configured, so logging's last-resort stderr handler stays
+    # silent and the core writes nothing to stderr itself.
+    assert "authentication failed" not in out.stderr, out.stderr
+
+
+def test_exit_with_an_open_cluster_node_is_clean(tmp_path: Path) -> None:
+    # Nodes left open at exit are closed during interpreter shutdown while
+    # their threads may be logging: the process must exit, not hang.
+    code = """
+import logging, time
+import headcount
+logging.basicConfig(level=logging.DEBUG)
+fast = dict(flush_interval_ms=20, down_after_ms=300)
+a = headcount.Node(node_name="a", listen="127.0.0.1:0", secret="right", **fast)
+b = headcount.Node(node_name="b", seeds=[a.local_addr], secret="right", **fast)
+x = headcount.Node(node_name="x", seeds=[a.local_addr], secret="wrong", **fast)
+b.track("room", 1)
+deadline = time.monotonic() + 10
+while a.count("room") != 1 and time.monotonic() < deadline:
+    time.sleep(0.01)
+print(a.count("room"))
+"""
+    out = python(code, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "1"

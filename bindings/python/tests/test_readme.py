@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import ast
-import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 from typing import List
 
-import headcount
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -20,8 +18,7 @@ def blocks() -> List[str]:
 
 
 def run(code: str) -> List[str]:
-    env = dict(os.environ, HEADCOUNT_LIB=headcount.library_path())
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     return out.stdout.splitlines()
 

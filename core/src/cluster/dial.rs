@@ -3,9 +3,9 @@
 //!
 //! Every address the node learns (a seed, `add_peer`, a PEERS gossip entry,
 //! the listen address in a peer's HELLO) gets one dialer thread
-//! ([`Cluster::add_addr`]). The dialer idles while that address's node is
+//! ([`add_addr`]). The dialer idles while that address's node is
 //! connected by either side, and otherwise connects and runs the connection
-//! to its end on the dialer's own thread ([`Cluster::run_link`]); after a
+//! to its end on the dialer's own thread ([`Reader`]); after a
 //! failed attempt it waits 50 ms doubling to 2 s (reset by a connection that
 //! authenticated), times a jitter factor of 0.5 to 1.5 so that a restarted
 //! cluster does not redial in lockstep. A gossiped address that fails for a
@@ -16,15 +16,20 @@
 //!
 //! The listener accepts at most [`MAX_HANDSHAKES`] unauthenticated
 //! connections at once and closes the rest at accept.
+//!
+//! This module is where connections come from, so it is the one that runs
+//! them: the [`Listener`] and every [`Dialer`] hand their sockets to a
+//! [`Reader`], and point the reader's `learned` addresses back at
+//! [`add_addr`].
 
-use std::net::{TcpListener, TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
 use super::conn::Role;
 use super::log::{log, Level};
-use super::registry::Dial;
-use super::runtime::Cluster;
-use super::view::MAX_SLOTS;
+use super::reader::Reader;
+use super::shared::Shared;
+use crate::error::Result;
 use crate::sync::{Arc, Ordering};
 
 /// Connections accepted but not yet authenticated, at most.
@@ -37,101 +42,121 @@ const BACKOFF_MAX_MS: u64 = 2_000;
 /// A gossiped (non-seed) address that keeps failing this long is forgotten.
 const FORGET_ADDR_AFTER_MS: u64 = 60_000;
 
-impl Cluster {
-    /// Starts dialing `addr` (and keeps redialing it when its connection drops).
-    pub(crate) fn add_addr(self: &Arc<Self>, addr: &str, seed: bool) {
-        if self.is_closed()
-            || addr.is_empty()
-            || addr == self.params.listen
-            || Some(addr) == self.listen_addr.map(|a| a.to_string()).as_deref()
-        {
-            return;
+/// Starts dialing `addr` (and keeps redialing it when its connection drops),
+/// unless it is ours or already has a dialer.
+pub(super) fn add_addr(shared: &Arc<Shared>, addr: &str, seed: bool) {
+    if shared.is_closed()
+        || addr.is_empty()
+        || addr == shared.params().listen
+        || Some(addr) == shared.listen_addr().map(|a| a.to_string()).as_deref()
+    {
+        return;
+    }
+    if !shared.claim_dial(addr, seed) {
+        return;
+    }
+    let dialer = Dialer { shared: shared.clone(), addr: addr.to_owned(), backoff: BACKOFF_MIN_MS, failing_since: None };
+    if shared.spawn("dial", move || dialer.run()).is_err() {
+        shared.release_dial(addr);
+    }
+}
+
+/// Runs one connection to its end on this thread: a [`Reader`] (with its
+/// writer thread), whose learned addresses get dialers. Returns whether the
+/// peer authenticated.
+fn run_connection(
+    shared: &Arc<Shared>,
+    stream: TcpStream,
+    remote: SocketAddr,
+    role: Role,
+    dialed: Option<String>,
+) -> bool {
+    let Some(reader) = Reader::start(shared, stream, remote, role, dialed) else { return false };
+    reader.run(|addr, node_id| {
+        add_addr(shared, addr, false);
+        if let Some(id) = node_id {
+            shared.set_dial_node(addr, id);
         }
-        {
-            let mut reg = self.reg.lock();
-            if reg.addrs.len() >= MAX_SLOTS && !reg.addrs.contains_key(addr) {
-                return;
-            }
-            let d = reg.addrs.entry(addr.to_owned()).or_insert(Dial {
-                node_id: None,
-                seed,
-                running: false,
-                is_self: false,
-            });
-            d.seed |= seed;
-            if d.running || d.is_self {
-                return;
-            }
-            d.running = true;
-        }
-        let c = self.clone();
-        let a = addr.to_owned();
-        if self.spawn("dial", move || c.dial_loop(&a)).is_err() {
-            if let Some(d) = self.reg.lock().addrs.get_mut(addr) {
-                d.running = false;
-            }
-        }
+    })
+}
+
+/// The listener thread: accepts connections and runs each on a thread of
+/// its own.
+#[derive(Debug)]
+pub(super) struct Listener {
+    shared: Arc<Shared>,
+    listener: TcpListener,
+}
+
+impl Listener {
+    /// Starts the listener thread on a bound `listener`.
+    pub(super) fn spawn(shared: &Arc<Shared>, listener: TcpListener) -> Result<()> {
+        let l = Listener { shared: shared.clone(), listener };
+        shared.spawn("listen", move || l.run())
     }
 
-    pub(super) fn accept_loop(self: Arc<Self>, listener: TcpListener) {
+    fn run(self) {
+        let shared = &self.shared;
         loop {
-            let accepted = listener.accept();
-            if self.is_closed() {
+            let accepted = self.listener.accept();
+            if shared.is_closed() {
                 return;
             }
             match accepted {
                 Ok((stream, remote)) => {
-                    self.stats.accepted.fetch_add(1, Ordering::Relaxed);
-                    if self.stats.handshakes.load(Ordering::Acquire) >= MAX_HANDSHAKES {
-                        self.stats.refused_busy.fetch_add(1, Ordering::Relaxed);
-                        log!(Level::Warn, &self.name, "refusing {remote}: too many pending handshakes");
+                    let counters = shared.counters();
+                    counters.accepted.fetch_add(1, Ordering::Relaxed);
+                    if counters.handshakes.load(Ordering::Acquire) >= MAX_HANDSHAKES {
+                        counters.refused_busy.fetch_add(1, Ordering::Relaxed);
+                        log!(Level::Warn, shared.name(), "refusing {remote}: too many pending handshakes");
                         continue;
                     }
-                    let c = self.clone();
-                    if let Err(e) = self.spawn("conn", move || {
-                        c.run_link(stream, remote, Role::Acceptor, None);
+                    let c = shared.clone();
+                    if let Err(e) = shared.spawn("conn", move || {
+                        run_connection(&c, stream, remote, Role::Acceptor, None);
                     }) {
-                        log!(Level::Error, &self.name, "cannot start a connection thread: {e}");
+                        log!(Level::Error, shared.name(), "cannot start a connection thread: {e}");
                     }
                 }
                 Err(e) => {
-                    log!(Level::Warn, &self.name, "accept failed: {e}");
-                    self.sleep(Duration::from_millis(20));
+                    log!(Level::Warn, shared.name(), "accept failed: {e}");
+                    shared.sleep(Duration::from_millis(20));
                 }
             }
         }
     }
+}
 
-    /// `ms` times a factor from 0.5 to 1.5. Only spreads redials, so no
-    /// need for secure randomness.
-    fn jitter(&self, ms: u64) -> u64 {
-        ms / 2 + self.jitter.lock().next() % (ms + 1)
-    }
+/// One address's dialer thread: idles while the address's node is
+/// connected, otherwise connects, runs the connection, and backs off.
+#[derive(Debug)]
+struct Dialer {
+    shared: Arc<Shared>,
+    addr: String,
+    /// The next redial delay before jitter.
+    backoff: u64,
+    /// When the address started failing (reset by an authenticated
+    /// connection).
+    failing_since: Option<u64>,
+}
 
-    fn dial_loop(self: Arc<Self>, addr: &str) {
-        let mut backoff = BACKOFF_MIN_MS;
-        let mut failing_since: Option<u64> = None;
-        while !self.is_closed() {
+impl Dialer {
+    fn run(mut self) {
+        let shared = self.shared.clone();
+        let addr = self.addr.clone();
+        while !shared.is_closed() {
             // Idle while this address's node is connected (by either side).
-            let (connected, seed) = {
-                let reg = self.reg.lock();
-                let Some(d) = reg.addrs.get(addr) else { return };
-                if d.is_self {
-                    return;
-                }
-                let connected = d.node_id.and_then(|id| reg.peers.get(&id)).is_some_and(|p| p.link.is_some());
-                (connected, d.seed)
-            };
+            let Some((connected, seed)) = shared.dial_status(&addr) else { return };
             if connected {
-                backoff = BACKOFF_MIN_MS;
-                failing_since = None;
-                self.sleep(Duration::from_millis(1000));
+                self.backoff = BACKOFF_MIN_MS;
+                self.failing_since = None;
+                shared.sleep(Duration::from_millis(1000));
                 continue;
             }
-            let now = self.now_ms();
-            if !seed && failing_since.is_some_and(|t| now.saturating_sub(t) > FORGET_ADDR_AFTER_MS) {
-                log!(Level::Info, &self.name, "forgetting {addr}: unreachable for a minute");
-                self.reg.lock().addrs.remove(addr);
+            let now = shared.now_ms();
+            if !seed && self.failing_since.is_some_and(|t| now.saturating_sub(t) > FORGET_ADDR_AFTER_MS) {
+                log!(Level::Info, shared.name(), "forgetting {addr}: unreachable for a minute");
+                shared.forget_addr(&addr);
                 return;
             }
             let stream = addr.to_socket_addrs().map_err(|e| e.to_string()).and_then(|mut it| {
@@ -140,26 +165,24 @@ impl Cluster {
             });
             let authenticated = match stream {
                 Ok((s, sa)) => {
-                    self.stats.dialed.fetch_add(1, Ordering::Relaxed);
-                    self.run_link(s, sa, Role::Dialer, Some(addr.to_owned()))
+                    shared.counters().dialed.fetch_add(1, Ordering::Relaxed);
+                    run_connection(&shared, s, sa, Role::Dialer, Some(addr.clone()))
                 }
                 Err(e) => {
-                    log!(Level::Debug, &self.name, "dial {addr}: {e}");
+                    log!(Level::Debug, shared.name(), "dial {addr}: {e}");
                     false
                 }
             };
             if authenticated {
-                backoff = BACKOFF_MIN_MS;
-                failing_since = None;
+                self.backoff = BACKOFF_MIN_MS;
+                self.failing_since = None;
             } else {
-                failing_since.get_or_insert(now);
-                backoff = (backoff * 2).min(BACKOFF_MAX_MS);
+                self.failing_since.get_or_insert(now);
+                self.backoff = (self.backoff * 2).min(BACKOFF_MAX_MS);
             }
-            let d = self.jitter(backoff);
-            self.sleep(Duration::from_millis(d));
+            let d = shared.jitter(self.backoff);
+            shared.sleep(Duration::from_millis(d));
         }
-        if let Some(d) = self.reg.lock().addrs.get_mut(addr) {
-            d.running = false;
-        }
+        shared.release_dial(&addr);
     }
 }

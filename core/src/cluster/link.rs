@@ -4,11 +4,11 @@
 //! A [`Link`] owns one TCP stream and the sans-IO [`Conn`] that speaks the
 //! protocol on it, under one mutex with a condvar. Two threads serve it:
 //!
-//! * the **reader** (`reader.rs`, `Cluster::run_link`, on the thread that
+//! * the **reader** (`reader.rs`, `Reader::run`, on the thread that
 //!   accepted or dialed the connection) decodes frames, feeds them to the
 //!   `Conn`, and hands the resulting events to the registry (authentication,
 //!   departure) and the view (snapshots, deltas);
-//! * the **writer** (`writer.rs`) waits on the condvar for work (queued
+//! * the **writer** (`writer.rs`, `Writer::run`) waits on the condvar for work (queued
 //!   handshake frames, a snapshot to send, outbox entries, a gossip list, a
 //!   timer), turns it into frames and does the blocking `write`, bounded by
 //!   `SO_SNDTIMEO`.
@@ -32,12 +32,15 @@
 //! | `stop`            | close, reader end, write failure, errors | never: the link is finished |
 
 use std::collections::HashMap;
+use std::io::Read;
 use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::time::Duration;
 
 use super::conn::{Conn, Role, Topic};
+use super::lock::{Ranked, RankedCondvar, RankedGuard, LINK};
 use super::wire::ByeCode;
 use crate::stats::TrafficCounters;
-use crate::sync::{AtomicBool, AtomicU64, AtomicUsize, Condvar, Mutex, Ordering, RandomState};
+use crate::sync::{AtomicBool, AtomicU64, AtomicUsize, Ordering, RandomState};
 
 /// Coalesced outbox entries per link past which we drop them and send a
 /// fresh snapshot instead (bounds per-peer memory whatever the peer does).
@@ -54,6 +57,7 @@ pub(super) struct LinkStats {
     pub(super) pending: AtomicUsize,
 }
 
+/// What a link's lock protects; see the module docs for who sets what.
 #[derive(Debug)]
 pub(super) struct LinkState {
     pub(super) conn: Conn,
@@ -65,6 +69,9 @@ pub(super) struct LinkState {
     pub(super) stop: bool,
 }
 
+/// A held link lock (rank [`LINK`]: see `lock.rs`).
+pub(super) type LinkGuard<'a> = RankedGuard<'a, LinkState, LINK>;
+
 /// One TCP connection to a peer. See the module docs.
 #[derive(Debug)]
 pub(super) struct Link {
@@ -73,13 +80,14 @@ pub(super) struct Link {
     pub(super) remote: SocketAddr,
     /// The address dialed, for dialed links.
     pub(super) dialed: Option<String>,
-    pub(super) stream: TcpStream,
-    pub(super) st: Mutex<LinkState>,
-    pub(super) cv: Condvar,
     pub(super) stats: LinkStats,
+    stream: TcpStream,
+    st: Ranked<LinkState, LINK>,
+    cv: RankedCondvar,
     /// Peer node id, once registered (0 before).
-    pub(super) peer_id: AtomicU64,
-    pub(super) finished: AtomicBool,
+    peer_id: AtomicU64,
+    /// Set by the writer when it has stopped.
+    finished: AtomicBool,
 }
 
 impl Link {
@@ -100,18 +108,34 @@ impl Link {
             remote,
             dialed,
             stream,
-            st: Mutex::new(LinkState {
+            st: Ranked::new(LinkState {
                 conn,
                 pending: HashMap::default(),
                 need_snapshot: false,
                 peers: None,
                 stop: false,
             }),
-            cv: Condvar::new(),
+            cv: RankedCondvar::default(),
             stats: LinkStats::default(),
             peer_id: AtomicU64::new(0),
             finished: AtomicBool::new(false),
         }
+    }
+
+    /// Locks the link's state (rank [`LINK`]: never with another link, and
+    /// never before the registry).
+    pub(super) fn lock(&self) -> LinkGuard<'_> {
+        self.st.lock()
+    }
+
+    /// Waits on the link's condvar (for work) for up to `timeout`.
+    pub(super) fn wait(&self, st: &mut LinkGuard<'_>, timeout: Duration) {
+        self.cv.wait_for(st, timeout);
+    }
+
+    /// Wakes the writer (call after changing the state it waits on).
+    pub(super) fn notify(&self) {
+        self.cv.notify_all();
     }
 
     /// Queues a BYE and makes the writer stop after writing it.
@@ -120,6 +144,31 @@ impl Link {
         st.conn.close(code, message, now_ms);
         st.stop = true;
         self.cv.notify_all();
+    }
+
+    /// Makes the writer stop after writing what `conn` has queued.
+    pub(super) fn stop(&self) {
+        let mut st = self.st.lock();
+        st.stop = true;
+        self.cv.notify_all();
+    }
+
+    /// Asks the writer for a fresh snapshot (it runs once the link is
+    /// established and woken).
+    pub(super) fn request_snapshot(&self) {
+        self.st.lock().need_snapshot = true;
+    }
+
+    /// Queues a gossip list (PEERS) and wakes the writer.
+    pub(super) fn share_peers(&self, addrs: Vec<String>) {
+        let mut st = self.st.lock();
+        st.peers = Some(addrs);
+        self.cv.notify_all();
+    }
+
+    /// When the last frame from the peer arrived (see `Conn::last_rx_ms`).
+    pub(super) fn last_rx_ms(&self) -> u64 {
+        self.st.lock().conn.last_rx_ms()
     }
 
     /// Merges one flush's changes into the outbox (latest value per topic).
@@ -150,8 +199,32 @@ impl Link {
         self.cv.notify_all();
     }
 
+    /// Reads from the socket (the reader's half).
+    pub(super) fn read(&self, buf: &mut [u8]) -> std::io::Result<usize> {
+        (&self.stream).read(buf)
+    }
+
+    /// Shuts the socket down both ways: both threads' blocking calls return.
     pub(super) fn kill(&self) {
         let _ = self.stream.shutdown(Shutdown::Both);
+    }
+
+    /// The registered peer's node id (0 before registration).
+    pub(super) fn peer_id(&self) -> u64 {
+        self.peer_id.load(Ordering::Acquire)
+    }
+
+    pub(super) fn set_peer_id(&self, id: u64) {
+        self.peer_id.store(id, Ordering::Release);
+    }
+
+    /// Whether the writer has stopped.
+    pub(super) fn is_finished(&self) -> bool {
+        self.finished.load(Ordering::Acquire)
+    }
+
+    pub(super) fn set_finished(&self) {
+        self.finished.store(true, Ordering::Release);
     }
 }
 
@@ -160,6 +233,7 @@ mod tests {
     use std::net::TcpListener;
 
     use super::*;
+    use crate::cluster::conn::pair::Pair;
     use crate::cluster::conn::{AuthKey, ConnParams, DEFAULT_ID_SOFT_CAP};
 
     fn params(id: u64) -> ConnParams {
@@ -181,17 +255,12 @@ mod tests {
     fn established_link() -> Link {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let stream = TcpStream::connect(l.local_addr().unwrap()).unwrap();
-        let mut a = Conn::new(&params(1), Role::Dialer, [1; 32], 0);
-        let mut b = Conn::new(&params(2), Role::Acceptor, [2; 32], 0);
-        for _ in 0..3 {
-            while let Some(f) = a.poll_transmit() {
-                b.handle_frame(f, 1).unwrap();
-            }
-            while let Some(f) = b.poll_transmit() {
-                a.handle_frame(f, 1).unwrap();
-            }
-        }
-        assert!(a.is_established());
+        let a = Conn::new(&params(1), Role::Dialer, [1; 32], 0);
+        let b = Conn::new(&params(2), Role::Acceptor, [2; 32], 0);
+        let mut p = Pair::new(a, b);
+        p.run(1);
+        assert!(p.is_established());
+        let Pair { conns: [a, _] } = p;
         Link::new(1, Role::Dialer, l.local_addr().unwrap(), None, stream, a)
     }
 
@@ -205,7 +274,7 @@ mod tests {
         link.enqueue(&ch(&[("a", 1), ("b", 1)]), 10);
         link.enqueue(&ch(&[("a", 2)]), 10);
         link.enqueue(&ch(&[("a", 3), ("c", 0)]), 10);
-        let st = link.st.lock();
+        let st = link.lock();
         assert_eq!(st.pending.len(), 3);
         assert_eq!(st.pending.get(&b"a"[..]), Some(&3));
         assert_eq!(st.pending.get(&b"c"[..]), Some(&0));
@@ -218,10 +287,10 @@ mod tests {
         let link = established_link();
         let many: Vec<(Topic, u64)> = (0..100).map(|i| (Topic::from(format!("t{i}").as_bytes()), 1)).collect();
         link.enqueue(&many[..50], 64);
-        assert_eq!(link.st.lock().pending.len(), 50);
+        assert_eq!(link.lock().pending.len(), 50);
         link.enqueue(&many[50..], 64);
         {
-            let st = link.st.lock();
+            let st = link.lock();
             assert!(st.pending.is_empty(), "dropped past the cap");
             assert!(st.need_snapshot, "a snapshot replaces the dropped changes");
         }
@@ -231,11 +300,11 @@ mod tests {
         for _ in 0..10 {
             link.enqueue(&many, 64);
         }
-        assert!(link.st.lock().pending.is_empty());
+        assert!(link.lock().pending.is_empty());
         // A stopped link buffers nothing.
         let link = established_link();
-        link.st.lock().stop = true;
+        link.lock().stop = true;
         link.enqueue(&many, 1000);
-        assert!(link.st.lock().pending.is_empty());
+        assert!(link.lock().pending.is_empty());
     }
 }

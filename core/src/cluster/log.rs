@@ -1,13 +1,23 @@
-//! A tiny logging facade: leveled lines on stderr, never stdout, each
-//! `<UTC time, ms> headcount <LEVEL> [<node>] <message>` (the CLI writes
-//! its own lines in the same format).
+//! A tiny logging facade: leveled lines to the `log` crate's logger when the
+//! application installed one, else to stderr (never stdout), each
+//! `<UTC time, ms> headcount <LEVEL> [<node>] <message>` (the CLI writes its
+//! own lines in the same format).
 //!
-//! The level comes from the `HEADCOUNT_LOG` environment variable (`off`,
-//! `error`, `warn`, `info`, `debug`; default `warn`), read once. Embedding
-//! runtimes that own stderr can set `HEADCOUNT_LOG=off`.
+//! Where a line goes:
+//!
+//! | a `log` logger is installed | line goes to | filtered by |
+//! |---|---|---|
+//! | yes (`log::max_level()` is not `Off`: env_logger, the Python binding's bridge to `logging`, ...) | that logger, target `headcount` | the logger, and `HEADCOUNT_LOG` when set |
+//! | no (the default, and always from C, Go and Erlang) | stderr, `<time> headcount LEVEL [node] message` | `HEADCOUNT_LOG` (default `warn`) |
+//!
+//! `HEADCOUNT_LOG` is read once: `off`, `error`, `warn`, `info`, `debug`.
+//! Embedding runtimes that own stderr can set `HEADCOUNT_LOG=off`.
 
 use crate::sync::OnceLock;
 use std::io::Write;
+
+/// The `log` target of every line.
+const TARGET: &str = "headcount";
 
 /// Severity of a log line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -18,24 +28,52 @@ pub(crate) enum Level {
     Debug = 4,
 }
 
-fn max_level() -> u8 {
-    static LEVEL: OnceLock<u8> = OnceLock::new();
-    *LEVEL.get_or_init(|| match std::env::var("HEADCOUNT_LOG").as_deref().map(str::to_ascii_lowercase).as_deref() {
-        Ok("off") | Ok("none") | Ok("0") => 0,
-        Ok("error") => 1,
-        Ok("info") => 3,
-        Ok("debug") | Ok("trace") => 4,
-        _ => 2,
+impl Level {
+    fn to_log(self) -> ::log::Level {
+        match self {
+            Level::Error => ::log::Level::Error,
+            Level::Warn => ::log::Level::Warn,
+            Level::Info => ::log::Level::Info,
+            Level::Debug => ::log::Level::Debug,
+        }
+    }
+}
+
+/// `HEADCOUNT_LOG` as the most verbose level written, if it is set.
+fn env_level() -> Option<u8> {
+    static LEVEL: OnceLock<Option<u8>> = OnceLock::new();
+    *LEVEL.get_or_init(|| {
+        let value = std::env::var("HEADCOUNT_LOG").ok()?.to_ascii_lowercase();
+        Some(match value.as_str() {
+            "off" | "none" | "0" => 0,
+            "error" => 1,
+            "info" => 3,
+            "debug" | "trace" => 4,
+            _ => 2,
+        })
     })
+}
+
+/// Whether the application installed a `log` logger.
+fn facade() -> bool {
+    ::log::max_level() != ::log::LevelFilter::Off
 }
 
 /// Whether lines at `level` are written.
 pub(crate) fn enabled(level: Level) -> bool {
-    level as u8 <= max_level()
+    if facade() {
+        env_level().is_none_or(|max| level as u8 <= max) && ::log::log_enabled!(target: TARGET, level.to_log())
+    } else {
+        level as u8 <= env_level().unwrap_or(Level::Warn as u8)
+    }
 }
 
 /// Writes one line (use the `log!` macro).
 pub(crate) fn write(level: Level, node: &str, args: std::fmt::Arguments<'_>) {
+    if facade() {
+        ::log::log!(target: TARGET, level.to_log(), "[{node}] {args}");
+        return;
+    }
     let tag = match level {
         Level::Error => "ERROR",
         Level::Warn => "WARN",

@@ -1,237 +1,284 @@
-//! The reader thread of a connection: it runs the whole connection.
+//! [`Reader`]: the reader of a connection, which runs the whole connection.
 //!
-//! [`Cluster::run_link`] is called on the thread that accepted or dialed the
-//! connection. It builds the [`Link`], registers it, starts the writer
-//! thread (`writer.rs`), then reads until the connection ends: bytes ->
-//! [`FrameDecoder`] (capped at 4 KiB until the peer authenticated) ->
-//! [`Conn::handle_frame`] -> events:
+//! [`Reader::start`] is called on the thread that accepted or dialed the
+//! connection. It builds the [`Link`], registers it, and starts the writer
+//! thread ([`Writer`]); [`Reader::run`] then reads until the connection
+//! ends: bytes -> [`FrameDecoder`] (capped at 4 KiB until the peer
+//! authenticated) -> [`Conn::handle_frame`](super::conn::Conn::handle_frame)
+//! -> events:
 //!
 //! | event           | goes to |
 //! |-----------------|---------|
-//! | `Authenticated` | the registry (`on_authenticated`: slot, duplicate rule, gossip) |
+//! | `Authenticated` | the registry (`Shared::admit`: slot, duplicate rule, gossip) |
 //! | `Snapshot`      | the view (replaces the peer's counts; the first one makes it `Up`) |
 //! | `Delta`         | the view (only if this link still owns the peer's slot) |
-//! | `Peers`         | a dialer per new address (`dial.rs`) |
-//! | `Bye`           | the close reason; SHUTDOWN: the registry (`on_left`) |
+//! | `Peers`         | the caller's `learned` (a dialer per new address, `dial.rs`) |
+//! | `Bye`           | the close reason; SHUTDOWN: the registry (`Shared::left`) |
 //!
 //! At the end it stops and joins the writer, shuts the socket down and tells
-//! the registry (`on_link_closed`: the peer is down at once).
+//! the registry (`Shared::link_closed`: the peer is down at once).
+//!
+//! The reader does not dial: every address it learns goes to the `learned`
+//! callback of [`Reader::run`], which `dial.rs` (the reader's only caller)
+//! points at its dialers.
 
-use std::io::Read;
 use std::net::{SocketAddr, TcpStream};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::conn::{Conn, ConnError, Event, Role};
+use super::conn::{Conn, Event, PeerIdentity, Role};
 use super::identity::random_bytes;
 use super::link::Link;
 use super::log::{log, Level};
 use super::registry::dialable;
-use super::runtime::Cluster;
+use super::shared::Shared;
 use super::wire::{ByeCode, FrameDecoder, MAX_HANDSHAKE_FRAME_LEN, NONCE_LEN};
+use super::writer::Writer;
 use crate::sync::{Arc, Ordering};
 
-impl Cluster {
-    /// Runs one connection to its end on this thread (reading), with a
-    /// writer thread beside it. Returns whether the peer authenticated.
-    pub(super) fn run_link(
-        self: &Arc<Self>,
+/// Bytes read from the socket at a time.
+const READ_BUF_LEN: usize = 64 * 1024;
+
+/// A connection not yet authenticated, counted in `Counters::handshakes`
+/// (the listener refuses connections past a cap) until it authenticates or
+/// ends.
+#[derive(Debug)]
+struct Handshake {
+    shared: Arc<Shared>,
+    open: bool,
+}
+
+impl Handshake {
+    fn begin(shared: &Arc<Shared>) -> Handshake {
+        shared.counters().handshakes.fetch_add(1, Ordering::AcqRel);
+        Handshake { shared: shared.clone(), open: true }
+    }
+
+    fn end(&mut self) {
+        if std::mem::replace(&mut self.open, false) {
+            self.shared.counters().handshakes.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+impl Drop for Handshake {
+    fn drop(&mut self) {
+        self.end();
+    }
+}
+
+/// One connection's reader: the link, the writer it started, the decoder
+/// and what it learned of the peer. See the module docs.
+#[derive(Debug)]
+pub(super) struct Reader {
+    shared: Arc<Shared>,
+    link: Arc<Link>,
+    writer: Option<JoinHandle<()>>,
+    handshake: Handshake,
+    decoder: FrameDecoder,
+    buf: Vec<u8>,
+    events: Vec<Event>,
+    /// Whether the peer authenticated.
+    authenticated: bool,
+    /// The peer's view slot, while this link owns it.
+    slot: Option<u16>,
+    /// Why the connection ended, for the log.
+    reason: String,
+}
+
+impl Reader {
+    /// Sets up a connection over `stream` (we are its `role`; `dialed` is
+    /// the address we dialed): a fresh `Conn`, the link, registered, and
+    /// its writer thread. `None` if it cannot run (no randomness, no socket
+    /// clone, or the node is closing).
+    pub(super) fn start(
+        shared: &Arc<Shared>,
         stream: TcpStream,
         remote: SocketAddr,
         role: Role,
         dialed: Option<String>,
-    ) -> bool {
-        self.stats.handshakes.fetch_add(1, Ordering::AcqRel);
-        let mut in_handshake = true;
-        let done_handshake = |flag: &mut bool| {
-            if std::mem::replace(flag, false) {
-                self.stats.handshakes.fetch_sub(1, Ordering::AcqRel);
-            }
-        };
+    ) -> Option<Reader> {
+        let handshake = Handshake::begin(shared);
         let mut nonce = [0u8; NONCE_LEN];
         if let Err(e) = random_bytes(&mut nonce) {
-            log!(Level::Error, &self.name, "{e}");
-            done_handshake(&mut in_handshake);
-            return false;
+            log!(Level::Error, shared.name(), "{e}");
+            return None;
         }
         let _ = stream.set_nodelay(true);
-        let _ = stream.set_write_timeout(Some(self.settings.down_after.max(Duration::from_secs(1))));
+        let _ = stream.set_write_timeout(Some(shared.settings().down_after.max(Duration::from_secs(1))));
         let writer_stream = match stream.try_clone() {
             Ok(s) => s,
             Err(e) => {
-                log!(Level::Warn, &self.name, "{remote}: {e}");
-                done_handshake(&mut in_handshake);
-                return false;
+                log!(Level::Warn, shared.name(), "{remote}: {e}");
+                return None;
             }
         };
-        let now = self.now_ms();
-        let id = self.next_link.fetch_add(1, Ordering::Relaxed);
-        let conn = Conn::new(&self.params, role, nonce, now);
-        let link = Arc::new(Link::new(id, role, remote, dialed, stream, conn));
-        {
-            let mut reg = self.reg.lock();
-            if self.is_closed() {
-                done_handshake(&mut in_handshake);
-                return false;
-            }
-            reg.links.insert(link.id, link.clone());
+        let conn = Conn::new(shared.params(), role, nonce, shared.now_ms());
+        let link = Arc::new(Link::new(shared.next_link_id(), role, remote, dialed, stream, conn));
+        if !shared.register_link(&link) {
+            return None;
         }
         let writer = {
-            let (c, l) = (self.clone(), link.clone());
-            std::thread::Builder::new()
-                .name(format!("hc-write-{}", self.name))
-                .spawn(move || c.write_loop(&l, writer_stream))
+            let w = Writer::new(shared.clone(), link.clone(), writer_stream);
+            std::thread::Builder::new().name(format!("hc-write-{}", shared.name())).spawn(move || w.run())
         };
         let writer = match writer {
             Ok(w) => Some(w),
             Err(e) => {
-                log!(Level::Error, &self.name, "cannot start a writer thread: {e}");
+                log!(Level::Error, shared.name(), "cannot start a writer thread: {e}");
                 link.kill();
                 None
             }
         };
+        Some(Reader {
+            shared: shared.clone(),
+            link,
+            writer,
+            handshake,
+            decoder: FrameDecoder::new(MAX_HANDSHAKE_FRAME_LEN),
+            buf: vec![0u8; READ_BUF_LEN],
+            events: Vec::new(),
+            authenticated: false,
+            slot: None,
+            reason: String::from("connection closed"),
+        })
+    }
 
-        let mut authenticated = false;
-        let mut slot: Option<u16> = None;
-        let mut decoder = FrameDecoder::new(MAX_HANDSHAKE_FRAME_LEN);
-        let mut buf = vec![0u8; 64 * 1024];
-        let mut events = Vec::new();
-        let mut reason = String::from("connection closed");
-        'read: loop {
-            let n = match (&link.stream).read(&mut buf) {
+    /// Reads until the connection ends, then takes it down. Every listen
+    /// address learned on the way (gossip, and the peer's own with its node
+    /// id) goes to `learned`. Returns whether the peer authenticated.
+    pub(super) fn run(mut self, mut learned: impl FnMut(&str, Option<u64>)) -> bool {
+        loop {
+            let n = match self.link.read(&mut self.buf) {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    reason = e.to_string();
+                    self.reason = e.to_string();
                     break;
                 }
             };
-            link.stats.traffic.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
-            decoder.push(&buf[..n]);
-            loop {
-                let now = self.now_ms();
-                let mut st = link.st.lock();
-                if st.conn.is_closed() {
-                    // Closed by the writer (silence, shutdown): whatever
-                    // else arrives is of no interest.
-                    break 'read;
-                }
-                decoder.set_max_len(st.conn.max_frame_len());
-                let frame = match decoder.next_frame() {
-                    Ok(Some(f)) => f,
-                    Ok(None) => break,
-                    Err(e) => {
-                        let err = st.conn.handle_decode_error(e, now);
-                        st.stop = true;
-                        link.cv.notify_all();
-                        drop(st);
-                        reason = err.to_string();
-                        self.note_error(&link, &err);
-                        break 'read;
-                    }
-                };
-                link.stats.traffic.frames_in.fetch_add(1, Ordering::Relaxed);
-                let r = st.conn.handle_frame(frame, now);
-                while let Some(ev) = st.conn.poll_event() {
-                    events.push(ev);
-                }
-                let closed = st.conn.is_closed();
-                if closed {
-                    st.stop = true;
-                }
-                link.cv.notify_all();
-                drop(st);
-                if let Some(s) = slot {
-                    self.view.touch(s, now);
-                }
-                for ev in events.drain(..) {
-                    match ev {
-                        Event::Authenticated(id) => {
-                            done_handshake(&mut in_handshake);
-                            authenticated = true;
-                            slot = self.on_authenticated(&link, &id);
-                            if let Some(s) = slot {
-                                self.view.touch(s, now);
-                            }
-                        }
-                        Event::Snapshot(snap) => {
-                            if let Some(s) = slot {
-                                if self.view.replace(s, link.id, snap) {
-                                    self.on_synced(&link, s);
-                                }
-                            }
-                        }
-                        Event::Delta { entries, .. } => {
-                            if let Some(s) = slot {
-                                self.view.apply(s, link.id, entries);
-                            }
-                        }
-                        Event::Peers(addrs) => {
-                            for a in addrs {
-                                self.add_addr(&dialable(&a, remote), false);
-                            }
-                        }
-                        Event::Bye { code, message } => {
-                            reason = format!("peer said BYE: {} ({message})", code.name());
-                            if code == ByeCode::SHUTDOWN {
-                                self.on_left(&link);
-                            }
-                        }
-                    }
-                }
-                if let Err(e) = r {
-                    reason = e.to_string();
-                    self.note_error(&link, &e);
-                    break 'read;
-                }
-                if closed {
-                    break 'read;
-                }
+            self.link.stats.traffic.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+            self.decoder.push(&self.buf[..n]);
+            if !self.handle_buffered(&mut learned) {
+                break;
             }
         }
-        done_handshake(&mut in_handshake);
-        {
-            let mut st = link.st.lock();
-            st.stop = true;
-            link.cv.notify_all();
-        }
-        // The writer writes any BYE still queued, then shuts the socket down;
-        // if it is stuck on a peer that stopped reading, its write timeout
-        // (or the shutdown below at node close) ends it.
-        if let Some(w) = writer {
-            let _ = w.join();
-        }
-        link.kill();
-        self.on_link_closed(&link, &reason);
-        authenticated
+        self.finish()
     }
 
-    /// Counts and logs a connection error; marks our own address on
-    /// SELF_CONNECTION so that its dialer stops.
-    pub(super) fn note_error(&self, link: &Link, e: &ConnError) {
-        match e {
-            ConnError::AuthFailed => {
-                self.stats.auth_failures.fetch_add(1, Ordering::Relaxed);
-                log!(Level::Warn, &self.name, "{}: authentication failed (wrong secret?); dropped", link.remote);
+    /// Feeds every whole frame buffered to the `Conn` and acts on its
+    /// events. `false` once the connection is over.
+    fn handle_buffered(&mut self, learned: &mut impl FnMut(&str, Option<u64>)) -> bool {
+        loop {
+            let now = self.shared.now_ms();
+            let mut st = self.link.lock();
+            if st.conn.is_closed() {
+                // Closed by the writer (silence, shutdown): whatever else
+                // arrives is of no interest.
+                return false;
             }
-            ConnError::RejectedByPeer { code, .. } if *code == ByeCode::AUTH_FAILED => {
-                self.stats.auth_failures.fetch_add(1, Ordering::Relaxed);
-                log!(Level::Warn, &self.name, "{}: {e}", link.remote);
+            self.decoder.set_max_len(st.conn.max_frame_len());
+            let frame = match self.decoder.next_frame() {
+                Ok(Some(f)) => f,
+                Ok(None) => return true,
+                Err(e) => {
+                    let err = st.conn.handle_decode_error(e, now);
+                    st.stop = true;
+                    self.link.notify();
+                    drop(st);
+                    self.reason = err.to_string();
+                    self.shared.note_error(&self.link, &err);
+                    return false;
+                }
+            };
+            self.link.stats.traffic.frames_in.fetch_add(1, Ordering::Relaxed);
+            let r = st.conn.handle_frame(frame, now);
+            while let Some(ev) = st.conn.poll_event() {
+                self.events.push(ev);
             }
-            ConnError::SelfConnection => {
-                if let Some(a) = &link.dialed {
-                    if let Some(d) = self.reg.lock().addrs.get_mut(a) {
-                        d.is_self = true;
+            let closed = st.conn.is_closed();
+            if closed {
+                st.stop = true;
+            }
+            self.link.notify();
+            drop(st);
+            if let Some(s) = self.slot {
+                self.shared.view().touch(s, now);
+            }
+            let mut events = std::mem::take(&mut self.events);
+            for ev in events.drain(..) {
+                self.on_event(ev, now, learned);
+            }
+            self.events = events;
+            if let Err(e) = r {
+                self.reason = e.to_string();
+                self.shared.note_error(&self.link, &e);
+                return false;
+            }
+            if closed {
+                return false;
+            }
+        }
+    }
+
+    fn on_event(&mut self, ev: Event, now: u64, learned: &mut impl FnMut(&str, Option<u64>)) {
+        let view = self.shared.view();
+        match ev {
+            Event::Authenticated(id) => self.on_authenticated(&id, now, learned),
+            Event::Snapshot(snap) => {
+                if let Some(s) = self.slot {
+                    if view.replace(s, self.link.id, snap) {
+                        self.shared.synced(&self.link, s);
                     }
                 }
             }
-            ConnError::PeerSilent(_) | ConnError::HandshakeTimeout => {
-                log!(Level::Info, &self.name, "{}: {e}", link.remote);
+            Event::Delta { entries, .. } => {
+                if let Some(s) = self.slot {
+                    view.apply(s, self.link.id, entries);
+                }
             }
-            _ => {
-                self.stats.protocol_errors.fetch_add(1, Ordering::Relaxed);
-                log!(Level::Warn, &self.name, "{}: closing: {e}", link.remote);
+            Event::Peers(addrs) => {
+                for a in addrs {
+                    learned(&dialable(&a, self.link.remote), None);
+                }
+            }
+            Event::Bye { code, message } => {
+                self.reason = format!("peer said BYE: {} ({message})", code.name());
+                if code == ByeCode::SHUTDOWN {
+                    self.shared.left(&self.link);
+                }
             }
         }
+    }
+
+    fn on_authenticated(&mut self, id: &PeerIdentity, now: u64, learned: &mut impl FnMut(&str, Option<u64>)) {
+        self.handshake.end();
+        self.authenticated = true;
+        let admitted = self.shared.admit(&self.link, id);
+        self.slot = admitted.as_ref().map(|(slot, _)| *slot);
+        if let Some((_, Some(listen))) = admitted {
+            // Remember where it listens, so that we redial it if this
+            // connection drops (whichever side opened it).
+            learned(&listen, Some(id.node_id));
+        }
+        if let Some(s) = self.slot {
+            self.shared.view().touch(s, now);
+        }
+    }
+
+    /// Takes the connection down: the writer writes any BYE still queued,
+    /// then shuts the socket down; if it is stuck on a peer that stopped
+    /// reading, its write timeout (or the shutdown below at node close)
+    /// ends it.
+    fn finish(mut self) -> bool {
+        self.handshake.end();
+        self.link.stop();
+        if let Some(w) = self.writer.take() {
+            let _ = w.join();
+        }
+        self.link.kill();
+        self.shared.link_closed(&self.link, &self.reason);
+        self.authenticated
     }
 }

@@ -1,12 +1,16 @@
 //! Who the peers are: the peer registry, its view slots, the known
-//! addresses, and the rule for duplicate connections.
+//! addresses, and the rules that change them (the duplicate rule above all).
 //!
-//! The [`Registry`] (one mutex in [`Cluster`]) maps node id -> [`Peer`]
-//! (name, incarnation, dialable address, status, current link, view slot),
-//! listen address -> [`Dial`] (the dialer's bookkeeping), and link id ->
-//! every open link. The reader threads call into it on the events that
-//! change membership: a peer authenticated, its first snapshot arrived, it
-//! said BYE SHUTDOWN, its link closed.
+//! The [`Registry`] (behind the rank-1 lock of `shared.rs`) maps node id ->
+//! [`Peer`] (name, incarnation, dialable address, status, current link, view
+//! slot), listen address -> [`Dial`] (the dialer's bookkeeping), and link id
+//! -> every open link. Its methods are the membership rules, applied under
+//! that lock on the events that change membership: a link registered, a
+//! peer authenticated ([`Registry::admit`]), its first snapshot arrived, it
+//! said BYE SHUTDOWN, its link closed, time passed ([`Registry::expire`]).
+//! They touch links only through `Link`'s own methods (rank 2, allowed under
+//! the registry) and the view (a leaf), and return what must happen after
+//! the lock is released (a link to close, an address to dial).
 //!
 //! | status    | counted in `count`                    | next |
 //! |-----------|---------------------------------------|------|
@@ -21,13 +25,13 @@
 //! both were dialed by the same side, the older one). Only the current link
 //! owns the peer's view slot, so late frames of a replaced link are ignored.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use super::conn::{PeerIdentity, Role};
 use super::link::Link;
 use super::log::{log, Level};
-use super::runtime::Cluster;
 use super::view::{View, MAX_SLOTS};
 use super::wire::ByeCode;
 use crate::stats::{PeerState as Status, PeerStats, Traffic};
@@ -38,48 +42,301 @@ const FORGET_PEER_AFTER_MS: u64 = 60_000;
 
 #[derive(Debug)]
 pub(super) struct Peer {
-    pub(super) name: String,
-    pub(super) incarnation: u64,
+    name: String,
+    incarnation: u64,
     /// Dialable listen address (empty if it does not listen).
-    pub(super) listen: String,
-    pub(super) slot: u16,
-    pub(super) link: Option<Arc<Link>>,
+    listen: String,
+    slot: u16,
+    link: Option<Arc<Link>>,
     /// The last link, for stats after it closed.
-    pub(super) last_link: Option<Arc<Link>>,
-    pub(super) status: Status,
-    pub(super) since_ms: u64,
+    last_link: Option<Arc<Link>>,
+    status: Status,
+    since_ms: u64,
     /// Traffic of earlier links to this peer.
-    pub(super) earlier: Traffic,
-    pub(super) connects: u64,
+    earlier: Traffic,
+    connects: u64,
 }
 
+impl Peer {
+    /// Whether `link` is this peer's current link.
+    fn is_current(&self, link: &Link) -> bool {
+        self.link.as_ref().is_some_and(|l| l.id == link.id)
+    }
+}
+
+/// A dialer's bookkeeping for one known address (`dial.rs`).
 #[derive(Debug)]
 pub(super) struct Dial {
-    pub(super) node_id: Option<u64>,
-    pub(super) seed: bool,
-    pub(super) running: bool,
-    pub(super) is_self: bool,
+    node_id: Option<u64>,
+    seed: bool,
+    running: bool,
+    is_self: bool,
 }
 
+/// View slots: reused after a peer is forgotten.
 #[derive(Debug, Default)]
+struct Slots {
+    free: Vec<u16>,
+    next: u16,
+}
+
+impl Slots {
+    fn alloc(&mut self) -> Option<u16> {
+        if let Some(s) = self.free.pop() {
+            return Some(s);
+        }
+        if usize::from(self.next) < MAX_SLOTS {
+            self.next += 1;
+            return Some(self.next - 1);
+        }
+        None
+    }
+}
+
+/// What [`Registry::admit`] decided about an authenticated link.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Admission {
+    /// The link is the peer's current link and owns view slot `slot`.
+    /// `dial`: the peer's listen address, not known to us before: dial it
+    /// (and remember it is this peer's), so that we redial it if this
+    /// connection drops, whichever side opened it.
+    Admitted { slot: u16, dial: Option<String> },
+    /// The node is closing: close the link with BYE SHUTDOWN.
+    Closing,
+    /// Every view slot is taken: close the link with a PROTOCOL_ERROR BYE.
+    TooManyPeers,
+    /// Another link to this peer is kept: close this one with BYE DUPLICATE.
+    Duplicate,
+}
+
+/// The peers, the known addresses and the open links. See the module docs.
+#[derive(Debug)]
 pub(super) struct Registry {
-    pub(super) peers: HashMap<u64, Peer>,
-    pub(super) addrs: HashMap<String, Dial>,
-    pub(super) links: HashMap<u64, Arc<Link>>,
-    pub(super) free_slots: Vec<u16>,
-    pub(super) next_slot: u16,
+    /// Our node id (the duplicate rule compares it).
+    me: u64,
+    /// How long a down peer's counts are still summed.
+    down_grace_ms: u64,
+    /// Our node name, for logs.
+    name: String,
+    peers: HashMap<u64, Peer>,
+    addrs: HashMap<String, Dial>,
+    links: HashMap<u64, Arc<Link>>,
+    slots: Slots,
 }
 
 impl Registry {
-    fn alloc_slot(&mut self) -> Option<u16> {
-        if let Some(s) = self.free_slots.pop() {
-            return Some(s);
+    pub(super) fn new(me: u64, down_grace_ms: u64, name: &str) -> Registry {
+        Registry {
+            me,
+            down_grace_ms,
+            name: name.to_owned(),
+            peers: HashMap::new(),
+            addrs: HashMap::new(),
+            links: HashMap::new(),
+            slots: Slots::default(),
         }
-        if usize::from(self.next_slot) < MAX_SLOTS {
-            self.next_slot += 1;
-            return Some(self.next_slot - 1);
+    }
+
+    // ---- links ----------------------------------------------------------
+
+    /// Records an open link (before its handshake). `false` if the node is
+    /// `closing` (then the link must not run).
+    pub(super) fn register(&mut self, link: &Arc<Link>, closing: bool) -> bool {
+        if closing {
+            return false;
         }
-        None
+        self.links.insert(link.id, link.clone());
+        true
+    }
+
+    /// Every open link.
+    pub(super) fn links(&self) -> Vec<Arc<Link>> {
+        self.links.values().cloned().collect()
+    }
+
+    /// The current link of every connected peer.
+    pub(super) fn peer_links(&self) -> Vec<Arc<Link>> {
+        self.peers.values().filter_map(|p| p.link.clone()).collect()
+    }
+
+    // ---- membership -----------------------------------------------------
+
+    /// Registers an authenticated link (section 9.5 of PROTOCOL.md for
+    /// duplicates). The node is `closing` if it is shutting down.
+    pub(super) fn admit(
+        &mut self,
+        view: &View,
+        now: u64,
+        closing: bool,
+        link: &Arc<Link>,
+        id: &PeerIdentity,
+    ) -> Admission {
+        if closing {
+            return Admission::Closing;
+        }
+        let listen = if id.listen.is_empty() { String::new() } else { dialable(&id.listen, link.remote) };
+        if let Some(a) = &link.dialed {
+            if let Some(d) = self.addrs.get_mut(a) {
+                d.node_id = Some(id.node_id);
+            }
+        }
+        if !listen.is_empty() {
+            if let Some(d) = self.addrs.get_mut(&listen) {
+                d.node_id = Some(id.node_id);
+            }
+        }
+        let p = match self.peers.entry(id.node_id) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => {
+                let Some(slot) = self.slots.alloc() else { return Admission::TooManyPeers };
+                view.clear(slot);
+                view.activate(slot);
+                e.insert(Peer {
+                    name: id.node_name.clone(),
+                    incarnation: id.incarnation,
+                    listen: listen.clone(),
+                    slot,
+                    link: None,
+                    last_link: None,
+                    status: Status::Syncing,
+                    since_ms: now,
+                    earlier: Traffic::default(),
+                    connects: 0,
+                })
+            }
+        };
+        let slot = p.slot;
+        if p.incarnation != id.incarnation {
+            log!(
+                Level::Info,
+                &self.name,
+                "{} restarted (incarnation {:016x} -> {:016x}); dropping its old counts",
+                id.node_name,
+                p.incarnation,
+                id.incarnation
+            );
+            if let Some(old) = p.link.take() {
+                old.close(ByeCode::DUPLICATE, "superseded by a new incarnation", now);
+            }
+            view.clear(slot);
+            p.incarnation = id.incarnation;
+            p.status = Status::Syncing;
+        } else if let Some(old) = &p.link {
+            let me = self.me;
+            let dialer_of = |l: &Link| if l.role == Role::Dialer { me } else { id.node_id };
+            let keep_new = dialer_of(link) < dialer_of(old);
+            if !keep_new {
+                return Admission::Duplicate;
+            }
+            log!(Level::Debug, &self.name, "{}: replacing duplicate connection to {}", link.remote, id.node_name);
+            old.close(ByeCode::DUPLICATE, "duplicate connection", now);
+        }
+        p.name = id.node_name.clone();
+        if !listen.is_empty() {
+            p.listen = listen.clone();
+        }
+        p.link = Some(link.clone());
+        p.last_link = Some(link.clone());
+        p.connects += 1;
+        if p.status != Status::Up {
+            p.status = Status::Syncing;
+        }
+        p.since_ms = now;
+        view.set_owner(slot, link.id);
+        link.set_peer_id(id.node_id);
+        // The new link starts with a snapshot; it and every other link get
+        // the new gossip list (share_gossip wakes their writers).
+        link.request_snapshot();
+        self.share_gossip();
+        view.set_known(self.known(now));
+        let dial = (!listen.is_empty() && !self.addrs.contains_key(&listen)).then_some(listen);
+        Admission::Admitted { slot, dial }
+    }
+
+    /// `link`'s first complete snapshot arrived: its peer is up and counted.
+    pub(super) fn synced(&mut self, view: &View, now: u64, link: &Link, slot: u16) {
+        if let Some(p) = self.peers.get_mut(&link.peer_id()) {
+            if p.is_current(link) {
+                if p.status == Status::Syncing {
+                    p.status = Status::Up;
+                    p.since_ms = now;
+                }
+                view.set_counted(slot, true);
+            }
+        }
+    }
+
+    /// `link`'s peer said BYE SHUTDOWN: it left, its counts go at once.
+    pub(super) fn left(&mut self, view: &View, now: u64, link: &Link) {
+        let peer_id = link.peer_id();
+        if let Some(p) = self.peers.get_mut(&peer_id) {
+            if p.is_current(link) {
+                log!(Level::Info, &self.name, "peer {} left", p.name);
+                p.status = Status::Left;
+                p.since_ms = now;
+                view.set_owner(p.slot, 0);
+                view.clear(p.slot);
+            }
+        }
+        // It said it is leaving: stop redialing the addresses we learned for
+        // it (their dialer threads see the entry gone and end). Seeds and
+        // add_peer addresses stay, since an operator asked for them.
+        self.addrs.retain(|_, d| d.seed || d.node_id != Some(peer_id));
+        view.set_known(self.known(now));
+    }
+
+    /// `link` ended (`reason` for the log): its peer is down at once.
+    pub(super) fn closed(&mut self, view: &View, now: u64, link: &Link, reason: &str) {
+        self.links.remove(&link.id);
+        let mut changed = false;
+        if let Some(p) = self.peers.get_mut(&link.peer_id()) {
+            // Every link registered for this peer adds its traffic once, when
+            // it ends, also one replaced by a duplicate or a new incarnation:
+            // the peer's counters never go back.
+            p.earlier = p.earlier + link.stats.traffic.load();
+            if p.is_current(link) {
+                p.link = None;
+                view.set_owner(p.slot, 0);
+                if p.status != Status::Left {
+                    log!(Level::Info, &self.name, "peer {} down: {reason}", p.name);
+                    p.status = Status::Down;
+                    p.since_ms = now;
+                    if self.down_grace_ms == 0 {
+                        view.clear(p.slot);
+                    }
+                }
+                changed = true;
+            }
+        }
+        if changed {
+            self.share_gossip();
+        }
+        view.set_known(self.known(now));
+    }
+
+    /// Periodic upkeep: expires down peers past their grace, forgets
+    /// long-gone peers (and frees their view slots).
+    pub(super) fn expire(&mut self, view: &View, now: u64) {
+        let mut forget = Vec::new();
+        for (id, p) in self.peers.iter() {
+            if p.link.is_some() {
+                continue;
+            }
+            let age = now.saturating_sub(p.since_ms);
+            if p.status == Status::Down && age >= self.down_grace_ms && view.is_counted(p.slot) {
+                view.clear(p.slot);
+            }
+            if age > FORGET_PEER_AFTER_MS.max(self.down_grace_ms) {
+                forget.push(*id);
+            }
+        }
+        for id in forget {
+            if let Some(p) = self.peers.remove(&id) {
+                view.clear(p.slot);
+                self.slots.free.push(p.slot);
+            }
+        }
+        view.set_known(self.known(now));
     }
 
     /// Listen addresses of peers we are connected to (for PEERS).
@@ -93,26 +350,112 @@ impl Registry {
     fn share_gossip(&self) {
         let gossip = self.gossip();
         for l in self.peers.values().filter_map(|p| p.link.as_ref()) {
-            let mut st = l.st.lock();
-            st.peers = Some(gossip.clone());
-            l.cv.notify_all();
+            l.share_peers(gossip.clone());
         }
     }
 
-    fn known(&self, now_ms: u64, grace_ms: u64) -> u32 {
+    /// Peers connected, syncing, or down within grace.
+    fn known(&self, now_ms: u64) -> u32 {
         self.peers
             .values()
             .filter(|p| match p.status {
                 Status::Syncing | Status::Up => true,
-                Status::Down => now_ms.saturating_sub(p.since_ms) < grace_ms,
+                Status::Down => now_ms.saturating_sub(p.since_ms) < self.down_grace_ms,
                 Status::Left => false,
             })
             .count() as u32
     }
+
+    // ---- addresses (the dialers' bookkeeping) ---------------------------
+
+    /// Claims `addr` for a new dialer: `true` if the caller must start one
+    /// (none runs for it, it is not our own, and the address table has room).
+    pub(super) fn claim_dial(&mut self, addr: &str, seed: bool) -> bool {
+        if self.addrs.len() >= MAX_SLOTS && !self.addrs.contains_key(addr) {
+            return false;
+        }
+        let d =
+            self.addrs.entry(addr.to_owned()).or_insert(Dial { node_id: None, seed, running: false, is_self: false });
+        d.seed |= seed;
+        if d.running || d.is_self {
+            return false;
+        }
+        d.running = true;
+        true
+    }
+
+    /// For `addr`'s dialer: `None` if it must end (the address was forgotten
+    /// or is our own), else (its node is connected by either side, it is a
+    /// seed).
+    pub(super) fn dial_status(&self, addr: &str) -> Option<(bool, bool)> {
+        let d = self.addrs.get(addr)?;
+        if d.is_self {
+            return None;
+        }
+        let connected = d.node_id.and_then(|id| self.peers.get(&id)).is_some_and(|p| p.link.is_some());
+        Some((connected, d.seed))
+    }
+
+    /// `addr`'s dialer ended (or never started).
+    pub(super) fn release_dial(&mut self, addr: &str) {
+        if let Some(d) = self.addrs.get_mut(addr) {
+            d.running = false;
+        }
+    }
+
+    /// Forgets `addr` (its dialer sees it gone and ends).
+    pub(super) fn forget_addr(&mut self, addr: &str) {
+        self.addrs.remove(addr);
+    }
+
+    /// `addr` turned out to be our own: never dial it again.
+    pub(super) fn mark_self(&mut self, addr: &str) {
+        if let Some(d) = self.addrs.get_mut(addr) {
+            d.is_self = true;
+        }
+    }
+
+    /// `addr` is where node `node_id` listens.
+    pub(super) fn set_dial_node(&mut self, addr: &str, node_id: u64) {
+        if let Some(d) = self.addrs.get_mut(addr) {
+            d.node_id = Some(node_id);
+        }
+    }
+
+    // ---- reads ----------------------------------------------------------
+
+    /// Each counted peer's count of `topic`, by name.
+    pub(super) fn count_by_node(&self, view: &View, topic: &[u8]) -> Vec<(String, u64)> {
+        let mut v: Vec<(String, u64)> = self
+            .peers
+            .values()
+            .filter(|p| view.is_counted(p.slot))
+            .map(|p| (p.name.clone(), view.count_of(p.slot, topic)))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Every known peer's stats, by name.
+    pub(super) fn peer_stats(&self, view: &View, now: u64) -> Vec<PeerStats> {
+        let mut peers: Vec<(&u64, &Peer)> = self.peers.iter().collect();
+        peers.sort_by(|a, b| a.1.name.cmp(&b.1.name));
+        peers.into_iter().map(|(id, p)| peer_stats(*id, p, now, view)).collect()
+    }
+
+    /// Open links (handshaking or not).
+    pub(super) fn open_links(&self) -> usize {
+        self.links.len()
+    }
+
+    /// Addresses known to the dialers.
+    pub(super) fn known_addresses(&self) -> usize {
+        self.addrs.len()
+    }
 }
 
-/// One peer's entry in the `peers` of [`Cluster::stats`].
-pub(super) fn peer_stats(node_id: u64, p: &Peer, now_ms: u64, view: &View) -> PeerStats {
+/// One peer's entry in the `peers` of `Cluster::stats`.
+fn peer_stats(node_id: u64, p: &Peer, now_ms: u64, view: &View) -> PeerStats {
     let mut t = p.earlier;
     let mut pending = 0;
     let mut address = p.listen.clone();
@@ -126,7 +469,7 @@ pub(super) fn peer_stats(node_id: u64, p: &Peer, now_ms: u64, view: &View) -> Pe
     let (overflows, snapshots) = p.last_link.as_ref().map_or((0, 0), |l| {
         (l.stats.overflows.load(Ordering::Relaxed), l.stats.snapshots_sent.load(Ordering::Relaxed))
     });
-    let last_rx = p.link.as_ref().or(p.last_link.as_ref()).map(|l| l.st.lock().conn.last_rx_ms());
+    let last_rx = p.link.as_ref().or(p.last_link.as_ref()).map(|l| l.last_rx_ms());
     PeerStats {
         name: p.name.clone(),
         node_id,
@@ -143,216 +486,6 @@ pub(super) fn peer_stats(node_id: u64, p: &Peer, now_ms: u64, view: &View) -> Pe
         outbox_overflows: overflows,
         snapshots_sent: snapshots,
         connects: p.connects,
-    }
-}
-
-impl Cluster {
-    /// Registers an authenticated link (section 9.5 of PROTOCOL.md for
-    /// duplicates). Returns the peer's view slot, or `None` if this link
-    /// lost to another one and is closing.
-    pub(super) fn on_authenticated(self: &Arc<Self>, link: &Arc<Link>, id: &PeerIdentity) -> Option<u16> {
-        let now = self.now_ms();
-        let me = self.params.node_id;
-        let listen = if id.listen.is_empty() { String::new() } else { dialable(&id.listen, link.remote) };
-        let mut reg = self.reg.lock();
-        if self.is_closed() {
-            link.close(ByeCode::SHUTDOWN, "node closing", now);
-            return None;
-        }
-        if let Some(a) = &link.dialed {
-            if let Some(d) = reg.addrs.get_mut(a) {
-                d.node_id = Some(id.node_id);
-            }
-        }
-        if !listen.is_empty() {
-            if let Some(d) = reg.addrs.get_mut(&listen) {
-                d.node_id = Some(id.node_id);
-            }
-        }
-        let slot = match reg.peers.get(&id.node_id).map(|p| p.slot) {
-            None => {
-                let Some(slot) = reg.alloc_slot() else {
-                    drop(reg);
-                    log!(Level::Warn, &self.name, "{}: too many peers; refusing {}", link.remote, id.node_name);
-                    link.close(ByeCode::PROTOCOL_ERROR, "too many peers", now);
-                    return None;
-                };
-                self.view.clear(slot);
-                self.view.activate(slot);
-                reg.peers.insert(
-                    id.node_id,
-                    Peer {
-                        name: id.node_name.clone(),
-                        incarnation: id.incarnation,
-                        listen: listen.clone(),
-                        slot,
-                        link: None,
-                        last_link: None,
-                        status: Status::Syncing,
-                        since_ms: now,
-                        earlier: Traffic::default(),
-                        connects: 0,
-                    },
-                );
-                slot
-            }
-            Some(slot) => slot,
-        };
-        let p = reg.peers.get_mut(&id.node_id)?;
-        if p.incarnation != id.incarnation {
-            log!(
-                Level::Info,
-                &self.name,
-                "{} restarted (incarnation {:016x} -> {:016x}); dropping its old counts",
-                id.node_name,
-                p.incarnation,
-                id.incarnation
-            );
-            if let Some(old) = p.link.take() {
-                old.close(ByeCode::DUPLICATE, "superseded by a new incarnation", now);
-            }
-            self.view.clear(slot);
-            p.incarnation = id.incarnation;
-            p.status = Status::Syncing;
-        } else if let Some(old) = &p.link {
-            let dialer_of = |l: &Link| if l.role == Role::Dialer { me } else { id.node_id };
-            let keep_new = dialer_of(link) < dialer_of(old);
-            if !keep_new {
-                drop(reg);
-                log!(Level::Debug, &self.name, "{}: duplicate connection to {}; closing it", link.remote, id.node_name);
-                link.close(ByeCode::DUPLICATE, "duplicate connection", now);
-                return None;
-            }
-            log!(Level::Debug, &self.name, "{}: replacing duplicate connection to {}", link.remote, id.node_name);
-            old.close(ByeCode::DUPLICATE, "duplicate connection", now);
-        }
-        p.name = id.node_name.clone();
-        if !listen.is_empty() {
-            p.listen = listen.clone();
-        }
-        p.link = Some(link.clone());
-        p.last_link = Some(link.clone());
-        p.connects += 1;
-        if p.status != Status::Up {
-            p.status = Status::Syncing;
-        }
-        p.since_ms = now;
-        self.view.set_owner(slot, link.id);
-        link.peer_id.store(id.node_id, Ordering::Release);
-        // The new link starts with a snapshot; it and every other link get
-        // the new gossip list (share_gossip wakes their writers).
-        link.st.lock().need_snapshot = true;
-        reg.share_gossip();
-        self.view.set_known(reg.known(now, self.down_grace_ms()));
-        let dial_listen = !listen.is_empty() && !reg.addrs.contains_key(&listen);
-        drop(reg);
-        log!(Level::Info, &self.name, "{}: peer {} ({:016x}) authenticated", link.remote, id.node_name, id.node_id);
-        if dial_listen {
-            // Remember where it listens, so that we redial it if this
-            // connection drops (whichever side opened it).
-            self.add_addr(&listen, false);
-            if let Some(d) = self.reg.lock().addrs.get_mut(&listen) {
-                d.node_id = Some(id.node_id);
-            }
-        }
-        Some(slot)
-    }
-
-    pub(super) fn on_synced(&self, link: &Link, slot: u16) {
-        let mut reg = self.reg.lock();
-        let peer_id = link.peer_id.load(Ordering::Acquire);
-        if let Some(p) = reg.peers.get_mut(&peer_id) {
-            if p.link.as_ref().is_some_and(|l| l.id == link.id) {
-                if p.status == Status::Syncing {
-                    p.status = Status::Up;
-                    p.since_ms = self.now_ms();
-                }
-                self.view.set_counted(slot, true);
-            }
-        }
-    }
-
-    pub(super) fn on_left(&self, link: &Link) {
-        let now = self.now_ms();
-        let mut reg = self.reg.lock();
-        let peer_id = link.peer_id.load(Ordering::Acquire);
-        if let Some(p) = reg.peers.get_mut(&peer_id) {
-            if p.link.as_ref().is_some_and(|l| l.id == link.id) {
-                log!(Level::Info, &self.name, "peer {} left", p.name);
-                p.status = Status::Left;
-                p.since_ms = now;
-                self.view.set_owner(p.slot, 0);
-                self.view.clear(p.slot);
-            }
-        }
-        // It said it is leaving: stop redialing the addresses we learned for
-        // it (their dialer threads see the entry gone and end). Seeds and
-        // add_peer addresses stay, since an operator asked for them.
-        reg.addrs.retain(|_, d| d.seed || d.node_id != Some(peer_id));
-        let known = reg.known(now, self.down_grace_ms());
-        self.view.set_known(known);
-    }
-
-    pub(super) fn on_link_closed(&self, link: &Link, reason: &str) {
-        let now = self.now_ms();
-        let mut reg = self.reg.lock();
-        reg.links.remove(&link.id);
-        let peer_id = link.peer_id.load(Ordering::Acquire);
-        let mut changed = false;
-        if let Some(p) = reg.peers.get_mut(&peer_id) {
-            // Every link registered for this peer adds its traffic once, when
-            // it ends, also one replaced by a duplicate or a new incarnation:
-            // the peer's counters never go back.
-            p.earlier = p.earlier + link.stats.traffic.load();
-            if p.link.as_ref().is_some_and(|l| l.id == link.id) {
-                p.link = None;
-                self.view.set_owner(p.slot, 0);
-                if p.status != Status::Left {
-                    log!(Level::Info, &self.name, "peer {} down: {reason}", p.name);
-                    p.status = Status::Down;
-                    p.since_ms = now;
-                    if self.down_grace_ms() == 0 {
-                        self.view.clear(p.slot);
-                    }
-                }
-                changed = true;
-            }
-        }
-        if changed {
-            reg.share_gossip();
-        }
-        let known = reg.known(now, self.down_grace_ms());
-        self.view.set_known(known);
-        drop(reg);
-        self.wake_all();
-    }
-
-    /// Periodic upkeep (from the flusher): expires down peers past their
-    /// grace, forgets long-gone peers.
-    pub(crate) fn housekeeping(&self) {
-        let now = self.now_ms();
-        let mut reg = self.reg.lock();
-        let mut forget = Vec::new();
-        for (id, p) in reg.peers.iter() {
-            if p.link.is_some() {
-                continue;
-            }
-            let age = now.saturating_sub(p.since_ms);
-            if p.status == Status::Down && age >= self.down_grace_ms() && self.view.is_counted(p.slot) {
-                self.view.clear(p.slot);
-            }
-            if age > FORGET_PEER_AFTER_MS.max(self.down_grace_ms()) {
-                forget.push(*id);
-            }
-        }
-        for id in forget {
-            if let Some(p) = reg.peers.remove(&id) {
-                self.view.clear(p.slot);
-                reg.free_slots.push(p.slot);
-            }
-        }
-        let known = reg.known(now, self.down_grace_ms());
-        self.view.set_known(known);
     }
 }
 

@@ -1,4 +1,4 @@
-//! The writer thread of a connection.
+//! [`Writer`]: the writer thread of a connection.
 //!
 //! It sleeps on the link's condvar until there is work or a timer is due
 //! (`Conn::poll_timeout`: handshake timeout, heartbeat, peer silence), then,
@@ -16,119 +16,156 @@ use std::io::Write;
 use std::net::{Shutdown, TcpStream};
 use std::time::Duration;
 
-use super::link::Link;
+use super::conn::ConnError;
+use super::link::{Link, LinkGuard};
 use super::log::{log, Level};
-use super::runtime::Cluster;
+use super::shared::Shared;
 use super::wire::{self, ByeCode, Delta, Frame, Snapshot};
-use crate::sync::Ordering;
+use crate::sync::{Arc, Ordering};
 
-impl Cluster {
-    /// Runs the writer of `link` until it stops; `stream` is a clone of the
-    /// link's socket.
-    pub(super) fn write_loop(&self, link: &Link, mut stream: TcpStream) {
-        let mut out = Vec::with_capacity(64 * 1024);
-        let mut snapshot: Vec<(Box<[u8]>, u64)> = Vec::new();
+/// Initial (and, after a large burst, reset) size of the write buffer.
+const OUT_CAPACITY: usize = 64 * 1024;
+
+/// One connection's writer: the link it serves, its half of the socket, and
+/// its buffers. See the module docs.
+#[derive(Debug)]
+pub(super) struct Writer {
+    shared: Arc<Shared>,
+    link: Arc<Link>,
+    /// A clone of the link's socket, written without the link lock.
+    stream: TcpStream,
+    /// Encoded frames of one round, written with one `write_all`.
+    out: Vec<u8>,
+}
+
+/// What one round put in [`Writer::out`].
+#[derive(Debug, Default)]
+struct Round {
+    frames: u64,
+    /// Entries of the state frames (SNAPSHOT, DELTA) in the round.
+    topics: u64,
+    /// Bytes of those state frames.
+    state_bytes: u64,
+    /// The link is done: stop after writing this round.
+    finish: bool,
+    /// Errors met while the link was locked, noted once it is not.
+    errors: Vec<ConnError>,
+}
+
+impl Writer {
+    pub(super) fn new(shared: Arc<Shared>, link: Arc<Link>, stream: TcpStream) -> Writer {
+        Writer { shared, link, stream, out: Vec::with_capacity(OUT_CAPACITY) }
+    }
+
+    /// Runs until the link stops or a write fails, then shuts the socket
+    /// down.
+    pub(super) fn run(mut self) {
         loop {
-            let mut st = link.st.lock();
-            // Wait for something to do.
-            loop {
-                let now = self.now_ms();
-                if !st.conn.is_closed() {
-                    if let Err(e) = st.conn.handle_timeout(now) {
-                        self.note_error(link, &e);
-                        st.stop = true;
-                    }
-                }
-                let established = st.conn.is_established();
-                let work = st.stop
-                    || st.conn.is_closed()
-                    || (established && (st.need_snapshot || !st.pending.is_empty() || st.peers.is_some()))
-                    || st.conn.has_transmit();
-                if work {
+            let round = self.prepare();
+            for e in &round.errors {
+                self.shared.note_error(&self.link, e);
+            }
+            if !self.out.is_empty() {
+                if let Err(e) = self.stream.write_all(&self.out) {
+                    log!(Level::Info, self.shared.name(), "{}: write failed: {e}", self.link.remote);
                     break;
                 }
-                let deadline = st.conn.poll_timeout().unwrap_or(now + 1000).max(now + 1);
-                link.cv.wait_for(&mut st, Duration::from_millis(deadline - now));
-            }
-            let now = self.now_ms();
-            if st.conn.is_established() && !st.conn.is_closed() {
-                if std::mem::take(&mut st.need_snapshot) {
-                    // Read the counts without holding the link (the flusher
-                    // must not wait on a snapshot). Deltas queued meanwhile
-                    // are sent after the snapshot, so nothing newer is lost.
-                    drop(st);
-                    snapshot.clear();
-                    self.counter.for_each_nonzero(|t, n| snapshot.push((t.into(), n)));
-                    st = link.st.lock();
-                    if !st.conn.is_closed() {
-                        let r = st.conn.send_snapshot(snapshot.iter().map(|(t, n)| (&t[..], *n)), now);
-                        if let Err(e) = r {
-                            self.note_error(link, &e);
-                            st.conn.close(ByeCode::PROTOCOL_ERROR, &e.to_string(), now);
-                        }
-                        link.stats.snapshots_sent.fetch_add(1, Ordering::Relaxed);
-                    }
-                    snapshot = Vec::new();
-                }
-                if !st.pending.is_empty() && st.conn.is_established() && st.conn.has_sent_snapshot() {
-                    let pending = std::mem::take(&mut st.pending);
-                    link.stats.pending.store(0, Ordering::Relaxed);
-                    if let Err(e) = st.conn.send_delta(pending.iter().map(|(t, n)| (&t[..], *n)), now) {
-                        self.note_error(link, &e);
-                        st.conn.close(ByeCode::PROTOCOL_ERROR, &e.to_string(), now);
-                    }
-                }
-                if let Some(addrs) = st.peers.take() {
-                    let _ = st.conn.send_peers(&addrs, now);
-                }
-            } else {
-                st.peers = None;
-            }
-            let mut frames = 0;
-            // Entries and bytes of the state frames (SNAPSHOT, DELTA) in `out`.
-            let (mut topics, mut state_bytes) = (0, 0);
-            while let Some(f) = st.conn.poll_transmit() {
-                let start = out.len();
-                if let Err(e) = wire::encode_frame(&f, &mut out) {
-                    // Our own frames always fit; should one not, fail the
-                    // connection rather than send garbage.
-                    log!(Level::Error, &self.name, "cannot encode {}: {e}", f.frame_type().name());
-                    st.conn.close(ByeCode::PROTOCOL_ERROR, "internal encoding error", now);
-                } else if let Frame::Snapshot(Snapshot { entries, .. }) | Frame::Delta(Delta { entries, .. }) = &f {
-                    topics += entries.len() as u64;
-                    state_bytes += (out.len() - start) as u64;
-                }
-                frames += 1;
-            }
-            let finish = st.stop || st.conn.is_closed();
-            drop(st);
-            if !out.is_empty() {
-                match stream.write_all(&out) {
-                    Ok(()) => {
-                        link.stats.traffic.bytes_out.fetch_add(out.len() as u64, Ordering::Relaxed);
-                        link.stats.traffic.frames_out.fetch_add(frames, Ordering::Relaxed);
-                        link.stats.traffic.topics_out.fetch_add(topics, Ordering::Relaxed);
-                        link.stats.traffic.state_bytes_out.fetch_add(state_bytes, Ordering::Relaxed);
-                    }
-                    Err(e) => {
-                        log!(Level::Info, &self.name, "{}: write failed: {e}", link.remote);
-                        break;
-                    }
-                }
-                out.clear();
-                if out.capacity() > 1 << 20 {
-                    out = Vec::with_capacity(64 * 1024);
+                let t = &self.link.stats.traffic;
+                t.bytes_out.fetch_add(self.out.len() as u64, Ordering::Relaxed);
+                t.frames_out.fetch_add(round.frames, Ordering::Relaxed);
+                t.topics_out.fetch_add(round.topics, Ordering::Relaxed);
+                t.state_bytes_out.fetch_add(round.state_bytes, Ordering::Relaxed);
+                self.out.clear();
+                if self.out.capacity() > 1 << 20 {
+                    self.out = Vec::with_capacity(OUT_CAPACITY);
                 }
             }
-            if finish {
+            if round.finish {
                 break;
             }
         }
-        link.finished.store(true, Ordering::Release);
-        {
-            let mut st = link.st.lock();
-            st.stop = true;
+        self.link.set_finished();
+        self.link.lock().stop = true;
+        let _ = self.stream.shutdown(Shutdown::Both);
+    }
+
+    /// Waits for work, turns it into frames and encodes them into `out`.
+    fn prepare(&mut self) -> Round {
+        let mut round = Round::default();
+        let mut st = wait_for_work(&self.shared, &self.link, &mut round.errors);
+        let now = self.shared.now_ms();
+        if st.conn.is_established() && !st.conn.is_closed() {
+            if std::mem::take(&mut st.need_snapshot) {
+                // Read the counts without holding the link (the flusher
+                // must not wait on a snapshot). Deltas queued meanwhile are
+                // sent after the snapshot, so nothing newer is lost.
+                drop(st);
+                let mut snapshot: Vec<(Box<[u8]>, u64)> = Vec::new();
+                self.shared.counter().for_each_nonzero(|t, n| snapshot.push((t.into(), n)));
+                st = self.link.lock();
+                if !st.conn.is_closed() {
+                    let r = st.conn.send_snapshot(snapshot.iter().map(|(t, n)| (&t[..], *n)), now);
+                    if let Err(e) = r {
+                        st.conn.close(ByeCode::PROTOCOL_ERROR, &e.to_string(), now);
+                        round.errors.push(e);
+                    }
+                    self.link.stats.snapshots_sent.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            if !st.pending.is_empty() && st.conn.is_established() && st.conn.has_sent_snapshot() {
+                let pending = std::mem::take(&mut st.pending);
+                self.link.stats.pending.store(0, Ordering::Relaxed);
+                if let Err(e) = st.conn.send_delta(pending.iter().map(|(t, n)| (&t[..], *n)), now) {
+                    st.conn.close(ByeCode::PROTOCOL_ERROR, &e.to_string(), now);
+                    round.errors.push(e);
+                }
+            }
+            if let Some(addrs) = st.peers.take() {
+                let _ = st.conn.send_peers(&addrs, now);
+            }
+        } else {
+            st.peers = None;
         }
-        let _ = stream.shutdown(Shutdown::Both);
+        while let Some(f) = st.conn.poll_transmit() {
+            let start = self.out.len();
+            if let Err(e) = wire::encode_frame(&f, &mut self.out) {
+                // Our own frames always fit; should one not, fail the
+                // connection rather than send garbage.
+                log!(Level::Error, self.shared.name(), "cannot encode {}: {e}", f.frame_type().name());
+                st.conn.close(ByeCode::PROTOCOL_ERROR, "internal encoding error", now);
+            } else if let Frame::Snapshot(Snapshot { entries, .. }) | Frame::Delta(Delta { entries, .. }) = &f {
+                round.topics += entries.len() as u64;
+                round.state_bytes += (self.out.len() - start) as u64;
+            }
+            round.frames += 1;
+        }
+        round.finish = st.stop || st.conn.is_closed();
+        round
+    }
+}
+
+/// Sleeps on the link until there is something to do, running the
+/// connection's timers on every wake-up (a timer's error goes to
+/// `errors`). Returns with the link locked.
+fn wait_for_work<'a>(shared: &Shared, link: &'a Link, errors: &mut Vec<ConnError>) -> LinkGuard<'a> {
+    let mut st = link.lock();
+    loop {
+        let now = shared.now_ms();
+        if !st.conn.is_closed() {
+            if let Err(e) = st.conn.handle_timeout(now) {
+                errors.push(e);
+                st.stop = true;
+            }
+        }
+        let established = st.conn.is_established();
+        let work = st.stop
+            || st.conn.is_closed()
+            || (established && (st.need_snapshot || !st.pending.is_empty() || st.peers.is_some()))
+            || st.conn.has_transmit();
+        if work {
+            return st;
+        }
+        let deadline = st.conn.poll_timeout().unwrap_or(now + 1000).max(now + 1);
+        link.wait(&mut st, Duration::from_millis(deadline - now));
     }
 }

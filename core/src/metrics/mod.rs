@@ -52,7 +52,7 @@ use std::time::Duration;
 use crate::cluster::log::{log, Level};
 use crate::config::Settings;
 use crate::error::{Error, Result};
-use crate::node::StatsReader;
+use crate::stats::Stats;
 use crate::sync::{Arc, AtomicBool, Mutex, Ordering};
 use exposition::Format;
 use http::{Request, Response};
@@ -72,11 +72,19 @@ pub(crate) struct Server {
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
+/// Reads the node's stats now (the node's `StatsReader`, in `node.rs`).
+pub(crate) type ReadStats = Box<dyn Fn() -> Stats + Send + Sync>;
+
 /// What the endpoints answer from.
-#[derive(Debug)]
 struct Endpoints {
-    stats: StatsReader,
+    stats: ReadStats,
     settings: Arc<Settings>,
+}
+
+impl std::fmt::Debug for Endpoints {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoints").field("settings", &self.settings).finish_non_exhaustive()
+    }
 }
 
 impl Server {
@@ -84,7 +92,7 @@ impl Server {
     pub(crate) fn start(
         listener: TcpListener,
         name: &str,
-        stats: StatsReader,
+        stats: ReadStats,
         settings: Arc<Settings>,
     ) -> Result<Server> {
         let addr = listener.local_addr()?;
@@ -141,13 +149,13 @@ impl Endpoints {
             ("/metrics" | "/healthz" | "/readyz", false) => Response::text(405, "only GET is allowed\n"),
             ("/metrics", true) => {
                 let format = Format::for_accept(req.accept);
-                match exposition::render(self.stats.read(), format) {
+                match exposition::render((self.stats)(), format) {
                     Ok(body) => Response { status: 200, content_type: format.content_type(), body },
                     Err(_) => Response::text(500, "the metrics could not be encoded\n"),
                 }
             }
             ("/healthz", true) => Response::text(200, "ok\n"),
-            ("/readyz", true) => match health::readiness(&self.stats.read(), &self.settings) {
+            ("/readyz", true) => match health::readiness(&(self.stats)(), &self.settings) {
                 Ok(()) => Response::text(200, "ready\n"),
                 Err(why) => Response::text(503, format!("not ready: {why}\n")),
             },

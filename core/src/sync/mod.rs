@@ -13,6 +13,7 @@
 //! |------|-----------|------------|
 //! | `Atomic*`, `Ordering`, `Arc` | `std::sync` | `loom::sync` |
 //! | `Mutex`, `RwLock` (no poisoning) | `parking_lot` | `loom::sync`, poison ignored |
+//! | `MutexGuard` | `parking_lot` | none: only the cluster's ranked locks name it |
 //! | `Condvar` | `parking_lot` | none: only the networked node's threads wait, and no model runs them |
 //! | `pin`, `Guard` | `crossbeam_epoch` | a shared hold on a grace lock (below) |
 //! | `synchronize` | none | waits for a grace period, runs deferred work (models only) |

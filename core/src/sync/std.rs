@@ -11,6 +11,9 @@ pub(crate) type RandomState = foldhash::fast::RandomState;
 /// never does deliberately) must not turn every later call into a panic.
 pub(crate) type Mutex<T> = parking_lot::Mutex<T>;
 
+/// The guard of a [`Mutex`] (named by the cluster's ranked locks).
+pub(crate) type MutexGuard<'a, T> = parking_lot::MutexGuard<'a, T>;
+
 /// A reader-writer lock that does not poison (as [`Mutex`]).
 pub(crate) type RwLock<T> = parking_lot::RwLock<T>;
 

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use headcount::cluster::wire::{self, Frame, MAX_HANDSHAKE_FRAME_LEN};
+use headcount::internals::wire::{self, Frame, MAX_HANDSHAKE_FRAME_LEN};
 use headcount::{Config, Node};
 
 pub const SECRET: &str = "test-secret";

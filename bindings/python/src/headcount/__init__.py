@@ -1,6 +1,7 @@
 """headcount: exact cluster-wide counts of connected users per topic.
 
-A pure-Python (ctypes) binding of libheadcount's C ABI::
+A native extension (``headcount._native``, built from the headcount Rust
+library by ``pip install``)::
 
     import headcount
 
@@ -8,13 +9,19 @@ A pure-Python (ctypes) binding of libheadcount's C ABI::
         node.track("room:1", 42)        # connection 42 joins room:1
         node.count("room:1")            # -> 1, summed over the cluster
 
-The shared library is found through ``HEADCOUNT_LIB``, then a copy inside
-this package, then the Cargo workspace's ``target/`` (see
-:mod:`headcount._ffi`).
+The library's log lines go to the :mod:`logging` logger ``headcount``.
 """
 
-from ._ffi import LibraryNotFoundError, library_path
-from ._node import HeadcountError, Node, Status, Topic, library_version
+from ._node import (
+    CONFIG_KEYS,
+    HeadcountError,
+    LibraryNotFoundError,
+    Node,
+    Status,
+    Topic,
+    library_path,
+    library_version,
+)
 
 __version__ = "0.1.0"
 
@@ -23,6 +30,7 @@ __all__ = [
     "HeadcountError",
     "Status",
     "Topic",
+    "CONFIG_KEYS",
     "LibraryNotFoundError",
     "library_path",
     "library_version",

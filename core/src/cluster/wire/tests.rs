@@ -1,3 +1,4 @@
+use super::body::encode_entries;
 use super::*;
 // Deterministic, so the fuzz-like tests replay identically.
 use crate::cluster::xorshift::Rng;
@@ -355,4 +356,41 @@ fn random_bytes_never_panic_and_strictness_holds() {
         // And through the full frame decoder.
         let _ = decode_frame(&buf, MAX_FRAME_LEN);
     }
+}
+
+/// The rows of the markdown table that follows `heading` in PROTOCOL.md, as
+/// (first cell, second cell up to a colon).
+fn protocol_md_table(heading: &str) -> Vec<(u64, String)> {
+    let doc = include_str!("../../../../docs/PROTOCOL.md");
+    let at = doc.find(heading).unwrap_or_else(|| panic!("PROTOCOL.md has no {heading:?}"));
+    doc[at..]
+        .lines()
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+        .filter_map(|l| {
+            let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+            let code = cells.get(1)?.parse().ok()?;
+            Some((code, cells.get(2)?.split(':').next()?.to_owned()))
+        })
+        .collect()
+}
+
+/// The frame-type and BYE-code tables (`frame_types!`, `bye_codes!`) are the
+/// ones PROTOCOL.md specifies, and every type byte maps back to its type.
+#[test]
+fn frame_and_bye_tables_match_protocol_md() {
+    let types: Vec<(u64, String)> = FrameType::ALL.iter().map(|t| (*t as u64, t.name().to_owned())).collect();
+    assert_eq!(types, protocol_md_table("## 5. Frame types"));
+    for b in 0..=255u8 {
+        match FrameType::from_u8(b) {
+            Some(t) => assert_eq!(t as u8, b),
+            None => assert!(FrameType::ALL.iter().all(|t| *t as u8 != b)),
+        }
+    }
+    let codes: Vec<(u64, String)> = ByeCode::ALL.iter().map(|(c, n)| (c.0, (*n).to_owned())).collect();
+    assert_eq!(codes, protocol_md_table("### 5.8 BYE"));
+    for (c, _) in ByeCode::ALL {
+        assert_ne!(c.name(), "unknown");
+    }
+    assert_eq!(ByeCode(ByeCode::ALL.len() as u64).name(), "unknown");
 }

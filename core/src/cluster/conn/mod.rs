@@ -27,22 +27,9 @@
 //!
 //! # Authentication
 //!
-//! Both sides send HELLO at once, each with a fresh 32-byte nonce. On the
-//! peer's HELLO each side sends
-//!
-//! ```text
-//! AUTH.mac = HMAC-SHA256(secret, "HCNT-AUTH-v1" || role || dialer_hello || acceptor_hello)
-//! ```
-//!
-//! where `role` is one byte naming the *sender* of this AUTH (`'D'` for the
-//! side that opened the TCP connection, `'A'` for the side that accepted it)
-//! and `*_hello` are the HELLO bodies exactly as encoded on the wire (the
-//! codec is strict, so re-encoding a decoded HELLO yields the sent bytes).
-//! Each MAC therefore covers both nonces, the cluster name, both node ids and
-//! incarnations, names and listen addresses; the role byte makes the two
-//! directions' MACs differ, so a response reflected back to its author (on
-//! the same or another connection) fails. MACs are checked with
-//! `Mac::verify_slice`, in constant time.
+//! HELLO, then an HMAC-SHA256 challenge-response (AUTH) covering both HELLOs
+//! and the sender's role: `auth.rs` ([`AuthKey`]) explains it, and
+//! docs/PROTOCOL.md section 6 specifies it.
 //!
 //! # State frames
 //!
@@ -51,91 +38,43 @@
 //! resynchronise a lagging peer). SNAPSHOT and DELTA frames carry sequence
 //! numbers 1, 2, 3, ... per connection and direction; a gap is an error.
 //! Topics are referred to by per-connection ids defined inline (see
-//! [`wire::Entry`]); [`OutTopics`] assigns them and reuses the ids of topics
-//! last sent as zero once the table grows past a soft cap.
+//! [`wire::Entry`]); `topics.rs` ([`OutTopics`]) assigns them and reuses the
+//! ids of topics last sent as zero once the table grows past a soft cap.
+//!
+//! | file        | what |
+//! |-------------|------|
+//! | `mod.rs`    | [`Conn`]: states, frames in, timers, state out (chunked into frames) |
+//! | `auth.rs`   | [`AuthKey`]: the AUTH MAC and its check |
+//! | `topics.rs` | per-connection topic ids, both directions |
+//! | `error.rs`  | [`ConnError`] and the BYE code each error sends |
+//! | `pair.rs`   | two `Conn`s back to back: the test pair (tests and `internals` only) |
 
-use std::collections::{HashMap, VecDeque};
-use std::fmt;
-
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
+use std::collections::VecDeque;
 
 use crate::config::Settings;
-use crate::sync::{Arc, SharedBytes};
+use crate::sync::Arc;
 
 use super::wire::{
-    self, ByeCode, Delta, Entry, Frame, FrameType, Hello, Snapshot, WireError, MAC_LEN, MAX_FRAME_LEN,
-    MAX_HANDSHAKE_FRAME_LEN, MAX_TOPIC_ID, NONCE_LEN, PROTOCOL_VERSION,
+    self, ByeCode, Delta, Entry, Frame, Hello, Snapshot, WireError, MAC_LEN, MAX_FRAME_LEN, MAX_HANDSHAKE_FRAME_LEN,
+    NONCE_LEN, PROTOCOL_VERSION,
 };
 
-/// A topic name, shared between the id table and the events that carry it.
-pub type Topic = SharedBytes;
+mod auth;
+mod error;
+#[cfg(any(test, feature = "internals"))]
+pub mod pair;
+mod topics;
 
-/// Domain-separation label at the start of every AUTH MAC input.
-pub const AUTH_LABEL: &[u8; 12] = b"HCNT-AUTH-v1";
-/// Role byte of an AUTH sent by the side that opened the connection.
-pub const ROLE_DIALER: u8 = b'D';
-/// Role byte of an AUTH sent by the side that accepted the connection.
-pub const ROLE_ACCEPTOR: u8 = b'A';
+pub use auth::{AuthKey, AUTH_LABEL, ROLE_ACCEPTOR, ROLE_DIALER};
+pub use error::ConnError;
+use topics::InTopics;
+pub use topics::{OutTopics, Topic, DEFAULT_ID_SOFT_CAP};
+
 /// Most entries a peer may put in one (multi-frame) snapshot.
 pub const MAX_SNAPSHOT_ENTRIES: usize = 1 << 24;
 /// Target size of the state frames we send: large enough that per-frame
 /// overhead is negligible, small enough to keep peers' read buffers modest.
 pub const TARGET_FRAME_LEN: usize = 64 * 1024;
-/// Outbound topic-id table size past which ids of zero-count topics are reused.
-pub const DEFAULT_ID_SOFT_CAP: usize = 1 << 20;
-
-/// The shared cluster secret, keyed into HMAC-SHA256 once.
-///
-/// Its `Debug` never prints the secret.
-#[derive(Clone)]
-pub struct AuthKey(Hmac<Sha256>);
-
-impl AuthKey {
-    /// Keys HMAC-SHA256 with `secret` (any length; HMAC hashes long keys).
-    pub fn new(secret: &[u8]) -> AuthKey {
-        // HMAC accepts keys of every length, so this cannot fail; fall back to
-        // an empty key rather than panic should the crate ever change that.
-        let mac =
-            Hmac::<Sha256>::new_from_slice(secret).unwrap_or_else(|_| <Hmac<Sha256> as Mac>::new(&Default::default()));
-        AuthKey(mac)
-    }
-
-    fn mac_state(&self, role: u8, dialer: &Hello, acceptor: &Hello) -> Hmac<Sha256> {
-        let mut m = self.0.clone();
-        m.update(AUTH_LABEL);
-        m.update(&[role]);
-        let mut body = Vec::with_capacity(128);
-        // HELLOs built or accepted by `Conn` always encode (they were checked
-        // when built or decoded); an impossible failure yields an input no
-        // honest peer produces, so authentication just fails.
-        let _ = wire::encode_body(&Frame::Hello(dialer.clone()), &mut body);
-        m.update(&body);
-        body.clear();
-        let _ = wire::encode_body(&Frame::Hello(acceptor.clone()), &mut body);
-        m.update(&body);
-        m
-    }
-
-    /// The AUTH MAC sent by the side with `role` on a connection whose
-    /// dialer sent `dialer` and acceptor sent `acceptor`.
-    pub fn mac(&self, role: u8, dialer: &Hello, acceptor: &Hello) -> [u8; MAC_LEN] {
-        let mut out = [0u8; MAC_LEN];
-        out.copy_from_slice(&self.mac_state(role, dialer, acceptor).finalize().into_bytes());
-        out
-    }
-
-    /// Constant-time check of a received AUTH MAC.
-    pub fn verify(&self, role: u8, dialer: &Hello, acceptor: &Hello, mac: &[u8]) -> bool {
-        self.mac_state(role, dialer, acceptor).verify_slice(mac).is_ok()
-    }
-}
-
-impl fmt::Debug for AuthKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("AuthKey(<secret>)")
-    }
-}
 
 /// Which end of the TCP connection we are.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -147,13 +86,6 @@ pub enum Role {
 }
 
 impl Role {
-    fn byte(self) -> u8 {
-        match self {
-            Role::Dialer => ROLE_DIALER,
-            Role::Acceptor => ROLE_ACCEPTOR,
-        }
-    }
-
     fn other(self) -> Role {
         match self {
             Role::Dialer => Role::Acceptor,
@@ -228,120 +160,6 @@ pub enum Event {
     },
 }
 
-/// Why a connection is closed.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ConnError {
-    /// Bytes that do not decode.
-    Wire(WireError),
-    /// A frame the current state does not accept.
-    Unexpected {
-        /// The state.
-        state: &'static str,
-        /// The frame's type.
-        frame: FrameType,
-    },
-    /// The peer speaks another protocol version.
-    VersionUnsupported(u64),
-    /// The peer belongs to another cluster.
-    ClusterMismatch(String),
-    /// The peer is this node (same node id).
-    SelfConnection,
-    /// The peer's HELLO echoes our nonce.
-    NonceReflected,
-    /// The peer's AUTH did not verify.
-    AuthFailed,
-    /// The peer closed the connection before authenticating.
-    RejectedByPeer {
-        /// Its BYE code.
-        code: ByeCode,
-        /// Its BYE message.
-        message: String,
-    },
-    /// Not authenticated within the handshake timeout.
-    HandshakeTimeout,
-    /// Nothing received for longer than `down_after_ms`.
-    PeerSilent(u64),
-    /// A SNAPSHOT/DELTA/HEARTBEAT sequence number out of order.
-    BadSeq {
-        /// Expected.
-        expected: u64,
-        /// Received.
-        got: u64,
-    },
-    /// A DEFINE for an id that is neither in use nor the next free one.
-    BadDefine {
-        /// Defined id.
-        id: u32,
-        /// Next free id.
-        next: u32,
-    },
-    /// A reference to an id that was never defined.
-    UnknownTopicId(u32),
-    /// A SNAPSHOT frame without FIRST outside a snapshot, a FIRST inside
-    /// one, or a DELTA before the first complete snapshot.
-    SnapshotOrder(&'static str),
-    /// More than [`MAX_SNAPSHOT_ENTRIES`] entries in one snapshot.
-    SnapshotTooLarge,
-    /// We have more live topics than per-connection ids.
-    TooManyTopics,
-    /// Sending state before authentication (a caller bug, refused).
-    NotEstablished,
-    /// The connection was already closed.
-    Closed,
-}
-
-impl fmt::Display for ConnError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ConnError::Wire(e) => write!(f, "malformed frame: {e}"),
-            ConnError::Unexpected { state, frame } => {
-                write!(f, "unexpected {} in state {state}", frame.name())
-            }
-            ConnError::VersionUnsupported(v) => {
-                write!(f, "peer speaks protocol version {v}, we speak {PROTOCOL_VERSION}")
-            }
-            ConnError::ClusterMismatch(c) => write!(f, "peer is in cluster {c:?}"),
-            ConnError::SelfConnection => write!(f, "connected to ourselves"),
-            ConnError::NonceReflected => write!(f, "peer reflected our nonce"),
-            ConnError::AuthFailed => write!(f, "authentication failed (wrong secret?)"),
-            ConnError::RejectedByPeer { code, message } => {
-                write!(f, "peer refused us: {} ({message})", code.name())
-            }
-            ConnError::HandshakeTimeout => write!(f, "handshake timed out"),
-            ConnError::PeerSilent(ms) => write!(f, "peer silent for {ms} ms"),
-            ConnError::BadSeq { expected, got } => {
-                write!(f, "sequence number {got}, expected {expected}")
-            }
-            ConnError::BadDefine { id, next } => {
-                write!(f, "topic id {id} defined out of order (next is {next})")
-            }
-            ConnError::UnknownTopicId(id) => write!(f, "undefined topic id {id}"),
-            ConnError::SnapshotOrder(what) => write!(f, "snapshot order: {what}"),
-            ConnError::SnapshotTooLarge => write!(f, "snapshot too large"),
-            ConnError::TooManyTopics => write!(f, "too many live topics for one connection"),
-            ConnError::NotEstablished => write!(f, "connection not authenticated"),
-            ConnError::Closed => write!(f, "connection closed"),
-        }
-    }
-}
-
-impl std::error::Error for ConnError {}
-
-impl ConnError {
-    /// The BYE code we send when closing for this reason, if any.
-    fn bye_code(&self) -> Option<ByeCode> {
-        Some(match self {
-            ConnError::VersionUnsupported(_) => ByeCode::VERSION_UNSUPPORTED,
-            ConnError::ClusterMismatch(_) => ByeCode::CLUSTER_MISMATCH,
-            ConnError::SelfConnection => ByeCode::SELF_CONNECTION,
-            ConnError::AuthFailed => ByeCode::AUTH_FAILED,
-            ConnError::HandshakeTimeout | ConnError::PeerSilent(_) => ByeCode::TIMEOUT,
-            ConnError::RejectedByPeer { .. } | ConnError::NotEstablished | ConnError::Closed => return None,
-            _ => ByeCode::PROTOCOL_ERROR,
-        })
-    }
-}
-
 #[derive(Debug)]
 enum State {
     AwaitHello,
@@ -357,117 +175,6 @@ impl State {
             State::AwaitAuth { .. } => "AwaitAuth",
             State::Established => "Established",
             State::Closed => "Closed",
-        }
-    }
-}
-
-/// Outbound per-connection topic ids: name -> id, assigned on first send.
-///
-/// Ids are dense from 0. Once the table holds `soft_cap` ids, a new topic
-/// takes the id of the topic least recently sent as zero (FIFO), so a node
-/// that sees millions of short-lived topics keeps a bounded table per peer.
-/// Ids of topics last sent non-zero are never reused: the receiver keeps
-/// counting them under their name.
-#[derive(Debug)]
-pub struct OutTopics {
-    by_name: HashMap<Topic, u32, foldhash::fast::RandomState>,
-    by_id: Vec<(Topic, u64)>,
-    zeros: VecDeque<u32>,
-    soft_cap: usize,
-}
-
-impl OutTopics {
-    /// An empty table.
-    pub fn new(soft_cap: usize) -> OutTopics {
-        OutTopics {
-            by_name: HashMap::default(),
-            by_id: Vec::new(),
-            zeros: VecDeque::new(),
-            soft_cap: soft_cap.clamp(1, MAX_TOPIC_ID as usize + 1),
-        }
-    }
-
-    /// Ids in use.
-    pub fn len(&self) -> usize {
-        self.by_id.len()
-    }
-
-    /// Whether no id is in use.
-    pub fn is_empty(&self) -> bool {
-        self.by_id.is_empty()
-    }
-
-    /// The wire entry for sending `count` for `name`, defining an id if needed.
-    pub fn entry(&mut self, name: &[u8], count: u64) -> Result<Entry, ConnError> {
-        if let Some(&id) = self.by_name.get(name) {
-            let slot = &mut self.by_id[id as usize];
-            if count == 0 && slot.1 != 0 {
-                self.zeros.push_back(id);
-            }
-            slot.1 = count;
-            return Ok(Entry { id, name: None, count });
-        }
-        let topic = Topic::from(name);
-        let id = match self.reusable_id() {
-            Some(id) => {
-                let old = std::mem::replace(&mut self.by_id[id as usize], (topic.clone(), count));
-                self.by_name.remove(&old.0);
-                id
-            }
-            None => {
-                if self.by_id.len() > MAX_TOPIC_ID as usize {
-                    return Err(ConnError::TooManyTopics);
-                }
-                self.by_id.push((topic.clone(), count));
-                (self.by_id.len() - 1) as u32
-            }
-        };
-        self.by_name.insert(topic, id);
-        if count == 0 {
-            self.zeros.push_back(id);
-        }
-        Ok(Entry { id, name: Some(name.to_vec()), count })
-    }
-
-    fn reusable_id(&mut self) -> Option<u32> {
-        if self.by_id.len() < self.soft_cap {
-            return None;
-        }
-        while let Some(id) = self.zeros.pop_front() {
-            // Stale queue entries (sent non-zero since) are skipped.
-            if self.by_id.get(id as usize).is_some_and(|s| s.1 == 0) {
-                return Some(id);
-            }
-        }
-        None
-    }
-}
-
-/// Inbound per-connection topic ids, as defined by the peer.
-#[derive(Debug, Default)]
-struct InTopics {
-    by_id: Vec<Topic>,
-}
-
-impl InTopics {
-    fn resolve(&mut self, e: Entry) -> Result<(Topic, u64), ConnError> {
-        let next = self.by_id.len() as u32;
-        match e.name {
-            Some(name) => {
-                let topic: Topic = name.into();
-                if e.id == next {
-                    self.by_id.push(topic.clone());
-                } else if e.id < next {
-                    self.by_id[e.id as usize] = topic.clone();
-                } else {
-                    return Err(ConnError::BadDefine { id: e.id, next });
-                }
-                Ok((topic, e.count))
-            }
-            None => match self.by_id.get(e.id as usize) {
-                Some(t) => Ok((t.clone(), e.count)),
-                None => Err(ConnError::UnknownTopicId(e.id)),
-            },
         }
     }
 }
@@ -712,18 +419,10 @@ impl Conn {
         if wire::encode_body(&Frame::Hello(h.clone()), &mut Vec::new()).is_err() {
             return Err(ConnError::Wire(WireError::BadLength { field: "hello", len: 0 }));
         }
-        let (dialer, acceptor) = self.order(&h);
-        let mac = self.key.mac(self.role.byte(), dialer, acceptor);
+        let mac = self.key.our_mac(self.role, &self.me, &h);
         self.queue(Frame::Auth { mac }, now_ms);
         self.state = State::AwaitAuth { peer: Box::new(h) };
         Ok(())
-    }
-
-    fn order<'a>(&'a self, peer: &'a Hello) -> (&'a Hello, &'a Hello) {
-        match self.role {
-            Role::Dialer => (&self.me, peer),
-            Role::Acceptor => (peer, &self.me),
-        }
     }
 
     fn on_auth(&mut self, mac: &[u8; MAC_LEN]) -> Result<(), ConnError> {
@@ -731,8 +430,7 @@ impl Conn {
             State::AwaitAuth { peer } => peer.clone(),
             _ => return Err(ConnError::Closed),
         };
-        let (dialer, acceptor) = self.order(&peer);
-        if !self.key.verify(self.role.other().byte(), dialer, acceptor, mac) {
+        if !self.key.verify_peer(self.role, &self.me, &peer, mac) {
             return Err(ConnError::AuthFailed);
         }
         let id = PeerIdentity {

@@ -1,0 +1,358 @@
+//! [`Shared`]: what every thread of the networked node shares (the
+//! listener, the dialers, each connection's reader and writer, the flusher
+//! through `Cluster`), behind methods.
+//!
+//! It holds the node's identity and settings, the local counter (for
+//! snapshots), the remote [`View`], the [`Registry`] behind the rank-1 lock
+//! of `lock.rs`, the lifecycle (closed flag, wake-ups, the thread list) and
+//! the node-wide connection counters. Every registry method below takes the
+//! lock, applies one rule of `registry.rs`, releases it, and only then acts
+//! on what the rule returned (closing a link, logging), so no caller can
+//! hold the registry while doing anything else.
+
+use std::net::SocketAddr;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::conn::{ConnError, ConnParams, PeerIdentity};
+use super::link::Link;
+use super::lock::{Ranked, RankedCondvar, LEAF, REGISTRY};
+use super::log::{log, Level};
+use super::registry::{Admission, Registry};
+use super::view::View;
+use super::wire::ByeCode;
+use super::xorshift::Rng;
+use crate::config::Settings;
+use crate::counter::Counter;
+use crate::error::Result;
+use crate::stats::{ClusterStats, PeerStats};
+use crate::sync::{Arc, AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+/// Node-wide connection counters.
+#[derive(Debug, Default)]
+pub(super) struct Counters {
+    pub(super) auth_failures: AtomicU64,
+    pub(super) protocol_errors: AtomicU64,
+    pub(super) accepted: AtomicU64,
+    pub(super) dialed: AtomicU64,
+    pub(super) refused_busy: AtomicU64,
+    /// Connections not yet authenticated (the listener caps them).
+    pub(super) handshakes: AtomicUsize,
+}
+
+/// See the module docs.
+#[derive(Debug)]
+pub(super) struct Shared {
+    name: String,
+    settings: Arc<Settings>,
+    params: ConnParams,
+    counter: Counter,
+    view: View,
+    reg: Ranked<Registry, REGISTRY>,
+    closed: AtomicBool,
+    epoch: Instant,
+    listen_addr: Option<SocketAddr>,
+    wake_lock: Ranked<(), LEAF>,
+    wake: RankedCondvar,
+    threads: Ranked<Vec<JoinHandle<()>>, LEAF>,
+    next_link: AtomicU64,
+    counters: Counters,
+    /// Redial jitter (dial.rs), seeded from the incarnation.
+    jitter: Ranked<Rng, LEAF>,
+}
+
+impl Shared {
+    /// The shared state of a node whose connections speak with `params`.
+    pub(super) fn new(
+        name: &str,
+        settings: Arc<Settings>,
+        params: ConnParams,
+        counter: Counter,
+        listen_addr: Option<SocketAddr>,
+    ) -> Shared {
+        let down_grace_ms = millis(settings.down_grace);
+        Shared {
+            name: name.to_owned(),
+            reg: Ranked::new(Registry::new(params.node_id, down_grace_ms, name)),
+            jitter: Ranked::new(Rng(params.incarnation | 1)),
+            settings,
+            params,
+            counter,
+            view: View::new(),
+            closed: AtomicBool::new(false),
+            epoch: Instant::now(),
+            listen_addr,
+            wake_lock: Ranked::new(()),
+            wake: RankedCondvar::default(),
+            threads: Ranked::new(Vec::new()),
+            next_link: AtomicU64::new(1),
+            counters: Counters::default(),
+        }
+    }
+
+    // ---- identity and settings ------------------------------------------
+
+    /// The node's name (for logs and thread names).
+    pub(super) fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(super) fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// What every connection is created with.
+    pub(super) fn params(&self) -> &ConnParams {
+        &self.params
+    }
+
+    /// The listener's bound address.
+    pub(super) fn listen_addr(&self) -> Option<SocketAddr> {
+        self.listen_addr
+    }
+
+    /// The local counter (writers read snapshots from it).
+    pub(super) fn counter(&self) -> &Counter {
+        &self.counter
+    }
+
+    /// The remote view (a leaf: callable with any lock held).
+    pub(super) fn view(&self) -> &View {
+        &self.view
+    }
+
+    pub(super) fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Milliseconds since the node started (the clock of every `Conn`).
+    pub(super) fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// A fresh link id.
+    pub(super) fn next_link_id(&self) -> u64 {
+        self.next_link.fetch_add(1, Ordering::Relaxed)
+    }
+
+    // ---- lifecycle ------------------------------------------------------
+
+    pub(super) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Marks the node closed; `false` if it already was.
+    pub(super) fn set_closed(&self) -> bool {
+        !self.closed.swap(true, Ordering::AcqRel)
+    }
+
+    /// Runs `f` on a new thread named after `what` and the node, joined at
+    /// shutdown.
+    pub(super) fn spawn(&self, what: &str, f: impl FnOnce() + Send + 'static) -> Result<()> {
+        let h = std::thread::Builder::new().name(format!("hc-{what}-{}", self.name)).spawn(f)?;
+        let mut t = self.threads.lock();
+        t.retain(|h| !h.is_finished());
+        t.push(h);
+        Ok(())
+    }
+
+    /// Every thread started by [`Shared::spawn`] so far (the list empties).
+    pub(super) fn take_threads(&self) -> Vec<JoinHandle<()>> {
+        std::mem::take(&mut *self.threads.lock())
+    }
+
+    /// Sleeps up to `d`, waking early when the node closes or a link drops.
+    pub(super) fn sleep(&self, d: Duration) {
+        let mut g = self.wake_lock.lock();
+        if !self.is_closed() {
+            self.wake.wait_for(&mut g, d);
+        }
+    }
+
+    pub(super) fn wake_all(&self) {
+        let _g = self.wake_lock.lock();
+        self.wake.notify_all();
+    }
+
+    /// `ms` times a factor from 0.5 to 1.5. Only spreads redials, so no
+    /// need for secure randomness.
+    pub(super) fn jitter(&self, ms: u64) -> u64 {
+        ms / 2 + self.jitter.lock().next() % (ms + 1)
+    }
+
+    // ---- the registry's rules, each under the registry lock ------------
+
+    /// Records a new link; `false` if the node is closing (checked under
+    /// the registry lock, so shutdown sees every link that runs).
+    pub(super) fn register_link(&self, link: &Arc<Link>) -> bool {
+        let mut reg = self.reg.lock();
+        reg.register(link, self.is_closed())
+    }
+
+    /// Registers an authenticated link ([`Registry::admit`]). Returns the
+    /// peer's view slot and a listen address to dial, or `None` if the link
+    /// lost (to another link, a full registry or shutdown) and is closing.
+    pub(super) fn admit(&self, link: &Arc<Link>, id: &PeerIdentity) -> Option<(u16, Option<String>)> {
+        let now = self.now_ms();
+        let admission = {
+            let mut reg = self.reg.lock();
+            let closing = self.is_closed();
+            let a = reg.admit(&self.view, now, closing, link, id);
+            if a == Admission::Closing {
+                // Under the lock, as shutdown collects the links to close.
+                link.close(ByeCode::SHUTDOWN, "node closing", now);
+            }
+            a
+        };
+        match admission {
+            Admission::Admitted { slot, dial } => {
+                log!(
+                    Level::Info,
+                    &self.name,
+                    "{}: peer {} ({:016x}) authenticated",
+                    link.remote,
+                    id.node_name,
+                    id.node_id
+                );
+                Some((slot, dial))
+            }
+            Admission::Closing => None,
+            Admission::TooManyPeers => {
+                log!(Level::Warn, &self.name, "{}: too many peers; refusing {}", link.remote, id.node_name);
+                link.close(ByeCode::PROTOCOL_ERROR, "too many peers", now);
+                None
+            }
+            Admission::Duplicate => {
+                log!(Level::Debug, &self.name, "{}: duplicate connection to {}; closing it", link.remote, id.node_name);
+                link.close(ByeCode::DUPLICATE, "duplicate connection", now);
+                None
+            }
+        }
+    }
+
+    /// `link`'s first complete snapshot arrived (in `slot`).
+    pub(super) fn synced(&self, link: &Link, slot: u16) {
+        let mut reg = self.reg.lock();
+        reg.synced(&self.view, self.now_ms(), link, slot);
+    }
+
+    /// `link`'s peer said BYE SHUTDOWN.
+    pub(super) fn left(&self, link: &Link) {
+        let now = self.now_ms();
+        self.reg.lock().left(&self.view, now, link);
+    }
+
+    /// `link` ended; wakes the dialers (one may redial its peer).
+    pub(super) fn link_closed(&self, link: &Link, reason: &str) {
+        let now = self.now_ms();
+        self.reg.lock().closed(&self.view, now, link, reason);
+        self.wake_all();
+    }
+
+    /// Periodic upkeep (from the flusher, through `Cluster`).
+    pub(super) fn expire_peers(&self) {
+        let now = self.now_ms();
+        self.reg.lock().expire(&self.view, now);
+    }
+
+    /// Counts and logs a connection error; marks our own address on
+    /// SELF_CONNECTION so that its dialer stops.
+    pub(super) fn note_error(&self, link: &Link, e: &ConnError) {
+        match e {
+            ConnError::AuthFailed => {
+                self.counters.auth_failures.fetch_add(1, Ordering::Relaxed);
+                log!(Level::Warn, &self.name, "{}: authentication failed (wrong secret?); dropped", link.remote);
+            }
+            ConnError::RejectedByPeer { code, .. } if *code == ByeCode::AUTH_FAILED => {
+                self.counters.auth_failures.fetch_add(1, Ordering::Relaxed);
+                log!(Level::Warn, &self.name, "{}: {e}", link.remote);
+            }
+            ConnError::SelfConnection => {
+                if let Some(a) = &link.dialed {
+                    self.reg.lock().mark_self(a);
+                }
+            }
+            ConnError::PeerSilent(_) | ConnError::HandshakeTimeout => {
+                log!(Level::Info, &self.name, "{}: {e}", link.remote);
+            }
+            _ => {
+                self.counters.protocol_errors.fetch_add(1, Ordering::Relaxed);
+                log!(Level::Warn, &self.name, "{}: closing: {e}", link.remote);
+            }
+        }
+    }
+
+    /// Every open link.
+    pub(super) fn links(&self) -> Vec<Arc<Link>> {
+        self.reg.lock().links()
+    }
+
+    /// The current link of every connected peer.
+    pub(super) fn peer_links(&self) -> Vec<Arc<Link>> {
+        self.reg.lock().peer_links()
+    }
+
+    // ---- the dialers' bookkeeping (dial.rs) ----------------------------
+
+    /// See [`Registry::claim_dial`].
+    pub(super) fn claim_dial(&self, addr: &str, seed: bool) -> bool {
+        self.reg.lock().claim_dial(addr, seed)
+    }
+
+    /// See [`Registry::dial_status`].
+    pub(super) fn dial_status(&self, addr: &str) -> Option<(bool, bool)> {
+        self.reg.lock().dial_status(addr)
+    }
+
+    /// See [`Registry::release_dial`].
+    pub(super) fn release_dial(&self, addr: &str) {
+        self.reg.lock().release_dial(addr);
+    }
+
+    /// See [`Registry::forget_addr`].
+    pub(super) fn forget_addr(&self, addr: &str) {
+        self.reg.lock().forget_addr(addr);
+    }
+
+    /// See [`Registry::set_dial_node`].
+    pub(super) fn set_dial_node(&self, addr: &str, node_id: u64) {
+        self.reg.lock().set_dial_node(addr, node_id);
+    }
+
+    // ---- reads ----------------------------------------------------------
+
+    /// Each counted peer's count of `topic`, by name.
+    pub(super) fn count_by_node(&self, topic: &[u8]) -> Vec<(String, u64)> {
+        self.reg.lock().count_by_node(&self.view, topic)
+    }
+
+    /// Node-wide cluster state, and every peer by name.
+    pub(super) fn stats(&self) -> (ClusterStats, Vec<PeerStats>) {
+        let now = self.now_ms();
+        let reg = self.reg.lock();
+        let peers = reg.peer_stats(&self.view, now);
+        let c = &self.counters;
+        let stats = ClusterStats {
+            node_id: self.params.node_id,
+            incarnation: self.params.incarnation,
+            cluster: self.settings.cluster.clone(),
+            listen: self.listen_addr,
+            peers_known: self.view.known(),
+            remote_topics: self.view.topics(),
+            remote_total: self.view.total(),
+            connections_open: reg.open_links(),
+            connections_accepted: c.accepted.load(Ordering::Relaxed),
+            connections_dialed: c.dialed.load(Ordering::Relaxed),
+            connections_refused_busy: c.refused_busy.load(Ordering::Relaxed),
+            auth_failures: c.auth_failures.load(Ordering::Relaxed),
+            protocol_errors: c.protocol_errors.load(Ordering::Relaxed),
+            known_addresses: reg.known_addresses(),
+        };
+        (stats, peers)
+    }
+}
+
+/// A configured duration in whole milliseconds (what the protocol counts in).
+pub(super) fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
