@@ -6,7 +6,7 @@
 //!
 //! | request | answer |
 //! |---------|--------|
-//! | `GET /metrics` | 200: the node's [`Stats`](crate::Stats), read at scrape time, in the Prometheus text format 0.0.4, or OpenMetrics 1.0 when `Accept` asks for it ([`exposition`]) |
+//! | `GET /metrics` | 200: the node's [`Stats`], read at scrape time, in the Prometheus text format 0.0.4, or OpenMetrics 1.0 when `Accept` asks for it ([`exposition`]) |
 //! | `GET /healthz` | 200 `ok` while the node runs |
 //! | `GET /readyz` | 200 `ready`, or 503 `not ready: <why>` ([`health`]) |
 //! | another method on one of those paths | 405, with `Allow: GET` |
