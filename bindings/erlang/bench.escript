@@ -6,6 +6,9 @@
 %%   make -C bindings/erlang bench    # builds (release library) and runs this
 %%   ./bench.escript                  # ROUNDS x (+S 1, +S 2), each in a fresh VM
 %%   ./bench.escript --here           # one run in this VM (ERL_FLAGS="+S 4" ...)
+%%   make -C bindings/erlang bench BASE=<git rev>
+%%                                    # also the NIF of that revision, loaded
+%%                                    # beside this one as module headcount_base
 %%
 %% Each VM runs its comparators side by side, interleaved, RUNS times, on
 %% fresh idle "user" processes (USERS per scheduler; one driver process per
@@ -16,6 +19,8 @@
 %%   track/3, new process      the first track of P (the NIF monitors it).
 %%   track/3, tracked process  P, already tracked (and monitored), joins
 %%                             another room: the steady-state track.
+%%   (base: the same two      with headcount_base, when built: the NIF
+%%    with the base NIF)      of another revision, same library, same VM.
 %%   untrack/3                 ... and leaves it again.
 %%   track/2 + untrack/2       the driver itself joins and leaves a room.
 %%   deaths                    tracked users are killed; the down callback
@@ -62,7 +67,13 @@ setup() ->
               _ -> <<"unknown">>
           end,
     put(lib, Lib),
-    {module, headcount} = code:ensure_loaded(headcount).
+    {module, headcount} = code:ensure_loaded(headcount),
+    code:add_patha(filename:join([Dir, "priv", "base"])),
+    Base = case os:getenv("HEADCOUNT_BASE_NIF") of
+               false -> [];
+               _ -> {module, headcount_base} = code:ensure_loaded(headcount_base), [headcount_base]
+           end,
+    put(base, Base).
 
 %% -------------------------------------------------------------------------
 %% One VM
@@ -78,11 +89,13 @@ run() ->
         _ -> io:format("  WARNING: linked against a debug build of the library; run 'make bench'~n")
     end,
     {ok, N} = headcount:start(#{flush_interval_ms => 100}),
+    Bases = [{M, element(2, {ok, _} = M:start(#{flush_interval_ms => 100}))} || M <- get(base)],
     Rooms = list_to_tuple([<<"room:", (integer_to_binary(I))/binary>> || I <- lists:seq(1, ?ROOMS)]),
     Half = ?ROOMS div 2,
     Home = fun(I) -> element(I rem Half + 1, Rooms) end,
     Room = fun(I) -> element(Half + I rem Half + 1, Rooms) end,
-    Runs = [one_run(N, S, Home, Room) || _ <- lists:seq(1, ?RUNS)],
+    Runs = [one_run(N, S, Home, Room) ++ lists:append([base_run(M, B, S, Home, Room) || {M, B} <- Bases])
+            || _ <- lists:seq(1, ?RUNS)],
     Ops = S * ?USERS,
     Med = fun(K) -> median([proplists:get_value(K, R) || R <- Runs]) end,
     [result(K, What, Ops * Mult, Med(K), Unit)
@@ -91,9 +104,21 @@ run() ->
                                   {again, "track/3, tracked process", 1, "tracks/s"},
                                   {untrack, "untrack/3 (not the last topic)", 1, "untracks/s"},
                                   {self, "track/2 + untrack/2 (self)", 2 * ?SELF_LOOPS div ?USERS, "calls/s"},
-                                  {death, "tracked process killed -> untracked", 1, "deaths/s"}]],
+                                  {death, "tracked process killed -> untracked", 1, "deaths/s"}]
+                          ++ [{K, What, 1, "tracks/s"} || Bases =/= [],
+                              {K, What} <- [{first_base, "base NIF: track/3, new process"},
+                                            {again_base, "base NIF: track/3, tracked process"}]]],
     memory(N),
-    ok = headcount:stop(N).
+    ok = headcount:stop(N),
+    [ok = M:stop(B) || {M, B} <- Bases].
+
+%% The base NIF's first and steady-state track, on fresh users.
+base_run(M, N, S, Home, Room) ->
+    U = users(S),
+    {First, _} = parallel(S, fun(W) -> each(element(W, U), fun(I, P) -> ok = M:track(N, Home(I * 7919), P) end) end),
+    {Again, _} = parallel(S, fun(W) -> each(element(W, U), fun(I, P) -> ok = M:track(N, Room(I * 13), P) end) end),
+    kill(U),
+    [{first_base, First}, {again_base, Again}].
 
 one_run(N, S, Home, Room) ->
     Fresh = fun() -> users(S) end,
@@ -192,15 +217,12 @@ driver() ->
 memory(N) ->
     Users = [spawn(fun idle/0) || _ <- lists:seq(1, ?MEM_N)],
     Self = self(),
+    M0 = settled_memory(),
     Holder = spawn(fun() ->
-                       receive go -> ok end,
                        [erlang:monitor(process, P) || P <- Users],
-                       erlang:garbage_collect(),
                        Self ! monitored,
                        receive stop -> ok end
                    end),
-    M0 = settled_memory(),
-    Holder ! go,
     receive monitored -> ok end,
     M1 = settled_memory(),
     exit(Holder, kill),
@@ -220,6 +242,8 @@ memory(N) ->
     io:format("RESULT mem_monitor ~.1f~nRESULT mem_tracked ~.1f~n", [PerMon, PerTracked]).
 
 settled_memory() ->
+    [erlang:garbage_collect(P) || P <- processes()],
+    timer:sleep(100),  % let the targets take their monitor signals
     [erlang:garbage_collect(P) || P <- processes()],
     erlang:memory(total).
 
@@ -261,6 +285,10 @@ summary(Results) ->
     Scale = fun(K) -> Range([B / A || {A, B} <- lists:zip(Get(1, K), Get(2, K))]) end,
     io:format("  +S 2 / +S 1 (consecutive VMs): first track ~s, tracked-process track ~s, "
               "monitor+demonitor ~s~n", [Scale(first), Scale(again), Scale(mon)]),
+    [io:format("  +S ~b: this NIF / base NIF: first track ~s, tracked-process track ~s~n",
+               [S, Range([A / B || {A, B} <- lists:zip(Get(S, first), Get(S, first_base))]),
+                Range([A / B || {A, B} <- lists:zip(Get(S, again), Get(S, again_base))])])
+     || S <- [1, 2], lists:all(fun is_number/1, Get(S, first_base))],
     MemM = Get(1, mem_monitor) ++ Get(2, mem_monitor),
     MemT = Get(1, mem_tracked) ++ Get(2, mem_tracked),
     io:format("  BEAM memory per tracked process / per plain monitor = ~s~n",

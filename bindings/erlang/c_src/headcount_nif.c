@@ -14,19 +14,25 @@
  * Objects:
  *
  *   handle (resource `headcount_node`)  what Erlang holds; points at the core.
- *   core (enif_alloc)                   the hc_node, the guard (guard.h), and
- *                                       NSHARDS shards of the pid set.
- *   shard (in the core)                 a lock, a pid_set, and the shard's
- *                                       monitor owner.
- *   monitor owner (resource             owns the monitors of one shard's
- *     `headcount_monitors`, with down)  pids; its `down` callback untracks.
+ *   core (enif_alloc)                   the hc_node, the guard (guard.h),
+ *                                       NSHARDS shards of the pid set (each
+ *                                       a spinlock and a pid_set in one
+ *                                       cache line), and NOWNERS monitor
+ *                                       owners.
+ *   monitor owner (resource             owns monitors; its `down` callback
+ *     `headcount_monitors`, with down)  untracks the process.
  *
- * Why one monitor owner per shard: ERTS keeps a resource's monitors in one
- * tree under one mutex (erl_nif.c, `ErtsResourceMonitors`), taken by every
- * enif_monitor_process and every down. With one owner for the whole node,
- * every first track on every scheduler queued on that mutex and walked a
- * tree of every tracked process; one owner per shard divides both by
- * NSHARDS, so first tracks on different schedulers rarely meet.
+ * Why one monitor owner per scheduler thread (picked by the thread's guard
+ * slot): ERTS keeps a resource's monitors in one red-black tree under one
+ * mutex (erl_nif.c, `ErtsResourceMonitors`), taken by every
+ * enif_monitor_process and every down, and keyed by the monitor's
+ * reference. With one owner for the whole node, every first track on every
+ * scheduler queued on that mutex and walked a tree of every tracked process,
+ * a cache miss per level. A thread's own owner is locked by that thread
+ * almost only, and its new references come from that scheduler's counter,
+ * so each insert lands on the same, cache-hot edge of the tree, as
+ * erlang:monitor/2 does in the caller's own tree. (Spreading the owners by
+ * pid hash instead divides the lock traffic but keeps the inserts cold.)
  *
  * A pid stays monitored from its first track until it exits (or the node
  * stops), even when it untracks its last topic: keeping the monitor costs
@@ -36,6 +42,9 @@
  * pid's down removes it: at most one monitor per pid exists at a time
  * (track creates one only when the pid is absent), so there is no stale
  * down to tell apart.
+ *
+ * Any owner's down finds the pid's shard by the pid's hash, so which owner
+ * monitors a pid matters only to the cost of making the monitor.
  *
  * Lifetimes: the core is counted (1 for the handle + 1 per monitor owner)
  * and freed by the last. ERTS never runs a resource's destructor while its
@@ -51,13 +60,13 @@
  *      monitor, and the library calls that change its membership (so a
  *      down's hc_untrack_all cannot slip between a track's check and its
  *      hc_track, which would leave a dead pid counted).
- *   2. ERTS's monitor-owner mutex (inside enif_monitor_process).
+ *   2. ERTS's monitor-owner mutex (inside enif_monitor_process and down).
  *   3. the library's own short internal locks (inside hc_track etc.).
  *
  * The races, and why each is safe:
  *
  * - `down` vs NIF calls on other schedulers: `down` enters the guard and
- *   takes the pid's shard lock as `untrack` does, so it is just another
+ *   takes the pid's shard lock as `track` does, so it is just another
  *   caller.
  * - a failed first track (bad topic, no memory) demonitors the monitor it
  *   just made. If that monitor has already fired (the process died
@@ -83,6 +92,7 @@
 #include "guard.h"
 #include "headcount.h"
 #include "pid_set.h"
+#include "spinlock.h"
 
 /* ------------------------------------------------------------------------ */
 /* Atoms                                                                     */
@@ -157,18 +167,18 @@ static ERL_NIF_TERM status_error(ErlNifEnv *env, hc_status status)
 
 #define SHARD_BITS 8
 #define NSHARDS (1u << SHARD_BITS)
+#define NOWNERS GUARD_SLOTS
 
 typedef struct hc_erl_node hc_erl_node;
 
-/* Owns the monitors of one shard's pids (resource `headcount_monitors`). */
+/* Owns monitors (resource `headcount_monitors`). */
 typedef struct {
     hc_erl_node *core;
 } monitor_owner;
 
 typedef struct {
-    _Alignas(64) ErlNifMutex *lock; /* one cache line per shard */
-    monitor_owner *owner;           /* NULL once stop has released it */
-    pid_set pids;                   /* the pids this shard's owner monitors */
+    _Alignas(64) spinlock lock; /* one cache line per shard */
+    pid_set pids;
 } pid_shard;
 
 struct hc_erl_node {
@@ -177,6 +187,7 @@ struct hc_erl_node {
     hc_node *node;          /* NULL once stopped */
     uint32_t refs;          /* atomic: the handle + each live monitor owner */
     void *alloc;            /* what enif_alloc returned (the core is aligned in it) */
+    monitor_owner *owners[NOWNERS]; /* one per guard slot; NULL once stop released them */
     pid_shard shards[NSHARDS];
 };
 
@@ -192,6 +203,12 @@ static pid_shard *shard_of(hc_erl_node *res, uint64_t hash)
     return &res->shards[hash >> (64 - SHARD_BITS)];
 }
 
+/* The owner for monitors made on this thread. */
+static monitor_owner *my_owner(hc_erl_node *res)
+{
+    return res->owners[guard_my_slot() % NOWNERS];
+}
+
 /* Enters the node's guard: its node, or NULL (not entered) once stopped. */
 static hc_node *acquire(hc_erl_node *res)
 {
@@ -203,8 +220,8 @@ static void release(hc_erl_node *res)
     guard_leave(&res->guard);
 }
 
-/* A new core with its locks and monitor owners, or NULL if out of memory.
- * `node` is adopted only on success. */
+/* A new core with its monitor owners, or NULL if out of memory. `node` is
+ * adopted only on success. */
 static hc_erl_node *core_new(hc_node *node)
 {
     void *alloc = enif_alloc(sizeof(hc_erl_node) + 63);
@@ -214,25 +231,15 @@ static hc_erl_node *core_new(hc_node *node)
     memset(res, 0, sizeof *res);
     res->alloc = alloc;
     res->stop_lock = enif_mutex_create("headcount_stop");
-    bool ok = res->stop_lock != NULL;
-    for (unsigned k = 0; ok && k < NSHARDS; k++) {
-        res->shards[k].lock = enif_mutex_create("headcount_pids");
-        ok = res->shards[k].lock != NULL;
-    }
-    if (!ok) {
-        for (unsigned k = 0; k < NSHARDS; k++)
-            if (res->shards[k].lock)
-                enif_mutex_destroy(res->shards[k].lock);
-        if (res->stop_lock)
-            enif_mutex_destroy(res->stop_lock);
+    if (!res->stop_lock) {
         enif_free(alloc);
         return NULL;
     }
-    res->refs = 1 + NSHARDS;
-    for (unsigned k = 0; k < NSHARDS; k++) {
+    res->refs = 1 + NOWNERS;
+    for (unsigned k = 0; k < NOWNERS; k++) {
         monitor_owner *o = enif_alloc_resource(owner_type, sizeof *o);
         o->core = res; /* kept (not released) until stop or the destructor */
-        res->shards[k].owner = o;
+        res->owners[k] = o;
     }
     res->node = node;
     return res;
@@ -244,10 +251,8 @@ static void core_unref(hc_erl_node *res)
 {
     if (__atomic_sub_fetch(&res->refs, 1, __ATOMIC_ACQ_REL) != 0)
         return;
-    for (unsigned k = 0; k < NSHARDS; k++) {
+    for (unsigned k = 0; k < NSHARDS; k++)
         pid_set_clear(&res->shards[k].pids);
-        enif_mutex_destroy(res->shards[k].lock);
-    }
     enif_mutex_destroy(res->stop_lock);
     enif_free(res->alloc);
 }
@@ -259,7 +264,7 @@ static void core_unref(hc_erl_node *res)
  */
 static void shutdown_core(hc_erl_node *res)
 {
-    monitor_owner *owners[NSHARDS];
+    monitor_owner *owners[NOWNERS];
     hc_node *node = NULL;
     unsigned n = 0;
     enif_mutex_lock(res->stop_lock);
@@ -268,10 +273,11 @@ static void shutdown_core(hc_erl_node *res)
         /* No call is inside, and none will touch the shards again. */
         node = res->node;
         res->node = NULL;
-        for (unsigned k = 0; k < NSHARDS; k++) {
+        for (unsigned k = 0; k < NSHARDS; k++)
             pid_set_clear(&res->shards[k].pids);
-            owners[n++] = res->shards[k].owner;
-            res->shards[k].owner = NULL;
+        for (unsigned k = 0; k < NOWNERS; k++) {
+            owners[n++] = res->owners[k];
+            res->owners[k] = NULL;
         }
     }
     enif_mutex_unlock(res->stop_lock);
@@ -313,10 +319,10 @@ static void owner_down(ErlNifEnv *env, void *obj, ErlNifPid *pid, ErlNifMonitor 
         return; /* stopped: stop has taken (or is taking) the pid sets */
     uint64_t hash = pid_hash(pid->pid);
     pid_shard *s = shard_of(res, hash);
-    enif_mutex_lock(s->lock);
+    spin_lock(&s->lock);
     if (pid_set_remove(&s->pids, pid->pid, hash))
         (void)hc_untrack_all(node, (uint64_t)pid->pid, NULL);
-    enif_mutex_unlock(s->lock);
+    spin_unlock(&s->lock);
     release(res);
 }
 
@@ -450,36 +456,36 @@ static ERL_NIF_TERM do_track(ErlNifEnv *env, ERL_NIF_TERM node_term, ERL_NIF_TER
     uint64_t hash = pid_hash(pid->pid);
     pid_shard *s = shard_of(res, hash);
     ERL_NIF_TERM result;
-    bool fresh = false; /* this call made the pid's monitor */
+    monitor_owner *owner = NULL; /* set when this call made the pid's monitor */
     ErlNifMonitor mon;
-    enif_mutex_lock(s->lock);
+    spin_lock(&s->lock);
     if (!pid_set_contains(&s->pids, pid->pid, hash)) {
         /* First topic of this pid on this node: monitor it first, so that
          * from the moment it is counted its exit is noticed. */
-        int r = enif_monitor_process(env, s->owner, pid, &mon);
+        owner = my_owner(res);
+        int r = enif_monitor_process(env, owner, pid, &mon);
         if (r != 0) {
             result = r > 0 ? error_tuple(env, am_noproc) : enif_make_badarg(env);
             goto out;
         }
         if (!pid_set_insert(&s->pids, pid->pid, hash)) {
-            (void)enif_demonitor_process(env, s->owner, &mon);
+            (void)enif_demonitor_process(env, owner, &mon);
             result = error_tuple(env, am_enomem);
             goto out;
         }
-        fresh = true;
     }
     bool added = false;
     hc_status st = hc_track(node, topic.data, topic.size, (uint64_t)pid->pid, &added);
     if (st != HC_OK) {
         result = status_error(env, st);
-        if (fresh) { /* leave no monitor behind a failed first track */
-            (void)enif_demonitor_process(env, s->owner, &mon);
+        if (owner) { /* leave no monitor behind a failed first track */
+            (void)enif_demonitor_process(env, owner, &mon);
             (void)pid_set_remove(&s->pids, pid->pid, hash);
         }
     } else
         result = added ? am_ok : error_tuple(env, am_already_tracked);
 out:
-    enif_mutex_unlock(s->lock);
+    spin_unlock(&s->lock);
     release(res);
     return result;
 }
@@ -775,10 +781,10 @@ static ERL_NIF_TERM beam_memory_nif(ErlNifEnv *env, int argc, const ERL_NIF_TERM
     uint64_t pids = 0, bytes = 0;
     for (unsigned k = 0; k < NSHARDS; k++) {
         pid_shard *s = &res->shards[k];
-        enif_mutex_lock(s->lock);
+        spin_lock(&s->lock);
         pids += s->pids.len;
         bytes += pid_set_bytes(&s->pids);
-        enif_mutex_unlock(s->lock);
+        spin_unlock(&s->lock);
     }
     release(res);
     return enif_make_tuple3(env, enif_make_uint64(env, pids), enif_make_uint64(env, bytes),
