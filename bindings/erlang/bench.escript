@@ -108,6 +108,12 @@ run() ->
                           ++ [{K, What, 1, "tracks/s"} || Bases =/= [],
                               {K, What} <- [{first_base, "base NIF: track/3, new process"},
                                             {again_base, "base NIF: track/3, tracked process"}]]],
+    [cpu_result(K, What, Med(K)) || {K, What} <- [{mon_cpu, "monitor+demonitor (runtime)"},
+                                                  {first_cpu, "track/3, new process"},
+                                                  {again_cpu, "track/3, tracked process"}]
+                                                 ++ [{K, W} || Bases =/= [],
+                                                     {K, W} <- [{first_base_cpu, "base NIF: track/3, new process"},
+                                                                {again_base_cpu, "base NIF: track/3, tracked process"}]]],
     memory(N),
     ok = headcount:stop(N),
     [ok = M:stop(B) || {M, B} <- Bases].
@@ -115,20 +121,20 @@ run() ->
 %% The base NIF's first and steady-state track, on fresh users.
 base_run(M, N, S, Home, Room) ->
     U = users(S),
-    {First, _} = parallel(S, fun(W) -> each(element(W, U), fun(I, P) -> ok = M:track(N, Home(I * 7919), P) end) end),
-    {Again, _} = parallel(S, fun(W) -> each(element(W, U), fun(I, P) -> ok = M:track(N, Room(I * 13), P) end) end),
+    {First, FirstCpu} = costed(S, fun(W) -> each(element(W, U), fun(I, P) -> ok = M:track(N, Home(I * 7919), P) end) end),
+    {Again, AgainCpu} = costed(S, fun(W) -> each(element(W, U), fun(I, P) -> ok = M:track(N, Room(I * 13), P) end) end),
     kill(U),
-    [{first_base, First}, {again_base, Again}].
+    [{first_base, First}, {again_base, Again}, {first_base_cpu, FirstCpu}, {again_base_cpu, AgainCpu}].
 
 one_run(N, S, Home, Room) ->
     Fresh = fun() -> users(S) end,
     B = headcount:total(N),  % the drivers' own rooms, from earlier runs
     U1 = Fresh(),
-    {Mon, _} = parallel(S, fun(W) -> each(element(W, U1), fun(_, P) -> erlang:demonitor(erlang:monitor(process, P)) end) end),
+    {Mon, MonCpu} = costed(S, fun(W) -> each(element(W, U1), fun(_, P) -> erlang:demonitor(erlang:monitor(process, P)) end) end),
     U2 = Fresh(),
-    {First, _} = parallel(S, fun(W) -> each(element(W, U2), fun(I, P) -> ok = headcount:track(N, Home(I * 7919), P) end) end),
+    {First, FirstCpu} = costed(S, fun(W) -> each(element(W, U2), fun(I, P) -> ok = headcount:track(N, Home(I * 7919), P) end) end),
     check(N, B + S * ?USERS),
-    {Again, _} = parallel(S, fun(W) -> each(element(W, U2), fun(I, P) -> ok = headcount:track(N, Room(I * 13), P) end) end),
+    {Again, AgainCpu} = costed(S, fun(W) -> each(element(W, U2), fun(I, P) -> ok = headcount:track(N, Room(I * 13), P) end) end),
     check(N, B + 2 * S * ?USERS),
     {Untrack, _} = parallel(S, fun(W) -> each(element(W, U2), fun(I, P) -> ok = headcount:untrack(N, Room(I * 13), P) end) end),
     check(N, B + S * ?USERS),
@@ -139,7 +145,8 @@ one_run(N, S, Home, Room) ->
     wait_total(N, Base),
     Death = erlang:monotonic_time(microsecond) - T0,
     kill(U1),
-    [{mon, Mon}, {first, First}, {again, Again}, {untrack, Untrack}, {self, Self}, {death, Death}].
+    [{mon, Mon}, {first, First}, {again, Again}, {untrack, Untrack}, {self, Self}, {death, Death},
+     {mon_cpu, MonCpu}, {first_cpu, FirstCpu}, {again_cpu, AgainCpu}].
 
 users(S) ->
     list_to_tuple([list_to_tuple([spawn(fun idle/0) || _ <- lists:seq(1, ?USERS)]) || _ <- lists:seq(1, S)]).
@@ -182,6 +189,40 @@ wait_total(N, Want) ->
     case headcount:total(N) of
         Want -> ok;
         _ -> erlang:yield(), wait_total(N, Want)
+    end.
+
+%% parallel/2, from and to an idle VM, with the CPU time of the normal
+%% schedulers' threads (Linux schedstat) per operation: the cost of the
+%% calls together with what they make other processes do (a monitor's
+%% target has to take the monitor signal), where the wall time is only the
+%% drivers' loop.
+costed(S, Fun) ->
+    Threads = scheduler_threads(),
+    wait_idle(),
+    C0 = cpu_ns(Threads),
+    {Us, _} = parallel(S, Fun),
+    wait_idle(),
+    {Us, (cpu_ns(Threads) - C0) / (S * ?USERS)}.
+
+scheduler_threads() ->
+    case file:list_dir("/proc/self/task") of
+        {ok, Ts} ->
+            [T || T <- Ts, {ok, C} <- [file:read_file("/proc/self/task/" ++ T ++ "/comm")],
+                  binary:match(C, <<"_scheduler">>) =/= nomatch, binary:match(C, <<"dirty">>) =:= nomatch];
+        {error, _} ->
+            []
+    end.
+
+cpu_ns(Threads) ->
+    lists:sum([case file:read_file("/proc/self/task/" ++ T ++ "/schedstat") of
+                   {ok, B} -> binary_to_integer(hd(binary:split(B, <<" ">>)));
+                   {error, _} -> 0
+               end || T <- Threads]).
+
+wait_idle() ->
+    case erlang:statistics(total_active_tasks) of
+        1 -> ok;
+        _ -> timer:sleep(2), wait_idle()
     end.
 
 %% Runs Fun(W) in driver W for W in 1..S at once; returns the wall time
@@ -255,6 +296,10 @@ loadavg() ->
 
 median(L) -> lists:nth((length(L) + 1) div 2, lists:sort(L)).
 
+cpu_result(Key, What, Ns) ->
+    io:format("  ~-40s ~7.1f ns CPU per call, the targets' work included~n", [What, Ns]),
+    io:format("RESULT ~s ~f~n", [Key, float(Ns)]).
+
 result(Key, What, Ops, Us, Unit) ->
     Rate = Ops / (max(Us, 1) / 1.0e6),
     io:format("  ~-40s ~7.3f M ~-10s (~b in ~.1f ms, median of ~b)~n",
@@ -273,22 +318,23 @@ parse(Out) ->
 summary(Results) ->
     Get = fun(S, K) -> [proplists:get_value(K, R) || {S1, R} <- Results, S1 =:= S] end,
     Range = fun(L) -> io_lib:format("~.2f-~.2f", [lists:min(L), lists:max(L)]) end,
-    io:format("~nsummary over ~b VMs per scheduler count (ratios within each VM):~n", [?ROUNDS]),
+    Ratio = fun(S, A, B) -> Range([X / Y || {X, Y} <- lists:zip(Get(S, A), Get(S, B))]) end,
+    HasBase = lists:all(fun is_number/1, Get(1, first_base) ++ Get(2, first_base)),
+    io:format("~nsummary over ~b VMs per scheduler count (each ratio within one VM):~n", [?ROUNDS]),
     lists:foreach(
       fun(S) ->
-              Mon = Get(S, mon), First = Get(S, first), Again = Get(S, again),
-              io:format("  +S ~b: first track / monitor+demonitor = ~s; "
-                        "first track ~s M/s; tracked-process track ~s M/s~n",
-                        [S, Range([F / M || {F, M} <- lists:zip(First, Mon)]),
-                         Range([F / 1.0e6 || F <- First]), Range([A / 1.0e6 || A <- Again])])
+              io:format("  +S ~b: first track rate / monitor+demonitor rate = ~s (drivers' loop); "
+                        "by CPU with the targets' work = ~s~n",
+                        [S, Ratio(S, first, mon), Ratio(S, mon_cpu, first_cpu)]),
+              HasBase andalso
+                  io:format("  +S ~b: this NIF / base NIF, rate: first track ~s, tracked-process track ~s; "
+                            "by CPU: ~s, ~s~n",
+                            [S, Ratio(S, first, first_base), Ratio(S, again, again_base),
+                             Ratio(S, first_base_cpu, first_cpu), Ratio(S, again_base_cpu, again_cpu)])
       end, [1, 2]),
     Scale = fun(K) -> Range([B / A || {A, B} <- lists:zip(Get(1, K), Get(2, K))]) end,
-    io:format("  +S 2 / +S 1 (consecutive VMs): first track ~s, tracked-process track ~s, "
+    io:format("  +S 2 / +S 1 rate (VMs run one after the other): first track ~s, tracked-process track ~s, "
               "monitor+demonitor ~s~n", [Scale(first), Scale(again), Scale(mon)]),
-    [io:format("  +S ~b: this NIF / base NIF: first track ~s, tracked-process track ~s~n",
-               [S, Range([A / B || {A, B} <- lists:zip(Get(S, first), Get(S, first_base))]),
-                Range([A / B || {A, B} <- lists:zip(Get(S, again), Get(S, again_base))])])
-     || S <- [1, 2], lists:all(fun is_number/1, Get(S, first_base))],
     MemM = Get(1, mem_monitor) ++ Get(2, mem_monitor),
     MemT = Get(1, mem_tracked) ++ Get(2, mem_tracked),
     io:format("  BEAM memory per tracked process / per plain monitor = ~s~n",
