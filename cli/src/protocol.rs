@@ -175,13 +175,7 @@ pub(crate) fn execute(node: &Node, request: &Request<'_>) -> (String, Next) {
             })
             .to_string()
         }),
-        Request::Peers => {
-            let peers = node.stats_json().map_err(|e| e.to_string()).and_then(|s| crate::stats::peers_json(&s));
-            return match peers {
-                Ok(line) => (one_line(line), Next::Continue),
-                Err(message) => (error_line(&message), Next::Continue),
-            };
-        }
+        Request::Peers => node.stats().map(|s| s.peers_json()),
         Request::Stats => node.stats_json(),
         Request::Quit => return ("ok".to_owned(), Next::Quit),
     };

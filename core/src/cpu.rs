@@ -15,7 +15,7 @@
 //! thread that writes the stripe of the CPU it runs on keeps that cache line
 //! in its own core's cache.
 
-use std::sync::OnceLock;
+use crate::sync::OnceLock;
 
 /// How the current CPU is learned; see the module doc.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,13 +89,7 @@ pub(crate) fn current() -> usize {
 /// spawn order, so threads write different stripes as on a real machine.
 #[cfg(loom)]
 pub(crate) fn current() -> usize {
-    loom::lazy_static! {
-        static ref NEXT: loom::sync::atomic::AtomicUsize = loom::sync::atomic::AtomicUsize::new(0);
-    }
-    loom::thread_local! {
-        static ID: usize = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    }
-    ID.with(|id| *id)
+    crate::sync::model_thread_index()
 }
 
 #[cfg_attr(loom, allow(dead_code))]
@@ -112,10 +106,10 @@ fn sched_getcpu() -> Option<usize> {
     None
 }
 
-#[cfg_attr(loom, allow(dead_code))]
+#[cfg(not(loom))]
 fn thread_local_id() -> usize {
+    use crate::sync::{AtomicUsize, Ordering};
     use std::cell::Cell;
-    use std::sync::atomic::{AtomicUsize, Ordering};
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     thread_local! {
         static ID: Cell<usize> = const { Cell::new(usize::MAX) };

@@ -24,7 +24,6 @@
 //! See `docs/ARCHITECTURE.md` for the data structures and their memory
 //! orderings.
 
-#[cfg(not(loom))]
 pub mod cluster;
 mod counter;
 mod cpu;
@@ -41,19 +40,25 @@ mod table;
 #[cfg(not(loom))]
 mod config;
 #[cfg(not(loom))]
+mod flush;
+#[cfg(not(loom))]
 mod node;
+#[cfg(not(loom))]
+mod stats;
 
 #[cfg(all(test, loom))]
 mod loom_models;
 
 #[cfg(not(loom))]
-pub use config::{Config, KEYS as CONFIG_KEYS};
+pub use config::{Config, ConfigBuilder, KeyInfo, Secret, Settings, ValueKind, CONFIG_TABLE, KEYS as CONFIG_KEYS};
 pub use counter::{Counter, CounterConfig, DEFAULT_GC_AFTER, DEFAULT_MAX_TOPIC_LEN};
 pub use cpu::{cpu_source, CpuSource};
 pub use error::{Error, Result};
 pub use handle::TopicHandle;
 #[cfg(not(loom))]
 pub use node::{Node, TopicCount};
+#[cfg(not(loom))]
+pub use stats::{ClusterStats, FlushStats, PeerState, PeerStats, Stats, Traffic};
 
 /// The README's Rust examples, compiled and run as doc tests.
 #[cfg(doctest)]

@@ -4,11 +4,13 @@
 //! `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test -p headcount --release --lib loom_models --target-dir target/loom`
 //!
 //! Each model states the invariant it checks. They drive the real code
-//! (table, stripes, dirty bitmap, GC), with the `crate::sync` facade swapping
-//! in loom's atomics and a loom-visible stand-in for epoch grace periods.
+//! (table, stripes, dirty bitmap, GC, the cluster's remote view), with the
+//! `crate::sync` facade swapping in loom's atomics and locks and a
+//! loom-visible stand-in for epoch grace periods.
 
+use crate::cluster::view::View;
 use crate::counter::{Counter, CounterConfig};
-use crate::sync::{pin, synchronize};
+use crate::sync::{pin, synchronize, SharedBytes};
 use crate::table::Table;
 use loom::thread;
 use std::time::{Duration, Instant};
@@ -133,5 +135,105 @@ fn stripe_sums_are_exact_at_quiescence() {
         assert_eq!(c.count_local(b"t").unwrap(), 4);
         drop(h);
         synchronize();
+    });
+}
+
+/// A cluster view with peer slot 0 owned by connection 1, holding `reports`.
+fn view_with(reports: &[(&str, u64)], counted: bool) -> loom::sync::Arc<View> {
+    let v = View::new();
+    v.activate(0);
+    v.set_owner(0, 1);
+    assert!(v.replace(0, 1, reports.iter().map(|(t, n)| (topic(t), *n)).collect()));
+    v.set_counted(0, counted);
+    loom::sync::Arc::new(v)
+}
+
+fn topic(name: &str) -> SharedBytes {
+    SharedBytes::from(name.as_bytes())
+}
+
+/// The view's slot reuse, as the registry does it for a restarted peer (new
+/// incarnation, same slot): peer P's reports are in the index but P is not
+/// counted (still syncing); the slot is cleared, given to peer Q's
+/// connection, filled with Q's snapshot, and counted. `count` is the reader
+/// under test.
+fn reuse_slot_while_reading(count: fn(&View, &[u8]) -> u64) {
+    loom::model(move || {
+        let v = view_with(&[("t", 3)], false);
+        let reader = {
+            let v = v.clone();
+            thread::spawn(move || count(&v, b"t"))
+        };
+        v.clear(0);
+        v.set_owner(0, 2);
+        assert!(v.replace(0, 2, vec![(topic("t"), 7)]));
+        v.set_counted(0, true);
+        let seen = reader.join().unwrap();
+        assert!(seen == 0 || seen == 7, "count read {seen}: the previous peer's report was counted");
+    });
+}
+
+/// **Invariant (the view's lock-plus-flag protocol, cluster/view.rs): a
+/// read of `count(topic)` sums only entries whose peer is counted at that
+/// moment; it never counts the report of a slot's previous peer, even while
+/// the slot is cleared and handed to another peer.** It holds because a
+/// reader checks each slot's `counted` flag while it holds the index shard's
+/// read lock, and a slot's entries can only leave the index (which a reuse
+/// must wait for) under that shard's write lock.
+///
+/// The model is checked to fail when the protocol is broken:
+/// [`reuse_with_flags_checked_after_unlock_is_caught`] runs it with a reader
+/// that checks the flags after releasing the lock.
+#[test]
+fn view_never_counts_a_previous_peers_report() {
+    reuse_slot_while_reading(View::count_only);
+}
+
+/// The same model against a broken reader ([`View::count_only_flags_after_unlock`]):
+/// loom finds the schedule where it counts the previous peer's 3.
+#[test]
+#[should_panic(expected = "the previous peer's report was counted")]
+fn reuse_with_flags_checked_after_unlock_is_caught() {
+    reuse_slot_while_reading(View::count_only_flags_after_unlock);
+}
+
+/// A counted peer's reports {a: 3, b: 1} replaced by `update` (its new
+/// snapshot: {a: 5, c: 2}) while another thread reads.
+fn update_while_reading(update: fn(&View)) {
+    loom::model(move || {
+        let v = view_with(&[("a", 3), ("b", 1)], true);
+        let reader = {
+            let v = v.clone();
+            thread::spawn(move || (v.count_only(b"a"), v.total()))
+        };
+        update(&v);
+        let (a, total) = reader.join().unwrap();
+        assert!(a == 3 || a == 5, "count(a) read {a} during a snapshot: neither the old 3 nor the new 5");
+        assert!(total == 4 || total == 7, "total read {total} during a snapshot: neither the old 4 nor the new 7");
+        assert_eq!((v.count_only(b"a"), v.count_only(b"b"), v.count_only(b"c"), v.total()), (5, 0, 2, 7));
+    });
+}
+
+/// **Invariant (`View::replace`): while a counted peer's new snapshot
+/// replaces its reports, a read of a topic it reports in both sees the old
+/// or the new count, never 0 (its counts never vanish and come back), and
+/// `total` is the old or the new sum.** Topics are updated one by one, old
+/// value to new, under the slot's lock; the slot's sum is published once.
+///
+/// Checked to fail when broken: [`replace_by_removing_first_is_caught`]
+/// replaces by removing every report first.
+#[test]
+fn view_replace_shows_old_or_new_counts() {
+    update_while_reading(|v| assert!(v.replace(0, 1, vec![(topic("a"), 5), (topic("c"), 2)])));
+}
+
+/// The same model with a replace that removes the old reports, then adds
+/// the new ones: loom finds a read of 0 in between.
+#[test]
+#[should_panic(expected = "during a snapshot")]
+fn replace_by_removing_first_is_caught() {
+    update_while_reading(|v| {
+        assert!(v.apply(0, 1, vec![(topic("a"), 0), (topic("b"), 0)]));
+        assert!(v.apply(0, 1, vec![(topic("a"), 5), (topic("c"), 2)]));
     });
 }

@@ -1,22 +1,19 @@
-//! [`Node`]: a [`Counter`], the flusher thread that drains it, and (when
-//! configured with `listen`, `seeds` or `secret`) the cluster runtime that
-//! replicates local counts to peers ([`crate::cluster`]).
+//! [`Node`]: the facade over a [`Counter`], its flusher ([`crate::flush`]:
+//! when changes are drained and shipped) and, when configured with a
+//! `secret`, the cluster runtime that replicates local counts to peers
+//! ([`crate::cluster`]).
 //!
-//! Every `flush_interval_ms` the flusher drains the dirty topics *once*, hands
-//! the changes to every peer's outbox (writes happen on per-peer writer
-//! threads, never here and never on application threads), and runs topic GC.
 //! A node without `listen`, `seeds` or `secret` is local-only: `count`
 //! equals `count_local`.
 
-use crate::cluster::conn::Topic;
-use crate::cluster::runtime::{Cluster, Settings};
+use crate::cluster::runtime::Cluster;
 use crate::config::Config;
 use crate::counter::{Counter, CounterConfig};
 use crate::error::{Error, Result};
-use crate::sync::{Arc, AtomicBool, AtomicU64, Ordering};
-use parking_lot::{Condvar, Mutex};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use crate::flush::Flusher;
+use crate::stats::Stats;
+use crate::sync::{Arc, AtomicBool, Ordering};
+use std::time::Instant;
 
 /// A topic's cluster-wide count, with how fresh and complete it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -52,83 +49,41 @@ pub struct TopicCount {
 pub struct Node {
     name: String,
     counter: Counter,
-    shared: Arc<Shared>,
-    flusher: Mutex<Option<JoinHandle<()>>>,
-    cluster: Option<std::sync::Arc<Cluster>>,
-}
-
-#[derive(Debug)]
-struct Shared {
     closed: AtomicBool,
-    wake: Condvar,
-    wake_lock: Mutex<()>,
-    flushes: AtomicU64,
-    flush_nanos_total: AtomicU64,
-    flush_nanos_max: AtomicU64,
-    topics_drained: AtomicU64,
-    topics_collected: AtomicU64,
+    flusher: Flusher,
+    cluster: Option<Arc<Cluster>>,
 }
 
 impl Node {
     /// Starts a node: validates `config` and spawns its flusher thread.
     pub fn start(config: &Config) -> Result<Node> {
         config.validate()?;
+        let settings = Arc::new(config.settings().clone());
         let counter = Counter::with_config(CounterConfig {
-            max_topic_len: config.max_topic_len,
-            gc_after: config.gc_after,
+            max_topic_len: settings.max_topic_len,
+            gc_after: settings.gc_after,
             stripes: None,
         });
-        let name = config.node_name.clone().unwrap_or_else(|| format!("node-{:08x}", rand_u32()));
-        let cluster = match (&config.secret, config.is_clustered()) {
-            (Some(secret), _) => Some(Cluster::start(
-                Settings {
-                    node_name: name.clone(),
-                    cluster: config.cluster.clone(),
-                    secret: secret.clone(),
-                    listen: config.listen.clone(),
-                    advertise: config.advertise.clone(),
-                    seeds: config.seeds.clone(),
-                    flush_interval_ms: config.flush_interval.as_millis() as u64,
-                    down_after_ms: config.down_after.as_millis() as u64,
-                    down_grace_ms: config.down_grace.as_millis() as u64,
-                    named: config.node_name.is_some(),
-                },
-                counter.clone(),
-            )?),
-            // validate() refuses listen/seeds without a secret.
-            (None, _) => None,
+        let name = settings.node_name.clone().unwrap_or_else(|| format!("node-{:08x}", rand_u32()));
+        // validate() refuses listen/seeds without a secret.
+        let cluster = match &settings.secret {
+            Some(secret) => Some(Cluster::start(settings.clone(), &name, secret, counter.clone())?),
+            None => None,
         };
-        let shared = Arc::new(Shared {
-            closed: AtomicBool::new(false),
-            wake: Condvar::new(),
-            wake_lock: Mutex::new(()),
-            flushes: AtomicU64::new(0),
-            flush_nanos_total: AtomicU64::new(0),
-            flush_nanos_max: AtomicU64::new(0),
-            topics_drained: AtomicU64::new(0),
-            topics_collected: AtomicU64::new(0),
-        });
-        let flusher = {
-            let (counter, shared, interval) = (counter.clone(), shared.clone(), config.flush_interval);
-            let c = cluster.clone();
-            std::thread::Builder::new()
-                .name(format!("headcount-flush-{name}"))
-                .spawn(move || flush_loop(&counter, &shared, interval, c.as_deref()))
-        };
-        let flusher = match flusher {
+        let flusher = match Flusher::start(&name, settings.flush_interval, counter.clone(), cluster.clone()) {
             Ok(f) => f,
             Err(e) => {
                 if let Some(c) = &cluster {
                     c.close();
                 }
-                return Err(e.into());
+                return Err(e);
             }
         };
-        Ok(Node { name, counter, shared, flusher: Mutex::new(Some(flusher)), cluster })
+        Ok(Node { name, counter, closed: AtomicBool::new(false), flusher, cluster })
     }
 
     fn open(&self) -> Result<&Counter> {
-        if self.shared.closed.load(Ordering::Acquire) {
+        if self.closed.load(Ordering::Acquire) {
             return Err(Error::Closed);
         }
         Ok(&self.counter)
@@ -237,46 +192,51 @@ impl Node {
         }
     }
 
-    /// Counters and state as one line of JSON.
-    pub fn stats_json(&self) -> Result<String> {
+    /// Counters and state: the node's, its flusher's, and (on a node with a
+    /// `secret`) the cluster's and every peer's.
+    ///
+    /// ```
+    /// let node = headcount::Node::start(&headcount::Config::new())?;
+    /// node.track(b"room:1", 7)?;
+    /// let stats = node.stats()?;
+    /// assert_eq!((stats.topics, stats.tracked_pairs), (1, 1));
+    /// assert!(stats.cluster.is_none() && stats.peers.is_empty());
+    /// # Ok::<(), headcount::Error>(())
+    /// ```
+    pub fn stats(&self) -> Result<Stats> {
         let c = self.open()?;
-        let s = &self.shared;
-        let flushes = s.flushes.load(Ordering::Relaxed);
-        let mut json = serde_json::json!({
-            "node": self.name,
-            "topics": c.topics(),
-            "tracked_pairs": c.pairs(),
-            "connections": c.connections(),
-            "total_local": c.total_local(),
-            "stripes": c.stripes(),
-            "flushes": flushes,
-            "flush_us_avg": s.flush_nanos_total.load(Ordering::Relaxed) / flushes.max(1) / 1000,
-            "flush_us_max": s.flush_nanos_max.load(Ordering::Relaxed) / 1000,
-            "topics_drained": s.topics_drained.load(Ordering::Relaxed),
-            "topics_collected": s.topics_collected.load(Ordering::Relaxed),
-            "peers": [],
-        });
-        if let (Some(cl), Some(obj)) = (&self.cluster, json.as_object_mut()) {
-            if let serde_json::Value::Object(extra) = cl.stats() {
-                obj.extend(extra);
+        let (cluster, peers) = match &self.cluster {
+            Some(cl) => {
+                let (s, peers) = cl.stats();
+                (Some(s), peers)
             }
-        }
-        Ok(json.to_string())
+            None => (None, Vec::new()),
+        };
+        Ok(Stats {
+            node: self.name.clone(),
+            topics: c.topics(),
+            tracked_pairs: c.pairs(),
+            connections: c.connections(),
+            total_local: c.total_local(),
+            stripes: c.stripes(),
+            flush: self.flusher.stats(),
+            cluster,
+            peers,
+        })
+    }
+
+    /// [`Node::stats`] as one line of JSON ([`Stats::to_json`]).
+    pub fn stats_json(&self) -> Result<String> {
+        Ok(self.stats()?.to_json())
     }
 
     /// Stops the flusher and closes the node. Idempotent; later calls on the
     /// node return [`Error::Closed`].
     pub fn close(&self) {
-        if self.shared.closed.swap(true, Ordering::AcqRel) {
+        if self.closed.swap(true, Ordering::AcqRel) {
             return;
         }
-        {
-            let _g = self.shared.wake_lock.lock();
-            self.shared.wake.notify_all();
-        }
-        if let Some(flusher) = self.flusher.lock().take() {
-            let _ = flusher.join();
-        }
+        self.flusher.stop();
         // Then say BYE to every peer (they drop our counts at once) and stop
         // the network threads.
         if let Some(c) = &self.cluster {
@@ -292,66 +252,20 @@ impl Node {
     /// [`Node::close`] otherwise.
     #[doc(hidden)]
     pub fn abort(&self) {
-        if self.shared.closed.swap(true, Ordering::AcqRel) {
+        if self.closed.swap(true, Ordering::AcqRel) {
             return;
         }
+        self.flusher.request_stop();
         if let Some(c) = &self.cluster {
             c.abort();
         }
-        {
-            let _g = self.shared.wake_lock.lock();
-            self.shared.wake.notify_all();
-        }
-        if let Some(flusher) = self.flusher.lock().take() {
-            let _ = flusher.join();
-        }
+        self.flusher.stop();
     }
 }
 
 impl Drop for Node {
     fn drop(&mut self) {
         self.close();
-    }
-}
-
-fn flush_loop(counter: &Counter, shared: &Shared, interval: Duration, cluster: Option<&Cluster>) {
-    let mut next = Instant::now() + interval;
-    let mut changes: Vec<(Topic, u64)> = Vec::new();
-    loop {
-        {
-            let mut g = shared.wake_lock.lock();
-            while !shared.closed.load(Ordering::Acquire) && Instant::now() < next {
-                shared.wake.wait_until(&mut g, next);
-            }
-        }
-        if shared.closed.load(Ordering::Acquire) {
-            return;
-        }
-        let start = Instant::now();
-        let drained = match cluster {
-            Some(_) => counter.drain(start, |t, n| changes.push((t.into(), n))),
-            None => counter.drain(start, |_, _| {}),
-        };
-        if let Some(c) = cluster {
-            // One drain, one delta per peer: each peer's outbox coalesces.
-            c.distribute(&changes);
-            changes.clear();
-            if changes.capacity() > 1 << 16 {
-                changes = Vec::new();
-            }
-            c.housekeeping();
-        }
-        let collected = counter.collect_garbage(start);
-        let took = start.elapsed().as_nanos() as u64;
-        shared.flushes.fetch_add(1, Ordering::Relaxed);
-        shared.flush_nanos_total.fetch_add(took, Ordering::Relaxed);
-        shared.flush_nanos_max.fetch_max(took, Ordering::Relaxed);
-        shared.topics_drained.fetch_add(drained as u64, Ordering::Relaxed);
-        shared.topics_collected.fetch_add(collected as u64, Ordering::Relaxed);
-        next += interval;
-        if next < Instant::now() {
-            next = Instant::now() + interval;
-        }
     }
 }
 

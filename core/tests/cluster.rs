@@ -326,7 +326,7 @@ fn a_stalled_peer_blocks_nobody_and_memory_stays_bounded() {
 
 fn conn_params(name: &str, secret: &[u8]) -> ConnParams {
     ConnParams {
-        cluster: "headcount".into(),
+        settings: std::sync::Arc::new(headcount::Config::new().settings().clone()),
         node_name: name.into(),
         node_id: 0xdead_beef,
         incarnation: 1,
@@ -334,7 +334,6 @@ fn conn_params(name: &str, secret: &[u8]) -> ConnParams {
         key: AuthKey::new(secret),
         handshake_timeout_ms: 5000,
         heartbeat_ms: 100,
-        down_after_ms: 1000,
         id_soft_cap: 1 << 20,
     }
 }

@@ -94,15 +94,21 @@ pub extern "C" fn hc_config_new() -> *mut hc_config {
 
 /// Sets configuration `key` to `value`; both are NUL-terminated UTF-8.
 ///
-/// Keys (values are decimal where numeric):
-/// `node_name` (1..=255 bytes), `listen` (`host:port`, port 0 = any),
-/// `seeds` (comma-separated `host:port`), `cluster` (1..=255 bytes),
-/// `secret` (non-empty; required with `listen` or `seeds`),
-/// `flush_interval_ms` (1..=60000, default 100),
-/// `down_after_ms` (1..=3600000, default 1000),
-/// `down_grace_ms` (0..=3600000, default 0),
-/// `max_topic_len` (1..=65535, default 1024),
-/// `gc_after_ms` (0..=86400000, default 60000).
+/// Keys (numbers are decimal; every key is in `headcount::CONFIG_TABLE`):
+///
+/// <!-- config-keys: rendered from CONFIG_TABLE (core/src/config.rs); checked by core/tests/config_docs.rs -->
+/// - `node_name` (1..=255 bytes of UTF-8; default `node-<random>`): this node's name, shown to its peers.
+/// - `listen` (`host:port`; default none (no listener)): address to accept peers on (port 0: any free port).
+/// - `advertise` (`host:port`; default the bound `listen` address): address peers dial to reach this node (NAT, proxies).
+/// - `seeds` (comma-separated `host:port`; default none): nodes to join (one live member is enough).
+/// - `cluster` (1..=255 bytes of UTF-8; default `headcount`): cluster name; nodes of other clusters are refused.
+/// - `secret` (non-empty; default none): shared secret for HMAC-SHA256 peer authentication; required with `listen` or `seeds`.
+/// - `flush_interval_ms` (1..=60000; default 100): how often changed counts are shipped to peers, in milliseconds.
+/// - `down_after_ms` (1..=3600000; default 1000): silence after which a peer is down, in milliseconds.
+/// - `down_grace_ms` (0..=3600000; default 0): how long a down peer's counts are still summed, in milliseconds.
+/// - `max_topic_len` (1..=65535; default 1024): longest topic, in bytes.
+/// - `gc_after_ms` (0..=86400000; default 60000): how long a topic sits at zero before it is collected, in milliseconds.
+/// <!-- /config-keys -->
 ///
 /// Returns `HC_ERR_NULL_ARG` if `cfg`, `key` or `value` is NULL, and
 /// `HC_ERR_CONFIG` for an unknown key, an invalid value, or a key or value

@@ -117,8 +117,9 @@ fn role_byte(r: Role) -> u8 {
 }
 
 fn params(name: &str, id: u64, secret: &[u8], cluster: &str, soft_cap: usize) -> ConnParams {
+    let settings = headcount::Config::builder().cluster(cluster).build().expect("a valid cluster name");
     ConnParams {
-        cluster: cluster.into(),
+        settings: std::sync::Arc::new(settings.settings().clone()),
         node_name: name.into(),
         node_id: id,
         incarnation: id * 1000 + 7,
@@ -126,7 +127,6 @@ fn params(name: &str, id: u64, secret: &[u8], cluster: &str, soft_cap: usize) ->
         key: AuthKey::new(secret),
         handshake_timeout_ms: HANDSHAKE_TIMEOUT_MS,
         heartbeat_ms: 100,
-        down_after_ms: 1000,
         id_soft_cap: soft_cap,
     }
 }

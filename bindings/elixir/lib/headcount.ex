@@ -9,10 +9,9 @@ defmodule Headcount do
       ]
 
   The options other than `:name` and `:discovery` are the library's
-  configuration keys (`node_name`, `listen`, `advertise`, `seeds`,
-  `cluster`, `secret`, `flush_interval_ms`, `down_after_ms`,
-  `down_grace_ms`, `max_topic_len`, `gc_after_ms`); values are strings,
-  atoms or integers, and `seeds` may be a list of addresses. An unknown
+  configuration keys (every key of the table in the repository's top-level
+  README, e.g. `node_name`, `listen`, `secret`, `seeds`); values are
+  strings, atoms or integers, and `seeds` may be a list of addresses. An unknown
   key, a bad value or a key given twice fails the start with a
   `Headcount.Error` (reason `:config`) that names it.
 

@@ -73,11 +73,11 @@ nif_path() ->
 
 %% @doc Starts a node. `Config' is a map or a list of `{Key, Value}' pairs
 %% (a proplist, or an Elixir keyword list). Keys are atoms, binaries or
-%% strings naming the library's configuration keys (`node_name', `listen',
-%% `seeds', `cluster', `secret', `flush_interval_ms', `down_after_ms',
-%% `down_grace_ms', `max_topic_len', `gc_after_ms'); values are binaries,
-%% strings, atoms or integers, and `seeds' may also be a list of addresses.
-%% Unknown keys, bad values and a key given twice return
+%% strings naming the library's configuration keys (every key of the
+%% library's table, in the top-level README and `hc_config_set' in
+%% `include/headcount.h': `node_name', `listen', `secret', ...); values are
+%% binaries, strings, atoms or integers, and `seeds' may also be a list of
+%% addresses. Unknown keys, bad values and a key given twice return
 %% `{error, {config, Message}}'.
 -spec start(config()) -> {ok, node_handle()} | {error, error_reason()}.
 start(Config) when is_map(Config) ->

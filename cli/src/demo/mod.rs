@@ -366,14 +366,14 @@ impl<'a> Demo<'a> {
         );
     }
 
-    /// Summed wire counters of all nodes, if this build has them.
+    /// Summed wire counters of all nodes (`None` if a node's stats could
+    /// not be read: it closed).
     fn wire(&self) -> Option<stats::Wire> {
-        let mut sum: Option<stats::Wire> = None;
+        let mut sum = stats::Wire::default();
         for node in &self.nodes {
-            let w = stats::wire(&node.stats_json().ok()?)?;
-            sum = Some(sum.map_or(w, |s| s.add(w)));
+            sum = sum.add(stats::Wire::of(&node.stats().ok()?));
         }
-        sum
+        Some(sum)
     }
 
     fn latency_line(&self, l: &probe::Latencies) -> String {
@@ -460,11 +460,12 @@ fn wire_line(before: Option<stats::Wire>, after: Option<stats::Wire>, peers: usi
         return "n/a (one node: nothing to send)".into();
     }
     let (Some(b), Some(a)) = (before, after) else {
-        return "n/a (this build's stats have no wire counters)".into();
+        return "n/a (a node's stats could not be read)".into();
     };
     let d = a.since(b);
     let sent = d.bytes_out;
-    if let Some(entries) = d.topics_out.filter(|&t| t > 0) {
+    if d.topics_out > 0 {
+        let entries = d.topics_out;
         return format!(
             "{:.1} B per topic update sent ({} out for {} updates, all frames counted)",
             sent as f64 / entries as f64,
@@ -472,8 +473,9 @@ fn wire_line(before: Option<stats::Wire>, after: Option<stats::Wire>, peers: usi
             thousands(entries)
         );
     }
-    match d.topics_drained.filter(|&t| t > 0) {
-        Some(changed) => format!(
+    match d.topics_drained {
+        0 => format!("n/a (no changed topics counted; {} out)", bytes(sent)),
+        changed => format!(
             "{:.1} B per changed topic, {:.1} B to each of {peers} peer{} ({} out for {} changed topics, all frames counted)",
             sent as f64 / changed as f64,
             sent as f64 / (changed * peers as u64) as f64,
@@ -481,7 +483,6 @@ fn wire_line(before: Option<stats::Wire>, after: Option<stats::Wire>, peers: usi
             bytes(sent),
             thousands(changed)
         ),
-        _ => format!("n/a (no changed topics counted; {} out)", bytes(sent)),
     }
 }
 
@@ -640,18 +641,18 @@ mod tests {
 
     #[test]
     fn wire_is_na_without_counters() {
-        assert!(wire_line(None, None, 2).starts_with("n/a (this build"));
+        assert!(wire_line(None, None, 2).starts_with("n/a (a node's stats"));
         assert!(wire_line(None, None, 0).starts_with("n/a (one node"));
         let w = |b, t, d| Some(stats::Wire { bytes_out: b, topics_out: t, topics_drained: d });
-        assert!(wire_line(w(100, None, None), w(200, None, None), 2).starts_with("n/a (no changed topics"));
-        assert!(wire_line(w(100, None, Some(5)), w(100, None, Some(5)), 2).starts_with("n/a"));
+        assert!(wire_line(w(100, 0, 0), w(200, 0, 0), 2).starts_with("n/a (no changed topics"));
+        assert!(wire_line(w(100, 0, 5), w(100, 0, 5), 2).starts_with("n/a"));
+        // No topic entries sent (only heartbeats, say): estimated from drains.
         assert_eq!(
-            wire_line(w(100, None, Some(10)), w(1100, None, Some(110)), 2),
+            wire_line(w(100, 0, 10), w(1100, 0, 110), 2),
             "10.0 B per changed topic, 5.0 B to each of 2 peers (1000 B out for 100 changed topics, all frames counted)"
         );
         // An exact count of entries sent wins over the estimate from drains.
-        assert!(wire_line(w(0, Some(0), Some(0)), w(600, Some(200), Some(100)), 2)
-            .starts_with("3.0 B per topic update sent"));
+        assert!(wire_line(w(0, 0, 0), w(600, 200, 100), 2).starts_with("3.0 B per topic update sent"));
     }
 
     #[test]

@@ -56,10 +56,12 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::sync::Arc;
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+
+use crate::config::Settings;
+use crate::sync::{Arc, SharedBytes};
 
 use super::wire::{
     self, ByeCode, Delta, Entry, Frame, FrameType, Hello, Snapshot, WireError, MAC_LEN, MAX_FRAME_LEN,
@@ -67,7 +69,7 @@ use super::wire::{
 };
 
 /// A topic name, shared between the id table and the events that carry it.
-pub type Topic = Arc<[u8]>;
+pub type Topic = SharedBytes;
 
 /// Domain-separation label at the start of every AUTH MAC input.
 pub const AUTH_LABEL: &[u8; 12] = b"HCNT-AUTH-v1";
@@ -163,9 +165,10 @@ impl Role {
 /// Everything a connection needs to know about the local node.
 #[derive(Clone, Debug)]
 pub struct ConnParams {
-    /// Cluster name; must equal the peer's.
-    pub cluster: String,
-    /// Our node name.
+    /// The node's settings; a connection reads `cluster` (must equal the
+    /// peer's) and `down_after` (close when nothing was received for longer).
+    pub settings: Arc<Settings>,
+    /// Our node name (configured or generated).
     pub node_name: String,
     /// Our node id.
     pub node_id: u64,
@@ -179,8 +182,6 @@ pub struct ConnParams {
     pub handshake_timeout_ms: u64,
     /// Send a HEARTBEAT when nothing was sent for this long.
     pub heartbeat_ms: u64,
-    /// Close when nothing was received for longer than this.
-    pub down_after_ms: u64,
     /// Outbound topic-id table size past which zero-count ids are reused.
     pub id_soft_cap: usize,
 }
@@ -406,7 +407,7 @@ impl OutTopics {
             slot.1 = count;
             return Ok(Entry { id, name: None, count });
         }
-        let topic: Topic = Arc::from(name);
+        let topic = Topic::from(name);
         let id = match self.reusable_id() {
             Some(id) => {
                 let old = std::mem::replace(&mut self.by_id[id as usize], (topic.clone(), count));
@@ -504,7 +505,7 @@ impl Conn {
     pub fn new(p: &ConnParams, role: Role, nonce: [u8; NONCE_LEN], now_ms: u64) -> Conn {
         let me = Hello {
             version: PROTOCOL_VERSION,
-            cluster: p.cluster.clone(),
+            cluster: p.settings.cluster.clone(),
             node_name: p.node_name.clone(),
             node_id: p.node_id,
             incarnation: p.incarnation,
@@ -517,7 +518,7 @@ impl Conn {
             me: me.clone(),
             handshake_timeout_ms: p.handshake_timeout_ms,
             heartbeat_ms: p.heartbeat_ms.max(1),
-            down_after_ms: p.down_after_ms.max(1),
+            down_after_ms: u64::try_from(p.settings.down_after.as_millis()).unwrap_or(u64::MAX).max(1),
             state: State::AwaitHello,
             peer: None,
             started_ms: now_ms,

@@ -9,7 +9,7 @@
 
 use sha2::{Digest, Sha256};
 
-use super::runtime::Settings;
+use crate::config::Settings;
 use crate::error::{Error, Result};
 
 /// Fills `buf` from the OS's secure random source.
@@ -27,12 +27,12 @@ pub(crate) fn random_u64() -> Result<u64> {
 /// The node id: derived from cluster and node name when the name is
 /// configured (stable across restarts), random otherwise. Never 0.
 pub(crate) fn node_id_for(s: &Settings) -> Result<u64> {
-    let id = if s.named {
+    let id = if let Some(name) = &s.node_name {
         let mut h = Sha256::new();
         h.update(b"headcount node id\0");
         h.update(s.cluster.as_bytes());
         h.update([0]);
-        h.update(s.node_name.as_bytes());
+        h.update(name.as_bytes());
         let d = h.finalize();
         let mut b = [0u8; 8];
         b.copy_from_slice(&d[..8]);
@@ -49,17 +49,10 @@ mod tests {
 
     #[test]
     fn node_ids_are_stable_for_a_name_and_random_without() {
-        let s = |name: &str, named| Settings {
-            node_name: name.into(),
-            cluster: "c".into(),
-            secret: b"s".to_vec(),
-            listen: None,
-            advertise: None,
-            seeds: vec![],
-            flush_interval_ms: 100,
-            down_after_ms: 1000,
-            down_grace_ms: 0,
-            named,
+        let s = |name: &str, named: bool| {
+            let b = crate::Config::builder().cluster("c");
+            let b = if named { b.node_name(name) } else { b };
+            b.build().unwrap().settings().clone()
         };
         assert_eq!(node_id_for(&s("a", true)).unwrap(), node_id_for(&s("a", true)).unwrap());
         assert_ne!(node_id_for(&s("a", true)).unwrap(), node_id_for(&s("b", true)).unwrap());

@@ -34,81 +34,31 @@
 use std::collections::HashMap;
 use std::net::{Shutdown, SocketAddr, TcpStream};
 
-use parking_lot::{Condvar, Mutex};
-
 use super::conn::{Conn, Role, Topic};
 use super::wire::ByeCode;
-use crate::sync::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use crate::stats::TrafficCounters;
+use crate::sync::{AtomicBool, AtomicU64, AtomicUsize, Condvar, Mutex, Ordering, RandomState};
 
 /// Coalesced outbox entries per link past which we drop them and send a
 /// fresh snapshot instead (bounds per-peer memory whatever the peer does).
 pub(crate) const OUTBOX_CAP: usize = 1 << 18;
 
-/// A link's cumulative traffic, as read from its [`LinkStats`]. A peer keeps
-/// the sum over its closed links, so that its stats cover every connection.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Traffic {
-    pub(super) bytes_in: u64,
-    pub(super) bytes_out: u64,
-    pub(super) frames_in: u64,
-    pub(super) frames_out: u64,
-    pub(super) coalesced: u64,
-    /// Topic entries in the SNAPSHOT and DELTA frames written.
-    pub(super) topics_out: u64,
-    /// Bytes of those SNAPSHOT and DELTA frames (header and CRC included).
-    pub(super) state_bytes_out: u64,
-}
-
-impl std::ops::Add for Traffic {
-    type Output = Traffic;
-    fn add(self, o: Traffic) -> Traffic {
-        Traffic {
-            bytes_in: self.bytes_in + o.bytes_in,
-            bytes_out: self.bytes_out + o.bytes_out,
-            frames_in: self.frames_in + o.frames_in,
-            frames_out: self.frames_out + o.frames_out,
-            coalesced: self.coalesced + o.coalesced,
-            topics_out: self.topics_out + o.topics_out,
-            state_bytes_out: self.state_bytes_out + o.state_bytes_out,
-        }
-    }
-}
-
 /// Per-connection counters.
 #[derive(Debug, Default)]
 pub(super) struct LinkStats {
-    pub(super) bytes_in: AtomicU64,
-    pub(super) bytes_out: AtomicU64,
-    pub(super) frames_in: AtomicU64,
-    pub(super) frames_out: AtomicU64,
-    pub(super) coalesced: AtomicU64,
-    pub(super) topics_out: AtomicU64,
-    pub(super) state_bytes_out: AtomicU64,
+    /// Cumulative traffic. A peer keeps the sum over its closed links, so
+    /// that its stats cover every connection.
+    pub(super) traffic: TrafficCounters,
     pub(super) overflows: AtomicU64,
     pub(super) snapshots_sent: AtomicU64,
     pub(super) pending: AtomicUsize,
-}
-
-impl LinkStats {
-    /// The cumulative counters now.
-    pub(super) fn traffic(&self) -> Traffic {
-        Traffic {
-            bytes_in: self.bytes_in.load(Ordering::Relaxed),
-            bytes_out: self.bytes_out.load(Ordering::Relaxed),
-            frames_in: self.frames_in.load(Ordering::Relaxed),
-            frames_out: self.frames_out.load(Ordering::Relaxed),
-            coalesced: self.coalesced.load(Ordering::Relaxed),
-            topics_out: self.topics_out.load(Ordering::Relaxed),
-            state_bytes_out: self.state_bytes_out.load(Ordering::Relaxed),
-        }
-    }
 }
 
 #[derive(Debug)]
 pub(super) struct LinkState {
     pub(super) conn: Conn,
     /// Latest absolute count per topic not yet handed to `conn`.
-    pub(super) pending: HashMap<Topic, u64, foldhash::fast::RandomState>,
+    pub(super) pending: HashMap<Topic, u64, RandomState>,
     pub(super) need_snapshot: bool,
     pub(super) peers: Option<Vec<String>>,
     /// Set when the writer must stop (after writing what `conn` queued).
@@ -194,7 +144,7 @@ impl Link {
                 st.need_snapshot = true;
                 self.stats.overflows.fetch_add(1, Ordering::Relaxed);
             }
-            self.stats.coalesced.fetch_add(coalesced, Ordering::Relaxed);
+            self.stats.traffic.outbox_coalesces.fetch_add(coalesced, Ordering::Relaxed);
             self.stats.pending.store(st.pending.len(), Ordering::Relaxed);
         }
         self.cv.notify_all();
@@ -214,7 +164,7 @@ mod tests {
 
     fn params(id: u64) -> ConnParams {
         ConnParams {
-            cluster: "t".into(),
+            settings: crate::sync::Arc::new(crate::Config::builder().cluster("t").build().unwrap().settings().clone()),
             node_name: format!("n{id}"),
             node_id: id,
             incarnation: id,
@@ -222,7 +172,6 @@ mod tests {
             key: AuthKey::new(b"s"),
             handshake_timeout_ms: 1000,
             heartbeat_ms: 100,
-            down_after_ms: 1000,
             id_soft_cap: DEFAULT_ID_SOFT_CAP,
         }
     }
@@ -260,7 +209,7 @@ mod tests {
         assert_eq!(st.pending.len(), 3);
         assert_eq!(st.pending.get(&b"a"[..]), Some(&3));
         assert_eq!(st.pending.get(&b"c"[..]), Some(&0));
-        assert_eq!(link.stats.coalesced.load(Ordering::Relaxed), 2);
+        assert_eq!(link.stats.traffic.outbox_coalesces.load(Ordering::Relaxed), 2);
         assert!(!st.need_snapshot);
     }
 

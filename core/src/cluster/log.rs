@@ -4,8 +4,8 @@
 //! `error`, `warn`, `info`, `debug`; default `warn`), read once. Embedding
 //! runtimes that own stderr can set `HEADCOUNT_LOG=off`.
 
+use crate::sync::OnceLock;
 use std::io::Write;
-use std::sync::OnceLock;
 
 /// Severity of a log line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]

@@ -11,16 +11,30 @@
 //! `writer` (its two threads), `registry` (peers and the duplicate rule),
 //! `identity` (node ids) and `view` (the remote counts); docs/CLUSTER.md has
 //! the module table and the threads.
+//!
+//! Under `--cfg loom` only `view` is built, for its model in `loom_models.rs`.
 
+#[cfg(not(loom))]
 pub mod conn;
+#[cfg(not(loom))]
 mod dial;
+#[cfg(not(loom))]
 mod identity;
+#[cfg(not(loom))]
 mod link;
+#[cfg(not(loom))]
 pub(crate) mod log;
+#[cfg(not(loom))]
 mod reader;
+#[cfg(not(loom))]
 mod registry;
+#[cfg(not(loom))]
 pub(crate) mod runtime;
+#[cfg_attr(loom, allow(dead_code))]
 pub(crate) mod view;
+#[cfg(not(loom))]
 pub mod wire;
+#[cfg(not(loom))]
 mod writer;
+#[cfg(not(loom))]
 mod xorshift;

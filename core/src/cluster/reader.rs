@@ -54,7 +54,7 @@ impl Cluster {
             return false;
         }
         let _ = stream.set_nodelay(true);
-        let _ = stream.set_write_timeout(Some(Duration::from_millis(self.params.down_after_ms.max(1000))));
+        let _ = stream.set_write_timeout(Some(self.settings.down_after.max(Duration::from_secs(1))));
         let writer_stream = match stream.try_clone() {
             Ok(s) => s,
             Err(e) => {
@@ -106,7 +106,7 @@ impl Cluster {
                     break;
                 }
             };
-            link.stats.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+            link.stats.traffic.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
             decoder.push(&buf[..n]);
             loop {
                 let now = self.now_ms();
@@ -130,7 +130,7 @@ impl Cluster {
                         break 'read;
                     }
                 };
-                link.stats.frames_in.fetch_add(1, Ordering::Relaxed);
+                link.stats.traffic.frames_in.fetch_add(1, Ordering::Relaxed);
                 let r = st.conn.handle_frame(frame, now);
                 while let Some(ev) = st.conn.poll_event() {
                     events.push(ev);

@@ -25,38 +25,16 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use super::conn::{PeerIdentity, Role};
-use super::link::{Link, Traffic};
+use super::link::Link;
 use super::log::{log, Level};
 use super::runtime::Cluster;
 use super::view::{View, MAX_SLOTS};
 use super::wire::ByeCode;
+use crate::stats::{PeerState as Status, PeerStats, Traffic};
 use crate::sync::{Arc, Ordering};
 
 /// A peer down this long (and past its grace) is forgotten.
 const FORGET_PEER_AFTER_MS: u64 = 60_000;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Status {
-    /// Connected and authenticated; its first snapshot has not arrived.
-    Syncing,
-    /// Connected and synced.
-    Up,
-    /// Connection lost at `since_ms`.
-    Down,
-    /// Said BYE SHUTDOWN.
-    Left,
-}
-
-impl Status {
-    fn name(self) -> &'static str {
-        match self {
-            Status::Syncing => "syncing",
-            Status::Up => "up",
-            Status::Down => "down",
-            Status::Left => "left",
-        }
-    }
-}
 
 #[derive(Debug)]
 pub(super) struct Peer {
@@ -133,13 +111,13 @@ impl Registry {
     }
 }
 
-/// One peer's entry in the `peers` array of [`Cluster::stats`].
-pub(super) fn peer_json(node_id: u64, p: &Peer, now_ms: u64, view: &View) -> serde_json::Value {
+/// One peer's entry in the `peers` of [`Cluster::stats`].
+pub(super) fn peer_stats(node_id: u64, p: &Peer, now_ms: u64, view: &View) -> PeerStats {
     let mut t = p.earlier;
     let mut pending = 0;
     let mut address = p.listen.clone();
     if let Some(l) = &p.link {
-        t = t + l.stats.traffic();
+        t = t + l.stats.traffic.load();
         pending = l.stats.pending.load(Ordering::Relaxed);
         if address.is_empty() {
             address = l.remote.to_string();
@@ -149,29 +127,23 @@ pub(super) fn peer_json(node_id: u64, p: &Peer, now_ms: u64, view: &View) -> ser
         (l.stats.overflows.load(Ordering::Relaxed), l.stats.snapshots_sent.load(Ordering::Relaxed))
     });
     let last_rx = p.link.as_ref().or(p.last_link.as_ref()).map(|l| l.st.lock().conn.last_rx_ms());
-    serde_json::json!({
-        "name": p.name,
-        "node_id": format!("{node_id:016x}"),
-        "address": address,
-        "state": p.status.name(),
-        "counted": view.is_counted(p.slot),
-        "incarnation": format!("{:016x}", p.incarnation),
-        "last_frame_age_ms": last_rx.map(|t| now_ms.saturating_sub(t)),
-        "state_age_ms": now_ms.saturating_sub(p.since_ms),
-        "topics": view.topics_of(p.slot),
-        "total": view.sum_of(p.slot),
-        "bytes_in": t.bytes_in,
-        "bytes_out": t.bytes_out,
-        "frames_in": t.frames_in,
-        "frames_out": t.frames_out,
-        "topics_out": t.topics_out,
-        "state_bytes_out": t.state_bytes_out,
-        "outbox_pending": pending,
-        "outbox_coalesces": t.coalesced,
-        "outbox_overflows": overflows,
-        "snapshots_sent": snapshots,
-        "connects": p.connects,
-    })
+    PeerStats {
+        name: p.name.clone(),
+        node_id,
+        incarnation: p.incarnation,
+        address,
+        state: p.status,
+        counted: view.is_counted(p.slot),
+        last_frame_age_ms: last_rx.map(|t| now_ms.saturating_sub(t)),
+        state_age_ms: now_ms.saturating_sub(p.since_ms),
+        topics: view.topics_of(p.slot),
+        total: view.sum_of(p.slot),
+        traffic: t,
+        outbox_pending: pending,
+        outbox_overflows: overflows,
+        snapshots_sent: snapshots,
+        connects: p.connects,
+    }
 }
 
 impl Cluster {
@@ -271,7 +243,7 @@ impl Cluster {
         // the new gossip list (share_gossip wakes their writers).
         link.st.lock().need_snapshot = true;
         reg.share_gossip();
-        self.view.set_known(reg.known(now, self.down_grace_ms));
+        self.view.set_known(reg.known(now, self.down_grace_ms()));
         let dial_listen = !listen.is_empty() && !reg.addrs.contains_key(&listen);
         drop(reg);
         log!(Level::Info, &self.name, "{}: peer {} ({:016x}) authenticated", link.remote, id.node_name, id.node_id);
@@ -317,7 +289,7 @@ impl Cluster {
         // it (their dialer threads see the entry gone and end). Seeds and
         // add_peer addresses stay, since an operator asked for them.
         reg.addrs.retain(|_, d| d.seed || d.node_id != Some(peer_id));
-        let known = reg.known(now, self.down_grace_ms);
+        let known = reg.known(now, self.down_grace_ms());
         self.view.set_known(known);
     }
 
@@ -331,7 +303,7 @@ impl Cluster {
             // Every link registered for this peer adds its traffic once, when
             // it ends, also one replaced by a duplicate or a new incarnation:
             // the peer's counters never go back.
-            p.earlier = p.earlier + link.stats.traffic();
+            p.earlier = p.earlier + link.stats.traffic.load();
             if p.link.as_ref().is_some_and(|l| l.id == link.id) {
                 p.link = None;
                 self.view.set_owner(p.slot, 0);
@@ -339,7 +311,7 @@ impl Cluster {
                     log!(Level::Info, &self.name, "peer {} down: {reason}", p.name);
                     p.status = Status::Down;
                     p.since_ms = now;
-                    if self.down_grace_ms == 0 {
+                    if self.down_grace_ms() == 0 {
                         self.view.clear(p.slot);
                     }
                 }
@@ -349,7 +321,7 @@ impl Cluster {
         if changed {
             reg.share_gossip();
         }
-        let known = reg.known(now, self.down_grace_ms);
+        let known = reg.known(now, self.down_grace_ms());
         self.view.set_known(known);
         drop(reg);
         self.wake_all();
@@ -366,10 +338,10 @@ impl Cluster {
                 continue;
             }
             let age = now.saturating_sub(p.since_ms);
-            if p.status == Status::Down && age >= self.down_grace_ms && self.view.is_counted(p.slot) {
+            if p.status == Status::Down && age >= self.down_grace_ms() && self.view.is_counted(p.slot) {
                 self.view.clear(p.slot);
             }
-            if age > FORGET_PEER_AFTER_MS.max(self.down_grace_ms) {
+            if age > FORGET_PEER_AFTER_MS.max(self.down_grace_ms()) {
                 forget.push(*id);
             }
         }
@@ -379,7 +351,7 @@ impl Cluster {
                 reg.free_slots.push(p.slot);
             }
         }
-        let known = reg.known(now, self.down_grace_ms);
+        let known = reg.known(now, self.down_grace_ms());
         self.view.set_known(known);
     }
 }

@@ -37,40 +37,22 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use parking_lot::{Condvar, Mutex};
-
 use super::conn::{AuthKey, ConnParams, Topic, DEFAULT_ID_SOFT_CAP};
 use super::identity::{node_id_for, random_u64};
 use super::link::{Link, OUTBOX_CAP};
 use super::log::{log, Level};
-use super::registry::{peer_json, Peer, Registry};
+use super::registry::{peer_stats, Peer, Registry};
 use super::view::View;
 use super::wire::ByeCode;
 use super::xorshift::Rng;
+use crate::config::{Secret, Settings};
 use crate::counter::Counter;
 use crate::error::{Error, Result};
-use crate::sync::{Arc, AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use crate::stats::{ClusterStats, PeerStats};
+use crate::sync::{Arc, AtomicBool, AtomicU64, AtomicUsize, Condvar, Mutex, Ordering};
 
 /// How long a handshake may take.
 const HANDSHAKE_TIMEOUT_MS: u64 = 5_000;
-
-/// Cluster settings, from [`crate::Config`].
-#[derive(Debug, Clone)]
-pub(crate) struct Settings {
-    pub(crate) node_name: String,
-    pub(crate) cluster: String,
-    pub(crate) secret: Vec<u8>,
-    pub(crate) listen: Option<String>,
-    /// Address to advertise instead of the bound one (NAT, proxies).
-    pub(crate) advertise: Option<String>,
-    pub(crate) seeds: Vec<String>,
-    pub(crate) flush_interval_ms: u64,
-    pub(crate) down_after_ms: u64,
-    pub(crate) down_grace_ms: u64,
-    /// Whether `node_name` was configured (then the node id derives from it,
-    /// so a restarted node is recognised as a new incarnation of the same node).
-    pub(crate) named: bool,
-}
 
 /// Node-wide connection counters, for [`Cluster::stats`].
 #[derive(Debug, Default)]
@@ -87,6 +69,9 @@ pub(super) struct Stats {
 #[derive(Debug)]
 pub(crate) struct Cluster {
     pub(super) name: String,
+    /// The node's settings (the one value the node, this runtime and every
+    /// connection read).
+    pub(super) settings: Arc<Settings>,
     pub(super) params: ConnParams,
     pub(super) counter: Counter,
     pub(super) view: View,
@@ -94,7 +79,6 @@ pub(crate) struct Cluster {
     pub(super) closed: AtomicBool,
     pub(super) epoch: Instant,
     pub(super) listen_addr: Option<SocketAddr>,
-    pub(super) down_grace_ms: u64,
     pub(super) wake_lock: Mutex<()>,
     pub(super) wake: Condvar,
     pub(super) threads: Mutex<Vec<JoinHandle<()>>>,
@@ -106,9 +90,16 @@ pub(crate) struct Cluster {
 
 impl Cluster {
     /// Binds the listener (if any), then starts the listener and dialer
-    /// threads.
-    pub(crate) fn start(s: Settings, counter: Counter) -> Result<Arc<Cluster>> {
-        let node_id = node_id_for(&s)?;
+    /// threads. `name` is the node's name (configured or generated); `secret`
+    /// is the configured one.
+    pub(crate) fn start(
+        settings: Arc<Settings>,
+        name: &str,
+        secret: &Secret,
+        counter: Counter,
+    ) -> Result<Arc<Cluster>> {
+        let s = &*settings;
+        let node_id = node_id_for(s)?;
         let incarnation = random_u64()?;
         let listener = match &s.listen {
             Some(addr) => Some(
@@ -121,10 +112,10 @@ impl Cluster {
             Some(l) => Some(l.local_addr()?),
             None => None,
         };
-        let down_after_ms = s.down_after_ms.max(1);
+        let down_after_ms = millis(s.down_after).max(1);
         let params = ConnParams {
-            cluster: s.cluster.clone(),
-            node_name: s.node_name.clone(),
+            settings: settings.clone(),
+            node_name: name.to_owned(),
             node_id,
             incarnation,
             listen: match (&s.advertise, listen_addr) {
@@ -132,14 +123,15 @@ impl Cluster {
                 (None, Some(a)) => a.to_string(),
                 (None, None) => String::new(),
             },
-            key: AuthKey::new(&s.secret),
+            key: AuthKey::new(secret.as_bytes()),
             handshake_timeout_ms: HANDSHAKE_TIMEOUT_MS,
-            heartbeat_ms: s.flush_interval_ms.min(down_after_ms / 4).max(1),
-            down_after_ms,
+            heartbeat_ms: millis(s.flush_interval).min(down_after_ms / 4).max(1),
             id_soft_cap: DEFAULT_ID_SOFT_CAP,
         };
+        let seeds = s.seeds.clone();
         let cluster = Arc::new(Cluster {
-            name: s.node_name.clone(),
+            name: name.to_owned(),
+            settings,
             params,
             counter,
             view: View::new(),
@@ -147,7 +139,6 @@ impl Cluster {
             closed: AtomicBool::new(false),
             epoch: Instant::now(),
             listen_addr,
-            down_grace_ms: s.down_grace_ms,
             wake_lock: Mutex::new(()),
             wake: Condvar::new(),
             threads: Mutex::new(Vec::new()),
@@ -165,7 +156,7 @@ impl Cluster {
             let c = cluster.clone();
             cluster.spawn("listen", move || c.accept_loop(l))?;
         }
-        for seed in &s.seeds {
+        for seed in &seeds {
             cluster.add_addr(seed, true);
         }
         Ok(cluster)
@@ -173,6 +164,11 @@ impl Cluster {
 
     pub(super) fn now_ms(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// How long a down peer's counts are still summed (`down_grace_ms`).
+    pub(super) fn down_grace_ms(&self) -> u64 {
+        millis(self.settings.down_grace)
     }
 
     pub(super) fn is_closed(&self) -> bool {
@@ -245,31 +241,31 @@ impl Cluster {
         v
     }
 
-    /// Cluster part of `stats_json`.
-    pub(crate) fn stats(&self) -> serde_json::Value {
+    /// The cluster part of [`crate::Node::stats`]: node-wide state, and
+    /// every peer by name.
+    pub(crate) fn stats(&self) -> (ClusterStats, Vec<PeerStats>) {
         let now = self.now_ms();
         let reg = self.reg.lock();
         let mut peers: Vec<(&u64, &Peer)> = reg.peers.iter().collect();
         peers.sort_by(|a, b| a.1.name.cmp(&b.1.name));
-        let peers: Vec<serde_json::Value> =
-            peers.into_iter().map(|(id, p)| peer_json(*id, p, now, &self.view)).collect();
-        serde_json::json!({
-            "node_id": format!("{:016x}", self.params.node_id),
-            "incarnation": format!("{:016x}", self.params.incarnation),
-            "cluster": self.params.cluster,
-            "listen": self.listen_addr.map(|a| a.to_string()),
-            "peers": peers,
-            "peers_known": self.view.known(),
-            "remote_topics": self.view.topics(),
-            "remote_total": self.view.total(),
-            "connections_open": reg.links.len(),
-            "connections_accepted": self.stats.accepted.load(Ordering::Relaxed),
-            "connections_dialed": self.stats.dialed.load(Ordering::Relaxed),
-            "connections_refused_busy": self.stats.refused_busy.load(Ordering::Relaxed),
-            "auth_failures": self.stats.auth_failures.load(Ordering::Relaxed),
-            "protocol_errors": self.stats.protocol_errors.load(Ordering::Relaxed),
-            "known_addresses": reg.addrs.len(),
-        })
+        let peers = peers.into_iter().map(|(id, p)| peer_stats(*id, p, now, &self.view)).collect();
+        let stats = ClusterStats {
+            node_id: self.params.node_id,
+            incarnation: self.params.incarnation,
+            cluster: self.settings.cluster.clone(),
+            listen: self.listen_addr,
+            peers_known: self.view.known(),
+            remote_topics: self.view.topics(),
+            remote_total: self.view.total(),
+            connections_open: reg.links.len(),
+            connections_accepted: self.stats.accepted.load(Ordering::Relaxed),
+            connections_dialed: self.stats.dialed.load(Ordering::Relaxed),
+            connections_refused_busy: self.stats.refused_busy.load(Ordering::Relaxed),
+            auth_failures: self.stats.auth_failures.load(Ordering::Relaxed),
+            protocol_errors: self.stats.protocol_errors.load(Ordering::Relaxed),
+            known_addresses: reg.addrs.len(),
+        };
+        (stats, peers)
     }
 
     /// Graceful close: BYE to every peer, then stop every thread.
@@ -331,4 +327,9 @@ impl Cluster {
             l.kill();
         }
     }
+}
+
+/// A configured duration in whole milliseconds (what the protocol counts in).
+pub(super) fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }

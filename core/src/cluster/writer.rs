@@ -105,10 +105,10 @@ impl Cluster {
             if !out.is_empty() {
                 match stream.write_all(&out) {
                     Ok(()) => {
-                        link.stats.bytes_out.fetch_add(out.len() as u64, Ordering::Relaxed);
-                        link.stats.frames_out.fetch_add(frames, Ordering::Relaxed);
-                        link.stats.topics_out.fetch_add(topics, Ordering::Relaxed);
-                        link.stats.state_bytes_out.fetch_add(state_bytes, Ordering::Relaxed);
+                        link.stats.traffic.bytes_out.fetch_add(out.len() as u64, Ordering::Relaxed);
+                        link.stats.traffic.frames_out.fetch_add(frames, Ordering::Relaxed);
+                        link.stats.traffic.topics_out.fetch_add(topics, Ordering::Relaxed);
+                        link.stats.traffic.state_bytes_out.fetch_add(state_bytes, Ordering::Relaxed);
                     }
                     Err(e) => {
                         log!(Level::Info, &self.name, "{}: write failed: {e}", link.remote);

@@ -197,10 +197,10 @@ if hasattr(os, "register_at_fork"):
 class Node:
     """One headcount node: counts connections per topic, cluster-wide.
 
-    Keyword arguments are configuration keys (``node_name``, ``listen``,
-    ``seeds``, ``cluster``, ``secret``, ``flush_interval_ms``,
-    ``down_after_ms``, ``down_grace_ms``, ``max_topic_len``,
-    ``gc_after_ms``); ints are turned into strings, lists and tuples are
+    Keyword arguments are configuration keys (every key of the library's
+    table, in the top-level README and ``hc_config_set`` in
+    ``include/headcount.h``: ``node_name``, ``listen``, ``secret``, ...);
+    ints are turned into strings, lists and tuples are
     joined with commas, and ``None`` leaves a key at its default. Unknown keys
     and bad values raise :class:`HeadcountError` with status ``CONFIG``.
 

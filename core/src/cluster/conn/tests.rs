@@ -1,8 +1,9 @@
 use super::*;
 
 fn params(name: &str, id: u64, secret: &[u8]) -> ConnParams {
+    let settings = crate::Config::builder().cluster("test").down_after(std::time::Duration::from_millis(300));
     ConnParams {
-        cluster: "test".into(),
+        settings: Arc::new(settings.build().unwrap().settings().clone()),
         node_name: name.into(),
         node_id: id,
         incarnation: id * 100,
@@ -10,7 +11,6 @@ fn params(name: &str, id: u64, secret: &[u8]) -> ConnParams {
         key: AuthKey::new(secret),
         handshake_timeout_ms: 1000,
         heartbeat_ms: 100,
-        down_after_ms: 300,
         id_soft_cap: DEFAULT_ID_SOFT_CAP,
     }
 }
