@@ -14,4 +14,6 @@ done
 
 cd "$here"
 export MIX_ENV=test
+mix format --check-formatted
+mix compile --warnings-as-errors
 timeout 900 mix test

@@ -153,7 +153,8 @@ defmodule Headcount do
 
       _ ->
         if Keyword.has_key?(opts, :user) do
-          raise ArgumentError, "#{fun}: the user: option needs distinct users, which this version does not have yet"
+          raise ArgumentError,
+                "#{fun}: the user: option needs distinct users, which this version does not have yet"
         end
 
         raise ArgumentError, "#{fun}: the only option is pid: (a pid), got: #{inspect(opts)}"

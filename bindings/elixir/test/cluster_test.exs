@@ -22,7 +22,10 @@ defmodule Headcount.ClusterTest do
 
   defp peer(name) do
     # connect_all false: the peers meet only when the test connects them.
-    args = [~c"-connect_all", ~c"false", ~c"-kernel", ~c"inet_dist_use_interface", @loopback] ++ Enum.flat_map(:code.get_path(), &[~c"-pa", &1])
+    args =
+      [~c"-connect_all", ~c"false", ~c"-kernel", ~c"inet_dist_use_interface", @loopback] ++
+        Enum.flat_map(:code.get_path(), &[~c"-pa", &1])
+
     {:ok, pid, node} = :peer.start_link(%{name: name, host: ~c"127.0.0.1", longnames: true, args: args})
     {:ok, _} = :erpc.call(node, Application, :ensure_all_started, [:headcount])
     {pid, node}
@@ -35,26 +38,40 @@ defmodule Headcount.ClusterTest do
   end
 
   defp start_headcount(node) do
-    on(node, """
-    parent = self()
-    spawn(fn ->
-      {:ok, _} = Supervisor.start_link([{Headcount, opts}], strategy: :one_for_one)
-      send(parent, :started)
-      Process.sleep(:infinity)
-    end)
-    receive do :started -> :ok after 10_000 -> :timeout end
-    """, opts: [name: ClusterHC, listen: "127.0.0.1:0", secret: "cluster-test", flush_interval_ms: 20,
-                down_after_ms: 500, discovery: :erlang])
+    on(
+      node,
+      """
+      parent = self()
+      spawn(fn ->
+        {:ok, _} = Supervisor.start_link([{Headcount, opts}], strategy: :one_for_one)
+        send(parent, :started)
+        Process.sleep(:infinity)
+      end)
+      receive do :started -> :ok after 10_000 -> :timeout end
+      """,
+      opts: [
+        name: ClusterHC,
+        listen: "127.0.0.1:0",
+        secret: "cluster-test",
+        flush_interval_ms: 20,
+        down_after_ms: 500,
+        discovery: :erlang
+      ]
+    )
   end
 
   defp track_users(node, n) do
-    on(node, """
-    for _ <- 1..n do
-      parent = self()
-      pid = spawn(fn -> :ok = Headcount.track(ClusterHC, "room:lobby"); send(parent, :ok); Process.sleep(:infinity) end)
-      receive do :ok -> pid end
-    end
-    """, n: n)
+    on(
+      node,
+      """
+      for _ <- 1..n do
+        parent = self()
+        pid = spawn(fn -> :ok = Headcount.track(ClusterHC, "room:lobby"); send(parent, :ok); Process.sleep(:infinity) end)
+        receive do :ok -> pid end
+      end
+      """,
+      n: n
+    )
   end
 
   defp count(node), do: :erpc.call(node, Headcount, :count, [ClusterHC, "room:lobby"])

@@ -59,8 +59,15 @@ defmodule HeadcountTest do
       assert {:error, :closed} = Headcount.track(hc, "t")
       assert {:error, :closed} = Headcount.untrack(hc, "t")
       assert {:error, :closed} = Headcount.add_peer(hc, "127.0.0.1:1")
-      for f <- [&Headcount.count(&1, "t"), &Headcount.count_info(&1, "t"), &Headcount.total/1,
-                &Headcount.stats/1, &Headcount.untrack_all(&1, self()), &Headcount.local_addr/1] do
+
+      for f <- [
+            &Headcount.count(&1, "t"),
+            &Headcount.count_info(&1, "t"),
+            &Headcount.total/1,
+            &Headcount.stats/1,
+            &Headcount.untrack_all(&1, self()),
+            &Headcount.local_addr/1
+          ] do
         assert %Headcount.Error{reason: :closed} = catch_error(f.(hc))
       end
     end
@@ -87,6 +94,7 @@ defmodule HeadcountTest do
 
     test "bad keys and values fail the start with an error that names them" do
       Process.flag(:trap_exit, true)
+
       for {opts, message} <- [
             {[colour: :blue], ~r/colour.*unknown key/},
             {[flush_interval_ms: 0], ~r/flush_interval_ms.*out of range/},
@@ -100,6 +108,7 @@ defmodule HeadcountTest do
           ] do
         assert {:error, %Headcount.Error{reason: :config, message: m}} =
                  Headcount.start_link([name: BadConfig] ++ opts)
+
         assert m =~ message
         refute Process.whereis(BadConfig)
       end
@@ -111,8 +120,11 @@ defmodule HeadcountTest do
 
     test "good keyword config reaches the library" do
       name = GoodConfig
-      start_supervised!({Headcount, name: name, node_name: "n-1", max_topic_len: 8, gc_after_ms: 0,
-                         seeds: [], cluster: :prod})
+
+      start_supervised!(
+        {Headcount, name: name, node_name: "n-1", max_topic_len: 8, gc_after_ms: 0, seeds: [], cluster: :prod}
+      )
+
       assert %{"node" => "n-1"} = Headcount.stats(name)
       assert {:error, :invalid_topic} = Headcount.track(name, "123456789")
       assert :ok = Headcount.track(name, "12345678")
@@ -120,6 +132,7 @@ defmodule HeadcountTest do
 
     test "a bad config fails a supervisor's start" do
       Process.flag(:trap_exit, true)
+
       assert {:error, {:shutdown, {:failed_to_start_child, SupBad, %Headcount.Error{reason: :config}}}} =
                Supervisor.start_link([{Headcount, name: SupBad, colour: 1}], strategy: :one_for_one)
     end
@@ -129,7 +142,9 @@ defmodule HeadcountTest do
     @describetag :no_server
 
     test "start, crash, restart: the restarted server adopts the running node" do
-      {:ok, sup} = Supervisor.start_link([{Headcount, name: SupHC, flush_interval_ms: 20}], strategy: :one_for_one)
+      {:ok, sup} =
+        Supervisor.start_link([{Headcount, name: SupHC, flush_interval_ms: 20}], strategy: :one_for_one)
+
       user = tracked(SupHC, ["room:1", "room:2"])
       {:ok, handle} = Headcount.Server.handle(SupHC)
       old = Process.whereis(SupHC)

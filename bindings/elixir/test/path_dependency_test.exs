@@ -16,8 +16,15 @@ defmodule Headcount.PathDependencyTest do
     {_, 0} = System.cmd("mix", ["new", "demo"], cd: dir, env: env, stderr_to_stdout: true)
     app = Path.join(dir, "demo")
     mix_exs = Path.join(app, "mix.exs")
-    File.write!(mix_exs, String.replace(File.read!(mix_exs), ~r/defp deps do\n\s*\[/,
-                                        "defp deps do\n    [{:headcount, path: #{inspect(@package)}},"))
+
+    File.write!(
+      mix_exs,
+      String.replace(
+        File.read!(mix_exs),
+        ~r/defp deps do\n\s*\[/,
+        "defp deps do\n    [{:headcount, path: #{inspect(@package)}},"
+      )
+    )
 
     code = """
     {:ok, _} = Supervisor.start_link([{Headcount, name: Demo.HC}], strategy: :one_for_one)

@@ -58,8 +58,11 @@ defmodule Headcount.Server do
 
       bad = Enum.find(config, fn {k, v} -> not valid_value?(k, v) end) ->
         {k, v} = bad
-        config_error("invalid value for #{k}: #{inspect(v)} (expected a string, atom or integer" <>
-                       if(k == :seeds, do: ", or a list of addresses)", else: ")"))
+
+        config_error(
+          "invalid value for #{k}: #{inspect(v)} (expected a string, atom or integer" <>
+            if(k == :seeds, do: ", or a list of addresses)", else: ")")
+        )
 
       true ->
         {:ok, name, discovery, config}
@@ -114,8 +117,11 @@ defmodule Headcount.Server do
   def handle_info({@hello, name, from, addr, reply?}, %{name: name, discovery: :erlang} = state) do
     if addr != peer_addr(state) do
       case :headcount.add_peer(state.handle, addr) do
-        :ok -> :ok
-        {:error, reason} -> Logger.warning("headcount: cannot add peer #{addr} (from #{from}): #{inspect(reason)}")
+        :ok ->
+          :ok
+
+        {:error, reason} ->
+          Logger.warning("headcount: cannot add peer #{addr} (from #{from}): #{inspect(reason)}")
       end
     end
 
