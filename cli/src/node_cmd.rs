@@ -12,20 +12,17 @@
 //! 0. A configuration error exits 2; a node that cannot start, or stdout
 //! that cannot be written, exits 1.
 
-use crate::protocol::{self, Next};
+use crate::log::Log;
+use crate::protocol::{self, Next, MAX_LINE};
+use crate::secret::{self, SECRET_ENV};
+use crate::signals::{signal_name, LEAVE_SIGNALS};
 use clap::Args;
 use headcount::{Config, Node};
-use std::io::{self, BufRead, Write};
+use signal_hook::iterator::Signals;
+use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
-
-/// The longest command line accepted (a longer one is answered `err`).
-const MAX_LINE: usize = 64 * 1024;
-
-/// The environment variable the secret may come from.
-const SECRET_ENV: &str = "HEADCOUNT_SECRET";
+use std::sync::mpsc;
 
 /// Run one node, driven by commands on stdin (one answer line each on stdout).
 #[derive(Debug, Args)]
@@ -123,14 +120,7 @@ fn config(args: &NodeArgs) -> Result<Config, String> {
 /// The secret from `--secret-file`, else from the environment.
 fn secret(args: &NodeArgs) -> Result<Option<String>, String> {
     if let Some(path) = &args.secret_file {
-        let bytes = std::fs::read(path).map_err(|e| format!("cannot read --secret-file {}: {e}", path.display()))?;
-        let text = String::from_utf8(bytes)
-            .map_err(|_| format!("--secret-file {}: the secret must be UTF-8 text", path.display()))?;
-        let text = text.trim();
-        if text.is_empty() {
-            return Err(format!("--secret-file {} is empty", path.display()));
-        }
-        return Ok(Some(text.to_owned()));
+        return secret::from_file(path).map(Some);
     }
     match std::env::var(SECRET_ENV) {
         Ok(s) if s.is_empty() => Err(format!("{SECRET_ENV} is set but empty")),
@@ -147,90 +137,95 @@ enum Event {
     TooLong,
     Eof,
     ReadError(io::Error),
-    Signal,
+    Signal(i32),
 }
 
 pub(crate) fn run(args: &NodeArgs) -> ExitCode {
-    let name = args.name.as_str();
-    let log = |msg: &str| eprintln!("headcount node {name}: {msg}");
+    let log = Log::new(&args.name);
     let cfg = match config(args) {
         Ok(cfg) => cfg,
         Err(e) => {
-            log(&e);
+            log.error(&e);
             return ExitCode::from(2);
         }
     };
+    let (tx, rx) = mpsc::channel::<Event>();
+    // Signals are caught from before the node starts, so none can kill it
+    // without a goodbye.
+    if let Err(e) = forward_signals(tx.clone()) {
+        log.warn(&format!("cannot handle SIGINT/SIGTERM/SIGHUP ({e}); they will kill the node without a goodbye"));
+    }
     let node = match Node::start(&cfg) {
         Ok(node) => node,
         Err(e) => {
-            log(&format!("cannot start: {e}"));
+            log.error(&format!("cannot start: {e}"));
             return ExitCode::from(1);
         }
     };
 
-    let (tx, rx) = mpsc::channel::<Event>();
-    let stop = Arc::new(AtomicBool::new(false));
-    {
-        let (tx, stop) = (tx.clone(), stop.clone());
-        if let Err(e) = ctrlc::set_handler(move || {
-            stop.store(true, Ordering::SeqCst);
-            let _ = tx.send(Event::Signal);
-        }) {
-            log(&format!("cannot handle SIGINT/SIGTERM ({e}); they will kill the node without a goodbye"));
-        }
-    }
-
     let addr = node.local_addr().map_or_else(|| "-".to_owned(), |a| a.to_string());
     let mut out = io::stdout().lock();
     if writeln!(out, "ready {addr}").and_then(|()| out.flush()).is_err() {
-        log("stdout is closed; leaving");
+        log.error("stdout is closed; leaving");
         node.close();
         return ExitCode::from(1);
     }
     match (&args.listen, args.seeds.is_empty()) {
-        (None, true) => log("ready, local-only (no --listen, no --seeds)"),
-        (None, false) => log(&format!("ready, not listening, seeds [{}]", args.seeds.join(", "))),
-        (Some(_), _) => log(&format!("ready, listening on {addr}, seeds [{}]", args.seeds.join(", "))),
+        (None, true) => log.info("ready, local-only (no --listen, no --seeds)"),
+        (None, false) => log.info(&format!("ready, not listening, seeds [{}]", args.seeds.join(", "))),
+        (Some(_), _) => log.info(&format!("ready, listening on {addr}, seeds [{}]", args.seeds.join(", "))),
     }
 
     let reader = std::thread::Builder::new().name("stdin".into()).spawn(move || read_lines(&tx));
     if let Err(e) = reader {
-        log(&format!("cannot start the stdin reader: {e}"));
+        log.error(&format!("cannot start the stdin reader: {e}"));
         node.close();
         return ExitCode::from(1);
     }
 
     let code = loop {
-        let event = rx.recv().unwrap_or(Event::Eof);
-        if stop.load(Ordering::SeqCst) {
-            log("signal received; leaving the cluster");
-            break ExitCode::SUCCESS;
-        }
-        let (answer, next) = match event {
+        let answer = match rx.recv().unwrap_or(Event::Eof) {
             Event::Line(line) => protocol::handle(&node, &line),
-            Event::TooLong => (protocol::error_line(&format!("line longer than {MAX_LINE} bytes")), Next::Continue),
+            Event::TooLong => protocol::too_long(),
             Event::Eof => {
-                log("end of input; leaving the cluster");
+                log.info("end of input; leaving the cluster");
                 break ExitCode::SUCCESS;
             }
             Event::ReadError(e) => {
-                log(&format!("cannot read stdin ({e}); leaving the cluster"));
+                log.error(&format!("cannot read stdin ({e}); leaving the cluster"));
                 break ExitCode::from(1);
             }
-            Event::Signal => continue,
+            Event::Signal(signal) => {
+                log.info(&format!("signal received ({}); leaving the cluster", signal_name(signal)));
+                break ExitCode::SUCCESS;
+            }
         };
-        if writeln!(out, "{answer}").and_then(|()| out.flush()).is_err() {
-            log("stdout is closed; leaving the cluster");
+        if writeln!(out, "{}", answer.line).and_then(|()| out.flush()).is_err() {
+            log.error("stdout is closed; leaving the cluster");
             break ExitCode::from(1);
         }
-        if next == Next::Quit {
-            log("quit; leaving the cluster");
+        if answer.next == Next::Quit {
+            log.info("quit; leaving the cluster");
             break ExitCode::SUCCESS;
         }
     };
     node.close();
-    log("closed");
+    log.info("closed");
     code
+}
+
+/// Sends SIGINT, SIGTERM and SIGHUP to `tx` as [`Event::Signal`], from a
+/// thread of their own.
+fn forward_signals(tx: mpsc::Sender<Event>) -> io::Result<()> {
+    let mut signals = Signals::new(LEAVE_SIGNALS)?;
+    std::thread::Builder::new().name("signals".into()).spawn(move || {
+        for signal in signals.forever() {
+            if tx.send(Event::Signal(signal)).is_err() {
+                return;
+            }
+        }
+    })?;
+    Ok(())
 }
 
 /// Reads stdin line by line into `tx` until end of input or an error.
@@ -238,7 +233,7 @@ fn read_lines(tx: &mpsc::Sender<Event>) {
     let mut stdin = io::stdin().lock();
     let mut buf = Vec::new();
     loop {
-        let event = match read_line_bounded(&mut stdin, &mut buf, MAX_LINE) {
+        let event = match protocol::read_line_bounded(&mut stdin, &mut buf, MAX_LINE) {
             Ok(Some(true)) => Event::Line(std::mem::take(&mut buf)),
             Ok(Some(false)) => Event::TooLong,
             Ok(None) => Event::Eof,
@@ -252,78 +247,9 @@ fn read_lines(tx: &mpsc::Sender<Event>) {
     }
 }
 
-/// Reads one line (without its `\n`) into `buf`, which must start empty.
-/// `Some(true)`: a line; `Some(false)`: a line longer than `max` bytes, read
-/// and dropped; `None`: end of input. A last line without `\n` still counts.
-fn read_line_bounded(r: &mut impl BufRead, buf: &mut Vec<u8>, max: usize) -> io::Result<Option<bool>> {
-    let mut seen_any = false;
-    let mut too_long = false;
-    loop {
-        let avail = match r.fill_buf() {
-            Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        if avail.is_empty() {
-            return Ok(seen_any.then_some(!too_long));
-        }
-        seen_any = true;
-        let (chunk, used, done) = match avail.iter().position(|&b| b == b'\n') {
-            Some(i) => (&avail[..i], i + 1, true),
-            None => (avail, avail.len(), false),
-        };
-        if !too_long && buf.len() + chunk.len() <= max {
-            buf.extend_from_slice(chunk);
-        } else {
-            too_long = true;
-            buf.clear();
-        }
-        r.consume(used);
-        if done {
-            return Ok(Some(!too_long));
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn lines(input: &[u8], max: usize) -> Vec<Option<bool>> {
-        // A tiny buffer so lines span several fill_buf calls.
-        let mut r = io::BufReader::with_capacity(3, input);
-        let mut out = Vec::new();
-        let mut buf = Vec::new();
-        loop {
-            let got = read_line_bounded(&mut r, &mut buf, max).unwrap();
-            out.push(got);
-            if got.is_none() {
-                return out;
-            }
-            buf.clear();
-        }
-    }
-
-    #[test]
-    fn bounded_lines() {
-        assert_eq!(lines(b"", 8), [None]);
-        assert_eq!(lines(b"ab\ncd", 8), [Some(true), Some(true), None]);
-        assert_eq!(lines(b"\n\n", 8), [Some(true), Some(true), None]);
-        assert_eq!(lines(b"0123456789\nok\n", 8), [Some(false), Some(true), None]);
-        assert_eq!(lines(b"01234567\n", 8), [Some(true), None]);
-        assert_eq!(lines(b"012345678", 8), [Some(false), None]);
-    }
-
-    #[test]
-    fn bounded_line_content() {
-        let mut r = io::BufReader::with_capacity(2, &b"track a 1\r\nrest"[..]);
-        let mut buf = Vec::new();
-        assert_eq!(read_line_bounded(&mut r, &mut buf, 64).unwrap(), Some(true));
-        assert_eq!(buf, b"track a 1\r");
-        buf.clear();
-        assert_eq!(read_line_bounded(&mut r, &mut buf, 64).unwrap(), Some(true));
-        assert_eq!(buf, b"rest");
-    }
 
     fn args(extra: &[&str]) -> NodeArgs {
         use clap::Parser;
@@ -344,19 +270,6 @@ mod tests {
         let e = config(&args(&["--listen", "nowhere"])).unwrap_err();
         assert!(e.contains("not host:port"), "{e}");
         let e = config(&args(&["--secret-file", "/nonexistent/secret"])).unwrap_err();
-        assert!(e.contains("cannot read --secret-file"), "{e}");
-    }
-
-    #[test]
-    fn secret_file_is_trimmed_and_required_non_empty() {
-        let dir = std::env::temp_dir().join(format!("headcount-cli-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let f = dir.join("secret");
-        std::fs::write(&f, "  s3cret\n").unwrap();
-        let a = args(&["--secret-file", f.to_str().unwrap()]);
-        assert_eq!(secret(&a).unwrap().as_deref(), Some("s3cret"));
-        std::fs::write(&f, "\n").unwrap();
-        assert!(secret(&a).unwrap_err().contains("is empty"));
-        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(e.contains("cannot read secret file"), "{e}");
     }
 }

@@ -25,6 +25,7 @@
 
 use headcount::Node;
 use std::fmt::Write as _;
+use std::io::{self, BufRead};
 
 /// One parsed command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -155,41 +156,80 @@ fn quoted(word: &[u8]) -> String {
     s
 }
 
-/// Runs `request` on `node` and returns the answer line (without `\n`).
-pub(crate) fn execute(node: &Node, request: &Request<'_>) -> (String, Next) {
-    let answer: Result<String, headcount::Error> = match *request {
-        Request::Track(topic, conn) => node.track(topic, conn).map(|added| format!("ok {}", u8::from(added))),
-        Request::Untrack(topic, conn) => node.untrack(topic, conn).map(|removed| format!("ok {}", u8::from(removed))),
-        Request::UntrackAll(conn) => node.untrack_all(conn).map(|n| format!("ok {n}")),
-        Request::Add(topic, delta) => node.add(topic, delta).map(|()| "ok".to_owned()),
-        Request::Count(topic) => node.count(topic).map(|n| n.to_string()),
-        Request::CountLocal(topic) => node.count_local(topic).map(|n| n.to_string()),
-        Request::Total => node.total().map(|n| n.to_string()),
+/// What a command changed, for callers that keep books (the sidecar's
+/// sessions withdraw what each session added when it closes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Effect {
+    /// Nothing changed (a query, an error, a track of a pair already tracked).
+    None,
+    /// The connection's tracked pairs changed by this much.
+    Pairs { conn: u64, delta: i64 },
+    /// The request's topic was added `delta` to.
+    Added { delta: i64 },
+}
+
+/// The answer to one command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Answer {
+    /// The answer line, without its `\n`.
+    pub(crate) line: String,
+    pub(crate) next: Next,
+    pub(crate) effect: Effect,
+}
+
+impl Answer {
+    fn of(line: String) -> Self {
+        Self { line: one_line(line), next: Next::Continue, effect: Effect::None }
+    }
+
+    /// An `err <message>` answer.
+    pub(crate) fn error(message: &str) -> Self {
+        Self { line: error_line(message), next: Next::Continue, effect: Effect::None }
+    }
+}
+
+/// Runs `request` on `node`.
+pub(crate) fn execute(node: &Node, request: &Request<'_>) -> Answer {
+    let pairs = |conn: u64, delta: i64| Effect::Pairs { conn, delta };
+    let answer: Result<(String, Effect), headcount::Error> = match *request {
+        Request::Track(topic, conn) => node
+            .track(topic, conn)
+            .map(|added| (format!("ok {}", u8::from(added)), if added { pairs(conn, 1) } else { Effect::None })),
+        Request::Untrack(topic, conn) => node
+            .untrack(topic, conn)
+            .map(|removed| (format!("ok {}", u8::from(removed)), if removed { pairs(conn, -1) } else { Effect::None })),
+        Request::UntrackAll(conn) => node
+            .untrack_all(conn)
+            .map(|n| (format!("ok {n}"), if n > 0 { pairs(conn, -(n as i64)) } else { Effect::None })),
+        Request::Add(topic, delta) => node.add(topic, delta).map(|()| ("ok".to_owned(), Effect::Added { delta })),
+        Request::Count(topic) => node.count(topic).map(|n| (n.to_string(), Effect::None)),
+        Request::CountLocal(topic) => node.count_local(topic).map(|n| (n.to_string(), Effect::None)),
+        Request::Total => node.total().map(|n| (n.to_string(), Effect::None)),
         Request::Info(topic) => node.count_info(topic).map(|c| {
-            serde_json::json!({
+            let info = serde_json::json!({
                 "count": c.count,
                 "local": c.local,
                 "peers_reporting": c.peers_reporting,
                 "peers_known": c.peers_known,
                 "oldest_report_age_ms": c.oldest_report_age_ms,
-            })
-            .to_string()
+            });
+            (info.to_string(), Effect::None)
         }),
-        Request::Peers => node.stats().map(|s| s.peers_json()),
-        Request::Stats => node.stats_json(),
-        Request::Quit => return ("ok".to_owned(), Next::Quit),
+        Request::Peers => node.stats().map(|s| (s.peers_json(), Effect::None)),
+        Request::Stats => node.stats_json().map(|s| (s, Effect::None)),
+        Request::Quit => return Answer { next: Next::Quit, ..Answer::of("ok".to_owned()) },
     };
     match answer {
-        Ok(line) => (one_line(line), Next::Continue),
-        Err(e) => (error_line(&e.to_string()), Next::Continue),
+        Ok((line, effect)) => Answer { effect, ..Answer::of(line) },
+        Err(e) => Answer::error(&e.to_string()),
     }
 }
 
 /// Parses and runs one line: the whole protocol step.
-pub(crate) fn handle(node: &Node, line: &[u8]) -> (String, Next) {
+pub(crate) fn handle(node: &Node, line: &[u8]) -> Answer {
     match parse(line) {
         Ok(request) => execute(node, &request),
-        Err(message) => (error_line(&message), Next::Continue),
+        Err(message) => Answer::error(&message),
     }
 }
 
@@ -205,6 +245,47 @@ pub(crate) fn error_line(message: &str) -> String {
         }
     }
     out
+}
+
+/// The longest command line accepted (a longer one is answered `err`).
+pub(crate) const MAX_LINE: usize = 64 * 1024;
+
+/// The answer to a line longer than [`MAX_LINE`].
+pub(crate) fn too_long() -> Answer {
+    Answer::error(&format!("line longer than {MAX_LINE} bytes"))
+}
+
+/// Reads one line (without its `\n`) into `buf`, which must start empty.
+/// `Some(true)`: a line; `Some(false)`: a line longer than `max` bytes, read
+/// and dropped; `None`: end of input. A last line without `\n` still counts.
+pub(crate) fn read_line_bounded(r: &mut impl BufRead, buf: &mut Vec<u8>, max: usize) -> io::Result<Option<bool>> {
+    let mut seen_any = false;
+    let mut too_long = false;
+    loop {
+        let avail = match r.fill_buf() {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if avail.is_empty() {
+            return Ok(seen_any.then_some(!too_long));
+        }
+        seen_any = true;
+        let (chunk, used, done) = match avail.iter().position(|&b| b == b'\n') {
+            Some(i) => (&avail[..i], i + 1, true),
+            None => (avail, avail.len(), false),
+        };
+        if !too_long && buf.len() + chunk.len() <= max {
+            buf.extend_from_slice(chunk);
+        } else {
+            too_long = true;
+            buf.clear();
+        }
+        r.consume(used);
+        if done {
+            return Ok(Some(!too_long));
+        }
+    }
 }
 
 /// Guarantees the one-line contract even if a library string had a newline.
@@ -228,7 +309,7 @@ mod tests {
     }
 
     fn run(node: &Node, line: &str) -> String {
-        handle(node, line.as_bytes()).0
+        handle(node, line.as_bytes()).line
     }
 
     #[test]
@@ -298,7 +379,7 @@ mod tests {
         assert_eq!(peers, serde_json::json!([]));
         let stats: serde_json::Value = serde_json::from_str(&run(&n, "stats")).unwrap();
         assert_eq!(stats["node"], "t");
-        assert_eq!(handle(&n, b"quit"), ("ok".to_owned(), Next::Quit));
+        assert_eq!(handle(&n, b"quit"), Answer { line: "ok".to_owned(), next: Next::Quit, effect: Effect::None });
     }
 
     #[test]
@@ -316,5 +397,41 @@ mod tests {
         assert_eq!(error_line("a\nb\r\nc"), "err a b  c");
         assert!(!quoted(&[b'x'; 100]).contains('\n'));
         assert!(quoted(&[b'x'; 100]).ends_with('…'));
+    }
+
+    fn lines(input: &[u8], max: usize) -> Vec<Option<bool>> {
+        // A tiny buffer so lines span several fill_buf calls.
+        let mut r = io::BufReader::with_capacity(3, input);
+        let mut out = Vec::new();
+        let mut buf = Vec::new();
+        loop {
+            let got = read_line_bounded(&mut r, &mut buf, max).unwrap();
+            out.push(got);
+            if got.is_none() {
+                return out;
+            }
+            buf.clear();
+        }
+    }
+
+    #[test]
+    fn bounded_lines() {
+        assert_eq!(lines(b"", 8), [None]);
+        assert_eq!(lines(b"ab\ncd", 8), [Some(true), Some(true), None]);
+        assert_eq!(lines(b"\n\n", 8), [Some(true), Some(true), None]);
+        assert_eq!(lines(b"0123456789\nok\n", 8), [Some(false), Some(true), None]);
+        assert_eq!(lines(b"01234567\n", 8), [Some(true), None]);
+        assert_eq!(lines(b"012345678", 8), [Some(false), None]);
+    }
+
+    #[test]
+    fn bounded_line_content() {
+        let mut r = io::BufReader::with_capacity(2, &b"track a 1\r\nrest"[..]);
+        let mut buf = Vec::new();
+        assert_eq!(read_line_bounded(&mut r, &mut buf, 64).unwrap(), Some(true));
+        assert_eq!(buf, b"track a 1\r");
+        buf.clear();
+        assert_eq!(read_line_bounded(&mut r, &mut buf, 64).unwrap(), Some(true));
+        assert_eq!(buf, b"rest");
     }
 }

@@ -1,35 +1,44 @@
 //! `headcount demo`: a cluster of in-process nodes on loopback, simulated
-//! users churning through Zipf-popular topics, a live progress line, then a
-//! check that every node's count of every topic equals the truth.
+//! users churning through Zipf-popular topics, a progress row a second,
+//! then a check that every node's count of every topic equals the truth.
 //!
 //! Phases:
 //! 1. start `--nodes` nodes on 127.0.0.1 (port 0) with a random secret, all
 //!    seeded with the first, and wait until each knows all the others;
-//! 2. warm-up: every user joins one topic;
+//! 2. warm-up: every user joins one topic, and the demo waits until every
+//!    node's total is the truth (the first flush has landed), so the first
+//!    row shows a settled cluster;
 //! 3. load: `--workers` threads churn at `--churn` joins+leaves per second
 //!    for `--seconds`, while a probe measures propagation latency
-//!    ([`probe`]) and the progress line is redrawn 4 times a second;
+//!    ([`probe`]) and [`progress`] prints a row a second;
 //! 4. stop the load and poll until every node's `count` of every topic (and
 //!    its `total`) equals the truth kept by the workers, or a timeout.
 //!
-//! The exit status is 0 only when everything converged, each node's local
-//! counts were exact, and the library never answered unexpectedly.
+//! [`report`] renders the result as text or, with `--json`, one JSON object;
+//! `--plot FILE.svg` draws it ([`plot`]). The exit status is 0 only when
+//! everything converged, each node's local counts were exact, and the
+//! library never answered unexpectedly.
 
 mod load;
+mod plot;
 mod probe;
+mod progress;
+mod report;
 mod zipf;
 
-use crate::fmt::{bytes, duration, percentile, thousands};
+use crate::fmt::{duration, thousands};
 use crate::stats;
 use clap::Args;
 use headcount::{Config, Node};
 use load::{LoadStats, Worker};
+use progress::{Progress, Sample};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use std::collections::VecDeque;
-use std::io::{IsTerminal, Write};
+use report::{Params, Report};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 use zipf::Zipf;
 
@@ -43,6 +52,7 @@ Examples:
   headcount demo
   headcount demo --nodes 5 --users 200000 --churn 50000 --seconds 10
   headcount demo --seconds 2 --users 2000 --topics 50 --churn 2000
+  headcount demo --json --plot demo.svg   # a machine-readable report, and charts
   headcount demo --nodes 1            # one local-only node, no network")]
 pub(crate) struct DemoArgs {
     /// Nodes in the cluster.
@@ -72,6 +82,13 @@ pub(crate) struct DemoArgs {
     /// Seed for the simulated users' choices [default: random].
     #[arg(long)]
     seed: Option<u64>,
+    /// Print the report as one JSON object on stdout, and nothing else.
+    #[arg(long)]
+    json: bool,
+    /// Also draw each node's distance from the truth over time and the
+    /// propagation histogram, as SVG, to this file.
+    #[arg(long, value_name = "FILE.svg")]
+    plot: Option<PathBuf>,
 }
 
 fn zipf_exponent(s: &str) -> Result<f64, String> {
@@ -81,36 +98,44 @@ fn zipf_exponent(s: &str) -> Result<f64, String> {
     }
 }
 
-/// Topics whose spread between nodes makes up the progress line's "lag"
-/// (the most popular ones, where churn is heaviest).
-const LAG_TOPICS: usize = 2_000;
+/// How often the nodes' distances from the truth are sampled (a row is
+/// printed every [`ROW`]).
+const TICK: Duration = Duration::from_millis(100);
 
-/// Progress refresh period.
-const TICK: Duration = Duration::from_millis(250);
+/// One progress row per this much load time.
+const ROW: Duration = Duration::from_secs(1);
 
 /// How long the demo waits for the cluster to form.
 const FORM_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long a probe observation may take before it counts as lost.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub(crate) fn run(args: &DemoArgs) -> ExitCode {
-    match Demo::start(args) {
-        Ok(demo) => {
-            let ok = demo.run();
-            for node in &demo.nodes {
-                node.close();
-            }
-            if ok {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            }
-        }
+    let demo = match Demo::start(args) {
+        Ok(demo) => demo,
         Err(e) => {
-            eprintln!("headcount demo: {e}");
-            ExitCode::from(1)
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
         }
+    };
+    let report = demo.run();
+    for node in &demo.nodes {
+        node.close();
+    }
+    if args.json {
+        println!("{}", report.json());
+    }
+    if let Some(path) = &args.plot {
+        if let Err(e) = plot::write(path, &report) {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    }
+    if report.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     }
 }
 
@@ -123,6 +148,8 @@ struct Demo<'a> {
     seed: u64,
     flush: Duration,
     formed_in: Duration,
+    /// Text on stdout (not `--json`).
+    text: bool,
 }
 
 impl<'a> Demo<'a> {
@@ -160,12 +187,19 @@ impl<'a> Demo<'a> {
         let formed_in = wait_formed(&nodes, started)?;
         let names = (1..=args.topics).map(|k| format!("room:{k}").into_bytes()).collect();
         let flush = Duration::from_millis(args.flush_interval_ms);
-        Ok(Self { args, nodes, names, zipf: Zipf::new(args.topics as usize, args.zipf), seed, flush, formed_in })
+        let zipf = Zipf::new(args.topics as usize, args.zipf);
+        Ok(Self { args, nodes, names, zipf, seed, flush, formed_in, text: !args.json })
     }
 
-    /// Runs the warm-up, the load and the check; prints the report. True
-    /// when everything converged and checked out.
-    fn run(&self) -> bool {
+    /// A line of the text report (nothing with `--json`).
+    fn say(&self, line: &str) {
+        if self.text {
+            println!("{line}");
+        }
+    }
+
+    /// Runs the warm-up, the load and the check, printing as it goes.
+    fn run(&self) -> Report {
         let args = self.args;
         self.print_header();
         let stats = LoadStats::default();
@@ -175,22 +209,36 @@ impl<'a> Demo<'a> {
             .map(|w| Worker::new(w, workers, users, &self.nodes, &self.names, &self.zipf, self.seed))
             .collect();
 
-        // Warm-up.
+        // Warm-up, then wait for the first flush to land everywhere.
         let t = Instant::now();
         let warm: u64 = std::thread::scope(|s| {
             let handles: Vec<_> = pool.iter_mut().map(|w| s.spawn(|| w.warm_up(&stats))).collect();
             handles.into_iter().map(|h| h.join().unwrap_or(0)).sum()
         });
-        println!("warm-up     {} users joined a first topic in {}", thousands(warm), duration(t.elapsed()));
-        println!();
+        let warm_took = t.elapsed();
+        let agreed = self.wait_totals(warm, Duration::from_secs(5) + self.flush * 10);
+        self.say(&format!(
+            "warm-up     {} users joined a first topic in {}; {}",
+            thousands(warm),
+            duration(warm_took),
+            match agreed {
+                Some(d) => format!("every node's total agreed {} later", duration(d)),
+                None => "the nodes' totals did not agree in time".to_owned(),
+            }
+        ));
+        self.say("");
 
         // Load.
         let wire_before = self.wire();
         // Each worker's share of the rate follows its share of the users.
         let per_user = args.churn as f64 / users as f64;
         let load_for = Duration::from_secs(args.seconds);
-        let mut progress = Progress::new(&self.nodes);
+        let node_names: Vec<&str> = self.nodes.iter().map(Node::name).collect();
+        let mut progress = Progress::new(&node_names, self.text);
+        let (lag_tx, lag_rx) = mpsc::channel();
         let start = Instant::now();
+        // The first row: the settled cluster, before any churn.
+        progress.tick(Sample::take(Duration::ZERO, warm, &self.nodes), 0, &lag_rx, true);
         let (stopped, latencies) = std::thread::scope(|s| {
             let churners: Vec<_> = pool
                 .iter_mut()
@@ -200,15 +248,26 @@ impl<'a> Demo<'a> {
                     s.spawn(move || w.churn(rate, stats))
                 })
                 .collect();
-            let probe = s.spawn(|| probe::run(&self.nodes, &stats.stop, PROBE_TIMEOUT, self.flush, self.seed));
-            loop {
-                let elapsed = start.elapsed();
-                let last = elapsed >= load_for;
-                progress.tick(elapsed, last, &stats, &self.nodes, &self.names);
+            let probe = s.spawn(|| probe::run(&self.nodes, &stats.stop, PROBE_TIMEOUT, self.flush, self.seed, &lag_tx));
+            let mut next_row = ROW;
+            // `--seconds 0`: the first row is the only one.
+            for tick in (1u32..).take_while(|_| !load_for.is_zero()) {
+                let due = (TICK * tick).min(load_for);
+                if let Some(wait) = due.checked_sub(start.elapsed()) {
+                    std::thread::sleep(wait);
+                }
+                let at = start.elapsed();
+                let last = due >= load_for;
+                let truth = u64::try_from(stats.pairs.load(Ordering::Relaxed)).unwrap_or(0);
+                // Rows by schedule, not by the clock: a late tick is not an extra row.
+                let row = due >= next_row || last;
+                progress.tick(Sample::take(at, truth, &self.nodes), stats.ops.load(Ordering::Relaxed), &lag_rx, row);
+                if row {
+                    next_row += ROW;
+                }
                 if last {
                     break;
                 }
-                std::thread::sleep(TICK.min(load_for - elapsed));
             }
             stats.stop.store(true, Ordering::Relaxed);
             for h in churners {
@@ -224,8 +283,8 @@ impl<'a> Demo<'a> {
             });
             (stopped, latencies)
         });
+        let trace = progress.finish(&lag_rx);
         let load_time = stopped - start;
-        progress.finish();
         let ops = stats.ops.load(Ordering::Relaxed);
 
         // The truth, from the workers' users.
@@ -243,13 +302,13 @@ impl<'a> Demo<'a> {
         let pairs: u64 = truth.iter().sum();
         let local_wrong = self.local_mismatches(&local_truth);
 
-        println!(
+        self.say(&format!(
             "stopped     the load after {}; checking {} node{} × {} topics against the truth...",
             duration(load_time),
             n,
             if n == 1 { "" } else { "s" },
             thousands(self.names.len() as u64 + 1)
-        );
+        ));
         let timeout = Duration::from_secs(5) + self.flush * 10;
         let (converged, wrong) = loop {
             let wrong = self.mismatches(&truth, pairs);
@@ -262,75 +321,59 @@ impl<'a> Demo<'a> {
             std::thread::sleep(Duration::from_millis(5));
         };
         let wire_after = self.wire();
-
-        // The report.
         match converged {
-            Some(t) => println!(
+            Some(t) => self.say(&format!(
                 "converged   every node agrees with the truth ({} pairs) {} after the load stopped",
                 thousands(pairs),
                 duration(t)
-            ),
+            )),
             None => {
-                println!("NOT converged after {}: {} counts differ, e.g.", duration(timeout), wrong.len());
+                self.say(&format!("NOT converged after {}: {} counts differ, e.g.", duration(timeout), wrong.len()));
                 for m in wrong.iter().take(5) {
-                    println!("              {m}");
+                    self.say(&format!("              {m}"));
                 }
             }
         }
-        println!();
-        let row = |label: &str, value: String| println!("  {label:<13} {value}");
-        row(
-            "operations",
-            format!("{} joins+leaves in {} (+{} warm-up joins)", thousands(ops), duration(load_time), thousands(warm)),
-        );
-        let avg = if load_time.is_zero() { 0.0 } else { ops as f64 / load_time.as_secs_f64() };
-        row("average rate", format!("{} ops/s (asked for {})", thousands(avg.round() as u64), thousands(args.churn)));
-        row(
-            "peak rate",
-            match progress.peak {
-                Some(p) => format!("{} ops/s (busiest 1 s window)", thousands(p.round() as u64)),
-                None => "n/a (the load ran under 1 s)".into(),
+        self.say("");
+        let report = Report {
+            params: Params {
+                nodes: args.nodes,
+                users: args.users,
+                topics: args.topics,
+                churn: args.churn,
+                seconds: args.seconds,
+                zipf: args.zipf,
+                workers: args.workers,
+                flush: self.flush,
+                seed: self.seed,
             },
-        );
-        row("propagation", self.latency_line(&latencies));
-        row("wire bytes", wire_line(wire_before, wire_after, n - 1));
-        row(
-            "converge",
-            match converged {
-                Some(t) => format!("{} after the load stopped (flush every {})", duration(t), duration(self.flush)),
-                None => format!("did not converge within {}", duration(timeout)),
-            },
-        );
-        row(
-            "local counts",
-            if local_wrong == 0 {
-                "exact on every node".to_owned()
-            } else {
-                format!("{local_wrong} (node, topic) local counts differ from the truth")
-            },
-        );
-        let anomalies = stats.anomalies.count();
-        if anomalies > 0 {
-            row(
-                "anomalies",
-                format!(
-                    "{anomalies} unexpected answers from the library, first: {}",
-                    stats.anomalies.first().unwrap_or_default()
-                ),
-            );
+            nodes: self.nodes.iter().map(|n| (n.name().to_owned(), n.local_addr().map(|a| a.to_string()))).collect(),
+            formed_in: (n > 1).then_some(self.formed_in),
+            warm_joins: warm,
+            warm_took,
+            warm_agreed: agreed,
+            trace,
+            load_time,
+            ops,
+            pairs,
+            converged,
+            converge_timeout: timeout,
+            wrong,
+            probe: latencies,
+            wire: (wire_before, wire_after),
+            local_wrong,
+            anomalies: stats.anomalies.count(),
+            first_anomaly: stats.anomalies.first(),
+        };
+        for line in report.summary_lines() {
+            self.say(&line);
         }
-        let ok = converged.is_some() && local_wrong == 0 && anomalies == 0 && latencies.errors.is_empty();
-        for e in latencies.errors.iter().take(3) {
-            row("probe error", e.clone());
-        }
-        println!();
-        println!("  {:<13} {}", "result", if ok { "CONVERGED ✓" } else { "FAILED ✗" });
-        ok
+        report
     }
 
     fn print_header(&self) {
         let a = self.args;
-        println!(
+        self.say(&format!(
             "headcount demo · {} node{} on loopback · {} users · {} topics · {} joins+leaves/s for {} s",
             a.nodes,
             if a.nodes == 1 { "" } else { "s" },
@@ -338,32 +381,46 @@ impl<'a> Demo<'a> {
             thousands(a.topics),
             thousands(a.churn),
             a.seconds
-        );
-        println!();
+        ));
+        self.say("");
         for (i, node) in self.nodes.iter().enumerate() {
             let addr = node.local_addr().map_or_else(|| "local-only".to_owned(), |a| a.to_string());
             let role = if i == 0 && self.nodes.len() > 1 { "  (seed)" } else { "" };
-            println!("  {:<10} {addr}{role}", node.name());
+            self.say(&format!("  {:<10} {addr}{role}", node.name()));
         }
-        println!();
-        println!(
+        self.say("");
+        self.say(&format!(
             "topics      Zipf s={}: room:1 gets {:.1}% of joins, room:{} {:.3}%",
             a.zipf,
             self.zipf.probability(0) * 100.0,
             self.names.len(),
             self.zipf.probability(self.names.len() - 1) * 100.0
-        );
+        ));
         let formed = if self.nodes.len() > 1 {
             format!("formed in {} · random 256-bit secret", duration(self.formed_in))
         } else {
             "one local-only node".to_owned()
         };
-        println!(
+        self.say(&format!(
             "cluster     {formed} · flush every {} · {} load workers · seed {}",
             duration(self.flush),
             a.workers,
             self.seed
-        );
+        ));
+    }
+
+    /// Waits until every node's total is `want`; how long that took.
+    fn wait_totals(&self, want: u64, timeout: Duration) -> Option<Duration> {
+        let t = Instant::now();
+        loop {
+            if self.nodes.iter().all(|n| n.total().ok() == Some(want)) {
+                return Some(t.elapsed());
+            }
+            if t.elapsed() >= timeout {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     /// Summed wire counters of all nodes (`None` if a node's stats could
@@ -374,30 +431,6 @@ impl<'a> Demo<'a> {
             sum = sum.add(stats::Wire::of(&node.stats().ok()?));
         }
         Some(sum)
-    }
-
-    fn latency_line(&self, l: &probe::Latencies) -> String {
-        if self.nodes.len() < 2 {
-            return "n/a (one node: nothing to propagate to)".into();
-        }
-        let mut s = l.samples.clone();
-        s.sort_unstable();
-        let (Some(p50), Some(p99), Some(max)) = (percentile(&s, 50.0), percentile(&s, 99.0), s.last()) else {
-            return format!("n/a (no probe arrived; {} timed out)", l.timeouts);
-        };
-        let lost = if l.timeouts > 0 {
-            format!(", {} lost after {}", l.timeouts, duration(PROBE_TIMEOUT))
-        } else {
-            String::new()
-        };
-        format!(
-            "p50 {} · p99 {} · max {}  ({} observations, ±{}{lost})",
-            duration(p50),
-            duration(p99),
-            duration(*max),
-            thousands(s.len() as u64),
-            duration(probe::POLL)
-        )
     }
 
     /// Every (node, topic) whose cluster-wide count differs from the truth,
@@ -451,219 +484,5 @@ fn wait_formed(nodes: &[Node], started: Instant) -> Result<Duration, String> {
             return Err(format!("the cluster did not form within {}: {}", duration(FORM_TIMEOUT), missing.join("; ")));
         }
         std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-/// The wire cost of the load phase, from the nodes' own counters only.
-fn wire_line(before: Option<stats::Wire>, after: Option<stats::Wire>, peers: usize) -> String {
-    if peers == 0 {
-        return "n/a (one node: nothing to send)".into();
-    }
-    let (Some(b), Some(a)) = (before, after) else {
-        return "n/a (a node's stats could not be read)".into();
-    };
-    let d = a.since(b);
-    let sent = d.bytes_out;
-    if d.topics_out > 0 {
-        let entries = d.topics_out;
-        return format!(
-            "{:.1} B per topic update sent ({} out for {} updates, all frames counted)",
-            sent as f64 / entries as f64,
-            bytes(sent),
-            thousands(entries)
-        );
-    }
-    match d.topics_drained {
-        0 => format!("n/a (no changed topics counted; {} out)", bytes(sent)),
-        changed => format!(
-            "{:.1} B per changed topic, {:.1} B to each of {peers} peer{} ({} out for {} changed topics, all frames counted)",
-            sent as f64 / changed as f64,
-            sent as f64 / (changed * peers as u64) as f64,
-            if peers == 1 { "" } else { "s" },
-            bytes(sent),
-            thousands(changed)
-        ),
-    }
-}
-
-/// The live progress line: redrawn in place on a terminal, one plain line a
-/// second otherwise.
-#[derive(Debug)]
-struct Progress {
-    tty: bool,
-    window: RateWindow,
-    peak: Option<f64>,
-    last_line: Option<Duration>,
-    per_node: bool,
-}
-
-impl Progress {
-    fn new(nodes: &[Node]) -> Self {
-        let per_node = nodes.len() <= 6;
-        println!(
-            "{}: each node's view of the cluster-wide total · lag: widest gap between two nodes' counts of one topic",
-            if per_node { "node-N" } else { "total" }
-        );
-        println!();
-        let mut header = format!("  {:>8} {:>10} {:>10}", "elapsed", "ops/s", "pairs");
-        if per_node {
-            for node in nodes {
-                header.push_str(&format!(" {:>10}", node.name()));
-            }
-        } else {
-            header.push_str(&format!(" {:>10} {:>10}", "total min", "total max"));
-        }
-        header.push_str(&format!(" {:>7}", "lag"));
-        println!("{header}");
-        Self {
-            tty: std::io::stdout().is_terminal(),
-            window: RateWindow::default(),
-            peak: None,
-            last_line: None,
-            per_node,
-        }
-    }
-
-    /// Samples the counters; draws a line when one is due (or `last`).
-    fn tick(&mut self, elapsed: Duration, last: bool, stats: &LoadStats, nodes: &[Node], names: &[Vec<u8>]) {
-        let (rate, window) = self.window.push(elapsed, stats.ops.load(Ordering::Relaxed));
-        // Ticks start a few µs after the load and drift: a window within
-        // 50 ms of a second counts as one.
-        if window >= Duration::from_millis(950) {
-            self.peak = Some(self.peak.map_or(rate, |p| p.max(rate)));
-        }
-        let rate = (window >= Duration::from_millis(500)).then_some(rate);
-        let since_line = self.last_line.map(|t| elapsed - t);
-        let due = self.tty || last || !matches!(since_line, Some(d) if d < Duration::from_millis(990));
-        if !due {
-            return;
-        }
-        self.last_line = Some(elapsed);
-        let totals: Vec<Option<u64>> = nodes.iter().map(|n| n.total().ok()).collect();
-        let line = row(elapsed, rate, stats.pairs.load(Ordering::Relaxed), &totals, lag(nodes, names), self.per_node);
-        let mut out = std::io::stdout().lock();
-        let _ = if self.tty { write!(out, "\r{line}\x1b[K") } else { writeln!(out, "{line}") };
-        let _ = out.flush();
-    }
-
-    fn finish(&self) {
-        if self.tty {
-            println!();
-        }
-        println!();
-    }
-}
-
-/// Operations per second over the last second of (elapsed, ops) samples.
-#[derive(Debug, Default)]
-struct RateWindow {
-    samples: VecDeque<(Duration, u64)>,
-}
-
-impl RateWindow {
-    /// Adds a sample; returns the rate since the newest sample at least 1 s
-    /// old (or the oldest one), and how long that window is.
-    fn push(&mut self, elapsed: Duration, ops: u64) -> (f64, Duration) {
-        self.samples.push_back((elapsed, ops));
-        while self.samples.len() > 1 && elapsed - self.samples[1].0 >= Duration::from_secs(1) {
-            self.samples.pop_front();
-        }
-        let (t0, ops0) = self.samples[0];
-        let window = elapsed - t0;
-        let rate = if window.is_zero() { 0.0 } else { ops.saturating_sub(ops0) as f64 / window.as_secs_f64() };
-        (rate, window)
-    }
-}
-
-fn row(elapsed: Duration, rate: Option<f64>, pairs: i64, totals: &[Option<u64>], lag: u64, per_node: bool) -> String {
-    let num = |n: Option<u64>| n.map_or_else(|| "-".to_owned(), thousands);
-    let mut line = format!(
-        "  {:>8} {:>10} {:>10}",
-        format!("{:.1} s", elapsed.as_secs_f64()),
-        num(rate.map(|r| r.round() as u64)),
-        num(u64::try_from(pairs).ok())
-    );
-    if per_node {
-        for t in totals {
-            line.push_str(&format!(" {:>10}", num(*t)));
-        }
-    } else {
-        let known = totals.iter().flatten();
-        line.push_str(&format!(" {:>10} {:>10}", num(known.clone().min().copied()), num(known.max().copied())));
-    }
-    line.push_str(&format!(" {:>7}", thousands(lag)));
-    line
-}
-
-/// The largest difference between two nodes' counts of one topic, over
-/// the [`LAG_TOPICS`] most popular topics.
-fn lag(nodes: &[Node], names: &[Vec<u8>]) -> u64 {
-    let mut worst = 0;
-    for name in names.iter().take(LAG_TOPICS) {
-        let counts = nodes.iter().filter_map(|n| n.count(name).ok());
-        let (lo, hi) = counts.fold((u64::MAX, 0), |(lo, hi), c| (lo.min(c), hi.max(c)));
-        worst = worst.max(hi.saturating_sub(lo));
-    }
-    worst
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rows_are_aligned() {
-        let a = row(Duration::from_millis(1250), Some(20011.4), 100_480, &[Some(100_480), Some(9)], 3, true);
-        let b = row(Duration::from_secs(20), None, 7, &[None, Some(1_000_000)], 12_345, true);
-        assert_eq!(a, "     1.2 s     20,011    100,480    100,480          9       3");
-        assert_eq!(a.len(), b.len());
-        assert!(b.contains("   -  ") && b.contains("1,000,000"), "{b}");
-        let c = row(Duration::ZERO, Some(0.0), 0, &[Some(4), None, Some(2)], 0, false);
-        assert!(c.ends_with("         2          4       0"), "{c}");
-    }
-
-    #[test]
-    fn the_rate_window_spans_a_second() {
-        let mut w = RateWindow::default();
-        let ms = Duration::from_millis;
-        assert_eq!(w.push(ms(0), 0), (0.0, ms(0)));
-        assert_eq!(w.push(ms(250), 500), (2000.0, ms(250)));
-        w.push(ms(500), 1000);
-        w.push(ms(750), 1500);
-        // Ticks drift late: the window still reaches back a full second.
-        let (rate, window) = w.push(ms(1001), 2002);
-        assert_eq!(window, ms(1001));
-        assert!((rate - 2000.0).abs() < 1e-6, "{rate}");
-        let (rate, window) = w.push(ms(1251), 5002);
-        assert_eq!(window, ms(1001));
-        assert!((rate - 4502.0 / 1.001).abs() < 1e-6, "{rate}");
-    }
-
-    #[test]
-    fn wire_is_na_without_counters() {
-        assert!(wire_line(None, None, 2).starts_with("n/a (a node's stats"));
-        assert!(wire_line(None, None, 0).starts_with("n/a (one node"));
-        let w = |b, t, d| Some(stats::Wire { bytes_out: b, topics_out: t, topics_drained: d });
-        assert!(wire_line(w(100, 0, 0), w(200, 0, 0), 2).starts_with("n/a (no changed topics"));
-        assert!(wire_line(w(100, 0, 5), w(100, 0, 5), 2).starts_with("n/a"));
-        // No topic entries sent (only heartbeats, say): estimated from drains.
-        assert_eq!(
-            wire_line(w(100, 0, 10), w(1100, 0, 110), 2),
-            "10.0 B per changed topic, 5.0 B to each of 2 peers (1000 B out for 100 changed topics, all frames counted)"
-        );
-        // An exact count of entries sent wins over the estimate from drains.
-        assert!(wire_line(w(0, 0, 0), w(600, 200, 100), 2).starts_with("3.0 B per topic update sent"));
-    }
-
-    #[test]
-    fn lag_is_the_widest_spread() {
-        let nodes: Vec<Node> = (0..3).map(|_| Node::start(&Config::new()).unwrap()).collect();
-        let names = vec![b"a".to_vec(), b"b".to_vec()];
-        assert_eq!(lag(&nodes, &names), 0);
-        nodes[0].add(b"b", 5).unwrap();
-        nodes[2].add(b"b", 2).unwrap();
-        nodes[1].add(b"a", 1).unwrap();
-        // Local-only nodes never converge: b is 5, 0, 2 across them.
-        assert_eq!(lag(&nodes, &names), 5);
     }
 }

@@ -6,12 +6,15 @@
 //! changes land at random points of the flush cycle (as real joins do;
 //! without the pause every change would follow a flush and wait a whole
 //! interval). Observers are polled
-//! every [`POLL`], so each figure is late by at most that much.
+//! every [`POLL`], so each figure is late by at most that much. Each
+//! observation is sent as it is made, so the progress rows can show the
+//! lag of the last second.
 
 use headcount::Node;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
 /// The probe topic (not one the simulated users use).
@@ -23,11 +26,9 @@ const CONN: u64 = u64::MAX;
 /// How often observers are polled.
 pub(crate) const POLL: Duration = Duration::from_micros(250);
 
-/// What the probe saw.
+/// What the probe saw besides the observations it sent.
 #[derive(Debug, Default)]
 pub(crate) struct Latencies {
-    /// One per (probe change, observing node) that arrived, unsorted.
-    pub(crate) samples: Vec<Duration>,
     /// Observations that did not arrive within the timeout.
     pub(crate) timeouts: u64,
     /// Calls on a node that failed.
@@ -44,7 +45,16 @@ enum Observed {
 /// Probes until `stop`, then leaves the probe topic at 0 on every node's
 /// side (so the truth for it is 0). With fewer than two nodes there is
 /// nothing to observe.
-pub(crate) fn run(nodes: &[Node], stop: &AtomicBool, timeout: Duration, pause: Duration, seed: u64) -> Latencies {
+/// Each observation (one per probe change and observing node that
+/// arrived) goes to `samples`.
+pub(crate) fn run(
+    nodes: &[Node],
+    stop: &AtomicBool,
+    timeout: Duration,
+    pause: Duration,
+    seed: u64,
+    samples: &Sender<Duration>,
+) -> Latencies {
     let mut out = Latencies::default();
     if nodes.len() < 2 {
         return out;
@@ -63,7 +73,7 @@ pub(crate) fn run(nodes: &[Node], stop: &AtomicBool, timeout: Duration, pause: D
             out.errors.push(format!("probe track on {}: {e}", source.name()));
             break;
         }
-        let joined = observe(&observers, 1, Instant::now(), timeout, stop, &mut out);
+        let joined = observe(&observers, 1, Instant::now(), timeout, stop, Some(samples), &mut out);
         // Observers saw the join just after a flush: leave at a random
         // point of the cycle too, not right after it.
         if let Observed::All = joined {
@@ -79,12 +89,12 @@ pub(crate) fn run(nodes: &[Node], stop: &AtomicBool, timeout: Duration, pause: D
             // An observer that never saw the join would see the leave at
             // once: resynchronise on it without recording.
             Observed::TimedOut => {
-                observe(&observers, 0, left_at, timeout, stop, &mut Latencies::default());
+                observe(&observers, 0, left_at, timeout, stop, None, &mut Latencies::default());
                 continue;
             }
             Observed::Stopped => break,
         }
-        if let Observed::Stopped = observe(&observers, 0, left_at, timeout, stop, &mut out) {
+        if let Observed::Stopped = observe(&observers, 0, left_at, timeout, stop, Some(samples), &mut out) {
             break;
         }
     }
@@ -106,16 +116,23 @@ fn sleep_unless(stop: &AtomicBool, d: Duration) -> bool {
     }
 }
 
-/// Polls `observers` until each shows `want`, recording when each first did.
-/// An observation cut short by `stop` records nothing.
+/// Polls `observers` until each shows `want`, sending to `samples` how
+/// long each took. An observation cut short by `stop` sends nothing.
 fn observe(
     observers: &[&Node],
     want: u64,
     start: Instant,
     timeout: Duration,
     stop: &AtomicBool,
+    samples: Option<&Sender<Duration>>,
     out: &mut Latencies,
 ) -> Observed {
+    let send = |seen: Vec<Duration>| {
+        for d in seen {
+            // The receiver outlives the probe; if not, nobody is listening.
+            let _ = samples.map(|s| s.send(d));
+        }
+    };
     let mut pending: Vec<&Node> = observers.to_vec();
     let mut seen = Vec::with_capacity(pending.len());
     while !pending.is_empty() {
@@ -135,13 +152,13 @@ fn observe(
             }
         });
         if !pending.is_empty() && elapsed >= timeout {
-            out.samples.extend(&seen);
+            send(seen);
             out.timeouts += pending.len() as u64;
             return Observed::TimedOut;
         }
         std::thread::sleep(POLL);
     }
-    out.samples.extend(seen);
+    send(seen);
     Observed::All
 }
 
@@ -149,6 +166,7 @@ fn observe(
 mod tests {
     use super::*;
     use headcount::Config;
+    use std::sync::mpsc;
 
     #[test]
     fn local_only_nodes_never_see_each_other() {
@@ -156,13 +174,14 @@ mod tests {
         // topic is left at 0.
         let nodes: Vec<Node> = (0..2).map(|_| Node::start(&Config::new()).unwrap()).collect();
         let stop = AtomicBool::new(false);
+        let (tx, rx) = mpsc::channel();
         let l = std::thread::scope(|s| {
-            let h = s.spawn(|| run(&nodes, &stop, Duration::from_millis(30), Duration::from_millis(1), 1));
+            let h = s.spawn(|| run(&nodes, &stop, Duration::from_millis(30), Duration::from_millis(1), 1, &tx));
             std::thread::sleep(Duration::from_millis(200));
             stop.store(true, Ordering::Relaxed);
             h.join().unwrap()
         });
-        assert!(l.samples.is_empty(), "{:?}", l.samples);
+        assert_eq!(rx.try_iter().count(), 0);
         assert!(l.timeouts >= 2, "{}", l.timeouts);
         assert!(l.errors.is_empty());
         for n in &nodes {
@@ -173,7 +192,8 @@ mod tests {
     #[test]
     fn one_node_is_not_probed() {
         let nodes = vec![Node::start(&Config::new()).unwrap()];
-        let l = run(&nodes, &AtomicBool::new(false), Duration::from_secs(1), Duration::from_millis(1), 1);
-        assert!(l.samples.is_empty() && l.timeouts == 0);
+        let (tx, rx) = mpsc::channel();
+        let l = run(&nodes, &AtomicBool::new(false), Duration::from_secs(1), Duration::from_millis(1), 1, &tx);
+        assert!(rx.try_iter().next().is_none() && l.timeouts == 0);
     }
 }

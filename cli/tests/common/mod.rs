@@ -128,16 +128,7 @@ impl NodeProc {
 
     /// Waits for the process to exit, at most `timeout`.
     pub fn wait(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        wait_child(&mut self.child, timeout)
     }
 
     /// SIGKILL, as `kill -9`.
@@ -148,11 +139,7 @@ impl NodeProc {
 
     /// Sends `signal` (e.g. `libc::SIGTERM`) to the process.
     pub fn signal(&self, signal: i32) {
-        let pid = libc::pid_t::try_from(self.child.id()).expect("pid fits pid_t");
-        // SAFETY: kill(2) takes plain integers; the child is ours and not yet
-        // reaped (Drop and wait reap it), so the pid names this process.
-        let rc = unsafe { libc::kill(pid, signal) };
-        assert_eq!(rc, 0, "kill({pid}, {signal}): {}", std::io::Error::last_os_error());
+        signal_child(&self.child, signal);
     }
 
     pub fn stderr(&self) -> String {
@@ -169,6 +156,29 @@ impl Drop for NodeProc {
     }
 }
 
+/// Waits for `child` to exit, at most `timeout`.
+pub fn wait_child(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Sends `signal` (e.g. `libc::SIGTERM`) to `child`, which must not be reaped yet.
+pub fn signal_child(child: &Child, signal: i32) {
+    let pid = libc::pid_t::try_from(child.id()).expect("pid fits pid_t");
+    // SAFETY: kill(2) takes plain integers; the child is ours and not yet
+    // reaped (its owner's Drop and wait reap it), so the pid names it.
+    let rc = unsafe { libc::kill(pid, signal) };
+    assert_eq!(rc, 0, "kill({pid}, {signal}): {}", std::io::Error::last_os_error());
+}
+
 /// Polls `f` until it returns true or `timeout` passes; returns how long it took.
 pub fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> {
     let start = Instant::now();
@@ -182,3 +192,5 @@ pub fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> Option<Dura
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+pub mod serve;

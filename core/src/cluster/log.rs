@@ -1,4 +1,6 @@
-//! A tiny logging facade: leveled lines on stderr, never stdout.
+//! A tiny logging facade: leveled lines on stderr, never stdout, each
+//! `<UTC time, ms> headcount <LEVEL> [<node>] <message>` (the CLI writes
+//! its own lines in the same format).
 //!
 //! The level comes from the `HEADCOUNT_LOG` environment variable (`off`,
 //! `error`, `warn`, `info`, `debug`; default `warn`), read once. Embedding
@@ -42,7 +44,8 @@ pub(crate) fn write(level: Level, node: &str, args: std::fmt::Arguments<'_>) {
     };
     // One write_fmt on a locked handle keeps lines from interleaving; a
     // failed write to stderr is ignored (nowhere left to report it).
-    let _ = writeln!(std::io::stderr().lock(), "headcount {tag} [{node}] {args}");
+    let at = humantime::format_rfc3339_millis(std::time::SystemTime::now());
+    let _ = writeln!(std::io::stderr().lock(), "{at} headcount {tag} [{node}] {args}");
 }
 
 /// `log!(Level::Warn, node_name, "format {}", args)`.

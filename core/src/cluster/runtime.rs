@@ -149,8 +149,8 @@ impl Cluster {
         log!(
             Level::Info,
             &cluster.name,
-            "node id {node_id:016x} incarnation {incarnation:016x} listening on {:?}",
-            cluster.listen_addr
+            "node id {node_id:016x} incarnation {incarnation:016x} {}",
+            cluster.listen_addr.map_or_else(|| "not listening".to_owned(), |a| format!("listening on {a}"))
         );
         if let Some(l) = listener {
             let c = cluster.clone();
