@@ -1,75 +1,83 @@
 /*
  * headcount_nif.c: the Erlang NIF over libheadcount's C ABI.
  *
- * One resource type, `hc_erl_node`, wraps an `hc_node *`. Around it this file
- * keeps, per node, which local processes are tracked: a map pid -> {monitor,
- * connection id, number of topics}. Each tracked pid is one headcount
- * *connection*: `hc_track(topic, conn)` / `hc_untrack(topic, conn)` keep the
- * exact membership in the library, and when the process exits the resource's
- * `down` callback calls `hc_untrack_all(conn)`. No process, no ETS table and
- * no dirty scheduler sits on the hot path; every call below is a few short
+ * Per headcount node the NIF keeps which local processes it monitors. Each
+ * tracked pid is one headcount *connection*, whose id is the pid's own term
+ * word (unique among live local processes; see pid_set.h):
+ * `hc_track(topic, conn)` / `hc_untrack(topic, conn)` keep the exact
+ * membership in the library, and when the process exits the `down`
+ * callback calls `hc_untrack_all(conn)`. No process, no ETS table and no
+ * dirty scheduler sits on the hot path; every call below is a few short
  * critical sections (it follows OTP's prim_file_nif.c in spirit: a resource
- * with a `down` callback, the caller monitored as soon as it holds state, the
- * explicit release path demonitoring first).
+ * with a `down` callback, the caller monitored as soon as it holds state).
  *
- * Keeping `stop` from freeing the node under a concurrent call: the guard.
+ * Objects:
  *
- *   Every call that uses `res->node` (the `down` callback too) enters the
- *   node's guard and leaves it when done. Entering is one atomic add on a
- *   counter of the calling thread's own (a slot picked once per OS thread),
- *   then a load of `closed`; leaving is one atomic subtract. `stop` stores
- *   `closed = 1` and then waits until every counter reads 0: after that no
- *   call is inside, and every later one sees `closed` and answers
- *   `{error, closed}` without touching the node.
+ *   handle (resource `headcount_node`)  what Erlang holds; points at the core.
+ *   core (enif_alloc)                   the hc_node, the guard (guard.h),
+ *                                       NSHARDS shards of the pid set (each
+ *                                       a spinlock and a pid_set in one
+ *                                       cache line), and NOWNERS monitor
+ *                                       owners.
+ *   monitor owner (resource             owns monitors; its `down` callback
+ *     `headcount_monitors`, with down)  untracks the process.
  *
- *     caller                        stop
- *     ------                        ----
- *     inflight[slot] += 1  (A)      closed = 1            (C)
- *     if closed: undo, fail (B)     wait inflight[*] == 0 (D)
+ * Why one monitor owner per scheduler thread (picked by the thread's guard
+ * slot): ERTS keeps a resource's monitors in one red-black tree under one
+ * mutex (erl_nif.c, `ErtsResourceMonitors`), taken by every
+ * enif_monitor_process and every down, and keyed by the monitor's
+ * reference. With one owner for the whole node, every first track on every
+ * scheduler queued on that mutex and walked a tree of every tracked process,
+ * a cache miss per level. A thread's own owner is locked by that thread
+ * almost only, and its new references come from that scheduler's counter,
+ * so each insert lands on the same, cache-hot edge of the tree, as
+ * erlang:monitor/2 does in the caller's own tree. (Spreading the owners by
+ * pid hash instead divides the lock traffic but keeps the inserts cold.)
  *
- *   All four are sequentially consistent, so in their single total order
- *   either (A) comes before (D)'s read of that slot (stop sees the caller
- *   and waits for it) or (C) comes before (B) (the caller sees `closed`):
- *   Dekker's argument. An rwlock (ERTS's enif_rwlock is a plain
- *   ethr_rwmutex) would do the same job with every reader writing one
- *   shared cache line on every call; this way a scheduler writes only its
- *   own line, as the library's per-CPU counters do.
+ * A pid stays monitored from its first track until it exits (or the node
+ * stops), even when it untracks its last topic: keeping the monitor costs
+ * nothing per call, and not keeping an ErlNifMonitor per pid (32 bytes)
+ * keeps a tracked process's BEAM memory near a plain monitor's. So the set
+ * holds exactly the pids that have a live monitor from this node, and a
+ * pid's down removes it: at most one monitor per pid exists at a time
+ * (track creates one only when the pid is absent), so there is no stale
+ * down to tell apart.
  *
- *   State: `closed` 0 -> 1, once, under `stop_lock` (which only `stop`
- *   takes); `node` is written only by `start` before the handle exists and
- *   by `stop` after the wait.
+ * Any owner's down finds the pid's shard by the pid's hash, so which owner
+ * monitors a pid matters only to the cost of making the monitor.
+ *
+ * Lifetimes: the core is counted (1 for the handle + 1 per monitor owner)
+ * and freed by the last. ERTS never runs a resource's destructor while its
+ * `down` is running, and runs no `down` after it; so a down callback always
+ * finds its core. The handle's destructor, or `stop`, closes the guard,
+ * frees the hc_node and releases the monitor owners (ERTS then removes
+ * their monitors).
  *
  * Locks, always taken in this order (no path takes them the other way round):
  *
- *   1. one `shard->lock` (ErlNifMutex) of the pid map, chosen by the pid's
- *      hash, taken inside the guard. It orders everything about one pid:
- *      whether it has an entry, its monitor, its topic count, and the
- *      library calls that change its membership (so the topic count always
- *      equals what the library holds for that connection).
- *   2. the library's own short internal locks (inside hc_track etc.).
+ *   1. one shard lock, chosen by the pid's hash, taken inside the guard. It
+ *      orders everything about one pid: whether it is in the set, its
+ *      monitor, and the library calls that change its membership (so a
+ *      down's hc_untrack_all cannot slip between a track's check and its
+ *      hc_track, which would leave a dead pid counted).
+ *   2. ERTS's monitor-owner mutex (inside enif_monitor_process and down).
+ *   3. the library's own short internal locks (inside hc_track etc.).
  *
  * The races, and why each is safe:
  *
  * - `down` vs NIF calls on other schedulers: `down` enters the guard and
- *   takes the pid's shard lock as `untrack` does, so it is just another
- *   caller. It removes the pid's entry
- *   only if the entry's monitor is the one that fired (`enif_compare_
- *   monitors`): an entry created later for the same pid carries a newer
- *   monitor, and that monitor's own `down` will remove it.
- * - `untrack` of a pid's last topic demonitors it. If the monitor has already
- *   fired (demonitor returns > 0), its `down` is on its way; it finds no
- *   entry (or an entry with another monitor) and does nothing.
- * - `down` vs `stop`: `down` enters the guard like any call. Once `stop`
- *   has closed the guard and waited, no call is inside; it takes the pid
- *   tables out, demonitors their entries, and frees them and the node. A
+ *   takes the pid's shard lock as `track` does, so it is just another
+ *   caller.
+ * - a failed first track (bad topic, no memory) demonitors the monitor it
+ *   just made. If that monitor has already fired (the process died
+ *   meanwhile), its down finds the pid absent, or present through a later
+ *   track: the process is dead, so removing it then is right too.
+ * - `down` vs `stop`: once `stop` has closed the guard and waited, no call
+ *   is inside; it takes the pid tables out and frees them and the node. A
  *   `down` that fires meanwhile sees `closed`: nothing to do.
- * - `down` vs the destructor: the runtime keeps the resource alive for the
- *   whole `down` call (it takes a reference unless the count is already
- *   zero, and then skips `down`), and removes all monitors before the
- *   destructor runs. So the destructor never runs concurrently with
- *   anything else on the resource, and frees the node if `stop` did not.
- * - a garbage-collected node: the destructor frees it; processes it tracked
- *   live on untouched (their monitors are gone with the resource).
+ * - a garbage-collected handle: its destructor does what `stop` does;
+ *   processes it tracked live on untouched (their monitors are gone with
+ *   the owners).
  *
  * Errors: a term of the wrong type raises `badarg`; a condition the caller
  * cannot rule out by types returns `{error, Reason}` (see headcount.erl).
@@ -79,10 +87,12 @@
 
 #include <stdbool.h>
 #include <stdint.h>
-#include <sched.h>
 #include <string.h>
 
+#include "guard.h"
 #include "headcount.h"
+#include "pid_set.h"
+#include "spinlock.h"
 
 /* ------------------------------------------------------------------------ */
 /* Atoms                                                                     */
@@ -153,289 +163,180 @@ static ERL_NIF_TERM status_error(ErlNifEnv *env, hc_status status)
 }
 
 /* ------------------------------------------------------------------------ */
-/* The per-node pid map                                                       */
-
-/*
- * One tracked process. `conn` is the headcount connection id that stands
- * for this (node, pid); `topics` is how many topics the library holds for
- * `conn`. An entry exists exactly while the pid holds a monitor from us.
- */
-typedef struct {
-    ErlNifPid pid;
-    uint64_t hash;
-    uint64_t conn;
-    uint32_t topics;
-    uint32_t used; /* 0 = empty slot */
-    ErlNifMonitor mon;
-} pid_entry;
-
-/*
- * Open addressing with linear probing and backward-shift deletion (no
- * tombstones, so a map that sees millions of short-lived pids never clogs).
- * `cap` is 0 or a power of two; the table grows at 70% load and shrinks
- * below 1/8.
- */
-typedef struct {
-    ErlNifMutex *lock;
-    pid_entry *slots;
-    uint32_t cap;
-    uint32_t len;
-    char pad_[64 - sizeof(void *) * 2 - sizeof(uint32_t) * 2]; /* one cache line per shard */
-} pid_shard;
+/* The per-node state                                                         */
 
 #define SHARD_BITS 8
 #define NSHARDS (1u << SHARD_BITS)
-#define MIN_CAP 16u
+#define NOWNERS GUARD_SLOTS
 
-#define GUARD_SLOTS 64 /* a power of two */
+typedef struct hc_erl_node hc_erl_node;
 
-/* One in-flight counter, alone on its cache line. */
+/* Owns monitors (resource `headcount_monitors`). */
 typedef struct {
-    uint64_t n; /* atomic */
-    char pad_[64 - sizeof(uint64_t)];
-} guard_slot;
+    hc_erl_node *core;
+} monitor_owner;
 
 typedef struct {
-    guard_slot inflight[GUARD_SLOTS]; /* see "the guard" above */
-    uint32_t closed;                  /* atomic; 0 -> 1 once, by stop */
-    ErlNifMutex *stop_lock;           /* serializes stop calls */
-    hc_node *node;                    /* NULL once stopped */
-    uint64_t next_conn;               /* atomic; connection 0 is never used */
+    _Alignas(64) spinlock lock; /* one cache line per shard */
+    pid_set pids;
+} pid_shard;
+
+struct hc_erl_node {
+    guard guard;            /* see guard.h; first, so 64-byte aligned */
+    ErlNifMutex *stop_lock; /* serializes stop and the handle's destructor */
+    hc_node *node;          /* NULL once stopped */
+    uint32_t refs;          /* atomic: the handle + each live monitor owner */
+    void *alloc;            /* what enif_alloc returned (the core is aligned in it) */
+    monitor_owner *owners[NOWNERS]; /* one per guard slot; NULL once stop released them */
     pid_shard shards[NSHARDS];
-} hc_erl_node;
+};
 
-static ErlNifResourceType *node_type;
+/* What Erlang holds (resource `headcount_node`). */
+typedef struct {
+    hc_erl_node *core;
+} node_handle;
 
-/* This OS thread's guard slot (schedulers are long-lived threads, so in
- * practice each gets a slot of its own). */
-static uint32_t next_thread_slot; /* atomic */
-static _Thread_local uint32_t thread_slot_plus1;
-
-static uint32_t my_slot(void)
-{
-    uint32_t s = thread_slot_plus1;
-    if (s == 0) {
-        s = (__atomic_fetch_add(&next_thread_slot, 1, __ATOMIC_RELAXED) % GUARD_SLOTS) + 1;
-        thread_slot_plus1 = s;
-    }
-    return s - 1;
-}
-
-/* Enters the node's guard: its node, or NULL (not entered) once stopped. */
-static hc_node *acquire(hc_erl_node *res)
-{
-    uint64_t *n = &res->inflight[my_slot()].n;
-    __atomic_fetch_add(n, 1, __ATOMIC_SEQ_CST);                  /* (A) */
-    if (__atomic_load_n(&res->closed, __ATOMIC_SEQ_CST)) {       /* (B) */
-        __atomic_fetch_sub(n, 1, __ATOMIC_RELEASE);
-        return NULL;
-    }
-    return res->node;
-}
-
-/* Leaves the guard (same thread as acquire: NIF calls and callbacks never
- * move between threads). */
-static void release(hc_erl_node *res)
-{
-    __atomic_fetch_sub(&res->inflight[my_slot()].n, 1, __ATOMIC_RELEASE);
-}
-
-/* Closes the guard and waits until no call is inside. stop_lock held. */
-static void close_and_drain(hc_erl_node *res)
-{
-    __atomic_store_n(&res->closed, 1, __ATOMIC_SEQ_CST);         /* (C) */
-    for (unsigned k = 0; k < GUARD_SLOTS; k++) {                 /* (D) */
-        unsigned spins = 0;
-        while (__atomic_load_n(&res->inflight[k].n, __ATOMIC_SEQ_CST) != 0) {
-            /* A call inside is a few microseconds from leaving. */
-            if (++spins > 64)
-                sched_yield();
-        }
-    }
-}
-
-/* A 64-bit hash of a local pid, well mixed (murmur3's finalizer over the
- * runtime's own hash of the term). */
-static uint64_t pid_hash(const ErlNifPid *pid)
-{
-    uint64_t h = enif_hash(ERL_NIF_INTERNAL_HASH, pid->pid, 0x9e3779b97f4a7c15ull);
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdull;
-    h ^= h >> 33;
-    h *= 0xc4ceb9fe1a85ec53ull;
-    h ^= h >> 33;
-    return h;
-}
+static ErlNifResourceType *node_type, *owner_type;
 
 static pid_shard *shard_of(hc_erl_node *res, uint64_t hash)
 {
     return &res->shards[hash >> (64 - SHARD_BITS)];
 }
 
-/* The entry of `pid`, or NULL. Shard lock held. */
-static pid_entry *shard_find(pid_shard *s, const ErlNifPid *pid, uint64_t hash)
+/* The owner for monitors made on this thread. */
+static monitor_owner *my_owner(hc_erl_node *res)
 {
-    if (s->cap == 0)
+    return res->owners[guard_my_slot() % NOWNERS];
+}
+
+/* Enters the node's guard: its node, or NULL (not entered) once stopped. */
+static hc_node *acquire(hc_erl_node *res)
+{
+    return guard_enter(&res->guard) ? res->node : NULL;
+}
+
+static void release(hc_erl_node *res)
+{
+    guard_leave(&res->guard);
+}
+
+/* A new core with its monitor owners, or NULL if out of memory. `node` is
+ * adopted only on success. */
+static hc_erl_node *core_new(hc_node *node)
+{
+    void *alloc = enif_alloc(sizeof(hc_erl_node) + 63);
+    if (!alloc)
         return NULL;
-    uint32_t mask = s->cap - 1;
-    for (uint32_t i = (uint32_t)hash & mask;; i = (i + 1) & mask) {
-        pid_entry *e = &s->slots[i];
-        if (!e->used)
-            return NULL;
-        if (e->hash == hash && enif_compare_pids(&e->pid, pid) == 0)
-            return e;
+    hc_erl_node *res = (hc_erl_node *)(((uintptr_t)alloc + 63) & ~(uintptr_t)63);
+    memset(res, 0, sizeof *res);
+    res->alloc = alloc;
+    res->stop_lock = enif_mutex_create("headcount_stop");
+    if (!res->stop_lock) {
+        enif_free(alloc);
+        return NULL;
     }
+    res->refs = 1 + NOWNERS;
+    for (unsigned k = 0; k < NOWNERS; k++) {
+        monitor_owner *o = enif_alloc_resource(owner_type, sizeof *o);
+        o->core = res; /* kept (not released) until stop or the destructor */
+        res->owners[k] = o;
+    }
+    res->node = node;
+    return res;
 }
 
-/* Moves every entry into a table of `new_cap` slots. 0 if out of memory
- * (the table is then unchanged). Shard lock held. */
-static int shard_resize(pid_shard *s, uint32_t new_cap)
+/* Drops one reference to the core; the last frees it (its node is gone
+ * by then: stop or the handle's destructor freed it). */
+static void core_unref(hc_erl_node *res)
 {
-    pid_entry *slots = enif_alloc(sizeof(pid_entry) * new_cap);
-    if (!slots)
-        return 0;
-    memset(slots, 0, sizeof(pid_entry) * new_cap);
-    uint32_t mask = new_cap - 1;
-    for (uint32_t i = 0; i < s->cap; i++) {
-        if (!s->slots[i].used)
-            continue;
-        uint32_t j = (uint32_t)s->slots[i].hash & mask;
-        while (slots[j].used)
-            j = (j + 1) & mask;
-        slots[j] = s->slots[i];
-    }
-    enif_free(s->slots);
-    s->slots = slots;
-    s->cap = new_cap;
-    return 1;
+    if (__atomic_sub_fetch(&res->refs, 1, __ATOMIC_ACQ_REL) != 0)
+        return;
+    for (unsigned k = 0; k < NSHARDS; k++)
+        pid_set_clear(&res->shards[k].pids);
+    enif_mutex_destroy(res->stop_lock);
+    enif_free(res->alloc);
 }
 
-/* A new zeroed entry for `pid` (which must be absent), or NULL if out of
- * memory. The pointer is valid until the shard changes. Shard lock held. */
-static pid_entry *shard_insert(pid_shard *s, const ErlNifPid *pid, uint64_t hash)
+/*
+ * stop's work, for stop/1 and the handle's destructor: closes the guard,
+ * frees the node and the pid sets, and releases the monitor owners (ERTS
+ * removes their monitors). Idempotent.
+ */
+static void shutdown_core(hc_erl_node *res)
 {
-    if (s->cap == 0 || (uint64_t)(s->len + 1) * 10 > (uint64_t)s->cap * 7) {
-        if (s->cap >= (1u << 30) || !shard_resize(s, s->cap ? s->cap * 2 : MIN_CAP))
-            return NULL;
-    }
-    uint32_t mask = s->cap - 1;
-    uint32_t i = (uint32_t)hash & mask;
-    while (s->slots[i].used)
-        i = (i + 1) & mask;
-    pid_entry *e = &s->slots[i];
-    memset(e, 0, sizeof *e);
-    e->pid = *pid;
-    e->hash = hash;
-    e->used = 1;
-    s->len++;
-    return e;
-}
-
-/* Removes `e` (a pointer into `s->slots`). Shard lock held. */
-static void shard_remove(pid_shard *s, pid_entry *e)
-{
-    uint32_t mask = s->cap - 1;
-    uint32_t hole = (uint32_t)(e - s->slots);
-    for (uint32_t j = (hole + 1) & mask; s->slots[j].used; j = (j + 1) & mask) {
-        uint32_t home = (uint32_t)s->slots[j].hash & mask;
-        /* The entry at j may move back into the hole unless its home slot
-         * lies cyclically in (hole, j]. */
-        bool stays = hole <= j ? (hole < home && home <= j) : (hole < home || home <= j);
-        if (stays)
-            continue;
-        s->slots[hole] = s->slots[j];
-        hole = j;
-    }
-    s->slots[hole].used = 0;
-    s->len--;
-    if (s->cap > MIN_CAP && s->len * 8 < s->cap)
-        (void)shard_resize(s, s->cap / 2); /* out of memory: keep the big table */
-}
-
-/* The pid map's tables, taken out of a node by `stop`. */
-typedef struct {
-    pid_entry *slots;
-    uint32_t cap;
-} taken_table;
-
-/* Moves every shard's table into `out` (NSHARDS entries), leaving the map
- * empty. The guard is closed and drained (so no shard lock is held by
- * anyone and none will be). */
-static void take_pids(hc_erl_node *res, taken_table *out)
-{
-    for (unsigned k = 0; k < NSHARDS; k++) {
-        pid_shard *s = &res->shards[k];
-        out[k].slots = s->slots;
-        out[k].cap = s->cap;
-        s->slots = NULL;
-        s->cap = s->len = 0;
-    }
-}
-
-/* Demonitors (when `env` is given) every entry of taken tables and frees
- * them. Needs no lock: the tables belong to the caller alone. A `down` for
- * one of these monitors that is already on its way finds no entry. */
-static void drop_pids(ErlNifEnv *env, hc_erl_node *res, taken_table *tables)
-{
-    for (unsigned k = 0; k < NSHARDS; k++) {
-        if (env) {
-            for (uint32_t i = 0; i < tables[k].cap; i++)
-                if (tables[k].slots[i].used)
-                    (void)enif_demonitor_process(env, res, &tables[k].slots[i].mon);
+    monitor_owner *owners[NOWNERS];
+    hc_node *node = NULL;
+    unsigned n = 0;
+    enif_mutex_lock(res->stop_lock);
+    if (!guard_is_closed(&res->guard)) {
+        guard_close(&res->guard);
+        /* No call is inside, and none will touch the shards again. */
+        node = res->node;
+        res->node = NULL;
+        for (unsigned k = 0; k < NSHARDS; k++)
+            pid_set_clear(&res->shards[k].pids);
+        for (unsigned k = 0; k < NOWNERS; k++) {
+            owners[n++] = res->owners[k];
+            res->owners[k] = NULL;
         }
-        enif_free(tables[k].slots);
     }
+    enif_mutex_unlock(res->stop_lock);
+    hc_node_free(node);
+    for (unsigned k = 0; k < n; k++)
+        enif_release_resource(owners[k]); /* its destructor drops its core reference */
 }
 
 /* ------------------------------------------------------------------------ */
 /* Resource callbacks                                                         */
 
-static void node_dtor(ErlNifEnv *env, void *obj)
+static void handle_dtor(ErlNifEnv *env, void *obj)
 {
     (void)env;
-    hc_erl_node *res = obj;
-    /* The runtime has removed the monitors already; just free the tables. */
-    for (unsigned k = 0; k < NSHARDS; k++)
-        enif_free(res->shards[k].slots);
+    node_handle *h = obj;
+    if (!h->core)
+        return; /* start failed before the core existed */
     /* Not stopped: a garbage-collected node. hc_node_free leaves the cluster
-     * and joins the node's threads; it runs here, on the scheduler the
-     * runtime picked for the destructor, so call stop/1 to choose when. */
-    hc_node_free(res->node);
-    res->node = NULL;
-    for (unsigned k = 0; k < NSHARDS; k++)
-        if (res->shards[k].lock)
-            enif_mutex_destroy(res->shards[k].lock);
-    if (res->stop_lock)
-        enif_mutex_destroy(res->stop_lock);
+     * and joins the node's threads; it runs here, on the thread the runtime
+     * picked for the destructor, so call stop/1 to choose when. */
+    shutdown_core(h->core);
+    core_unref(h->core);
 }
 
-/* A tracked process exited: untrack it everywhere, drop its entry. */
-static void node_down(ErlNifEnv *env, void *obj, ErlNifPid *pid, ErlNifMonitor *mon)
+static void owner_dtor(ErlNifEnv *env, void *obj)
 {
     (void)env;
-    hc_erl_node *res = obj;
-    uint64_t hash = pid_hash(pid);
-    pid_shard *s = shard_of(res, hash);
+    core_unref(((monitor_owner *)obj)->core);
+}
 
+/* A tracked process exited: untrack it everywhere, forget it. */
+static void owner_down(ErlNifEnv *env, void *obj, ErlNifPid *pid, ErlNifMonitor *mon)
+{
+    (void)env;
+    (void)mon;
+    hc_erl_node *res = ((monitor_owner *)obj)->core;
     hc_node *node = acquire(res);
     if (!node)
-        return; /* stopped: stop has taken (or is taking) the pid tables */
-    enif_mutex_lock(s->lock);
-    pid_entry *e = shard_find(s, pid, hash);
-    if (e && enif_compare_monitors(&e->mon, mon) == 0) {
-        (void)hc_untrack_all(node, e->conn, NULL);
-        shard_remove(s, e);
-    }
-    enif_mutex_unlock(s->lock);
+        return; /* stopped: stop has taken (or is taking) the pid sets */
+    uint64_t hash = pid_hash(pid->pid);
+    pid_shard *s = shard_of(res, hash);
+    spin_lock(&s->lock);
+    if (pid_set_remove(&s->pids, pid->pid, hash))
+        (void)hc_untrack_all(node, (uint64_t)pid->pid, NULL);
+    spin_unlock(&s->lock);
     release(res);
 }
 
 /* ------------------------------------------------------------------------ */
 /* Argument helpers                                                           */
 
+/* The core behind a node handle. */
 static int get_node(ErlNifEnv *env, ERL_NIF_TERM term, hc_erl_node **res)
 {
-    return enif_get_resource(env, term, node_type, (void **)res);
+    node_handle *h;
+    if (!enif_get_resource(env, term, node_type, (void **)&h))
+        return 0;
+    *res = h->core;
+    return 1;
 }
 
 /* A topic: any iodata (a binary, or an iolist flattened into a temporary
@@ -516,24 +417,15 @@ static ERL_NIF_TERM start_nif(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[
     if (st != HC_OK)
         return status_error(env, st);
 
-    hc_erl_node *res = enif_alloc_resource(node_type, sizeof *res);
-    if (!res) {
+    node_handle *h = enif_alloc_resource(node_type, sizeof *h);
+    h->core = core_new(node);
+    if (!h->core) {
+        enif_release_resource(h); /* its destructor sees no core */
         hc_node_free(node);
         return error_tuple(env, am_enomem);
     }
-    memset(res, 0, sizeof *res);
-    res->next_conn = 1;
-    res->stop_lock = enif_mutex_create("headcount_stop");
-    bool ok = res->stop_lock != NULL;
-    for (unsigned k = 0; ok && k < NSHARDS; k++) {
-        res->shards[k].lock = enif_mutex_create("headcount_pids");
-        ok = res->shards[k].lock != NULL;
-    }
-    res->node = node; /* the destructor frees it and whatever locks exist */
-    ERL_NIF_TERM term = enif_make_resource(env, res);
-    enif_release_resource(res);
-    if (!ok)
-        return error_tuple(env, am_enomem); /* the resource is garbage now */
+    ERL_NIF_TERM term = enif_make_resource(env, h);
+    enif_release_resource(h);
     return enif_make_tuple2(env, am_ok, term);
 }
 
@@ -544,23 +436,7 @@ static ERL_NIF_TERM stop_nif(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]
     hc_erl_node *res;
     if (!get_node(env, argv[0], &res))
         return enif_make_badarg(env);
-    taken_table *tables = enif_alloc(sizeof(taken_table) * NSHARDS);
-    if (!tables)
-        return error_tuple(env, am_enomem);
-    enif_mutex_lock(res->stop_lock);
-    hc_node *node = NULL;
-    if (!__atomic_load_n(&res->closed, __ATOMIC_SEQ_CST)) {
-        close_and_drain(res);
-        node = res->node;
-        res->node = NULL;
-    }
-    /* A second stop takes empty tables. */
-    take_pids(res, tables);
-    enif_mutex_unlock(res->stop_lock);
-    /* Nothing can reach `node` or the tables any more. */
-    drop_pids(env, res, tables);
-    enif_free(tables);
-    hc_node_free(node);
+    shutdown_core(res);
     return am_ok;
 }
 
@@ -577,44 +453,39 @@ static ERL_NIF_TERM do_track(ErlNifEnv *env, ERL_NIF_TERM node_term, ERL_NIF_TER
     if (!node)
         return error_tuple(env, am_closed);
 
-    uint64_t hash = pid_hash(pid);
+    uint64_t hash = pid_hash(pid->pid);
     pid_shard *s = shard_of(res, hash);
     ERL_NIF_TERM result;
-    enif_mutex_lock(s->lock);
-    pid_entry *e = shard_find(s, pid, hash);
-    if (!e) {
+    monitor_owner *owner = NULL; /* set when this call made the pid's monitor */
+    ErlNifMonitor mon;
+    spin_lock(&s->lock);
+    if (!pid_set_contains(&s->pids, pid->pid, hash)) {
         /* First topic of this pid on this node: monitor it first, so that
          * from the moment it is counted its exit is noticed. */
-        ErlNifMonitor mon;
-        int r = enif_monitor_process(env, res, pid, &mon);
+        owner = my_owner(res);
+        int r = enif_monitor_process(env, owner, pid, &mon);
         if (r != 0) {
             result = r > 0 ? error_tuple(env, am_noproc) : enif_make_badarg(env);
             goto out;
         }
-        e = shard_insert(s, pid, hash);
-        if (!e) {
-            (void)enif_demonitor_process(env, res, &mon);
+        if (!pid_set_insert(&s->pids, pid->pid, hash)) {
+            (void)enif_demonitor_process(env, owner, &mon);
             result = error_tuple(env, am_enomem);
             goto out;
         }
-        e->mon = mon;
-        e->conn = __atomic_fetch_add(&res->next_conn, 1, __ATOMIC_RELAXED);
     }
     bool added = false;
-    hc_status st = hc_track(node, topic.data, topic.size, e->conn, &added);
-    if (st != HC_OK)
+    hc_status st = hc_track(node, topic.data, topic.size, (uint64_t)pid->pid, &added);
+    if (st != HC_OK) {
         result = status_error(env, st);
-    else if (added) {
-        e->topics++;
-        result = am_ok;
+        if (owner) { /* leave no monitor behind a failed first track */
+            (void)enif_demonitor_process(env, owner, &mon);
+            (void)pid_set_remove(&s->pids, pid->pid, hash);
+        }
     } else
-        result = error_tuple(env, am_already_tracked);
-    if (e->topics == 0) { /* a new entry whose first track failed */
-        (void)enif_demonitor_process(env, res, &e->mon);
-        shard_remove(s, e);
-    }
+        result = added ? am_ok : error_tuple(env, am_already_tracked);
 out:
-    enif_mutex_unlock(s->lock);
+    spin_unlock(&s->lock);
     release(res);
     return result;
 }
@@ -639,6 +510,12 @@ static ERL_NIF_TERM track3(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
     return do_track(env, argv[0], argv[1], &pid);
 }
 
+/*
+ * Untracking needs no shard lock: it only takes the pid's connection out
+ * of a topic, which the library does atomically, and a pid that was never
+ * tracked has a connection in no topic. The monitor stays until the
+ * process exits (see the top of this file).
+ */
 static ERL_NIF_TERM do_untrack(ErlNifEnv *env, ERL_NIF_TERM node_term, ERL_NIF_TERM topic_term, const ErlNifPid *pid)
 {
     hc_erl_node *res;
@@ -648,33 +525,12 @@ static ERL_NIF_TERM do_untrack(ErlNifEnv *env, ERL_NIF_TERM node_term, ERL_NIF_T
     hc_node *node = acquire(res);
     if (!node)
         return error_tuple(env, am_closed);
-
-    uint64_t hash = pid_hash(pid);
-    pid_shard *s = shard_of(res, hash);
-    ERL_NIF_TERM result;
-    enif_mutex_lock(s->lock);
-    pid_entry *e = shard_find(s, pid, hash);
     bool removed = false;
-    /* A pid we do not track asks the library about connection 0 (never
-     * used), which still checks the topic: a bad topic is invalid_topic
-     * whether or not the pid is tracked. */
-    hc_status st = hc_untrack(node, topic.data, topic.size, e ? e->conn : 0, &removed);
-    if (st != HC_OK)
-        result = status_error(env, st);
-    else if (!removed || !e) /* !e && removed: impossible, conn 0 is never tracked */
-        result = error_tuple(env, am_not_tracked);
-    else {
-        result = am_ok;
-        if (--e->topics == 0) {
-            /* Its last topic: stop watching it. If the monitor has already
-             * fired, its down finds no entry and does nothing. */
-            (void)enif_demonitor_process(env, res, &e->mon);
-            shard_remove(s, e);
-        }
-    }
-    enif_mutex_unlock(s->lock);
+    hc_status st = hc_untrack(node, topic.data, topic.size, (uint64_t)pid->pid, &removed);
     release(res);
-    return result;
+    if (st != HC_OK)
+        return status_error(env, st);
+    return removed ? am_ok : error_tuple(env, am_not_tracked);
 }
 
 static ERL_NIF_TERM untrack2(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
@@ -693,6 +549,23 @@ static ERL_NIF_TERM untrack3(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]
     if (!enif_get_local_pid(env, argv[2], &pid))
         return enif_make_badarg(env);
     return do_untrack(env, argv[0], argv[1], &pid);
+}
+
+/* untrack_all(Node, Pid) -> number of topics it left | {error, _} */
+static ERL_NIF_TERM untrack_all_nif(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
+{
+    (void)argc;
+    hc_erl_node *res;
+    ErlNifPid pid;
+    if (!get_node(env, argv[0], &res) || !enif_get_local_pid(env, argv[1], &pid))
+        return enif_make_badarg(env);
+    hc_node *node = acquire(res);
+    if (!node)
+        return error_tuple(env, am_closed);
+    size_t removed = 0;
+    hc_status st = hc_untrack_all(node, (uint64_t)pid.pid, &removed);
+    release(res);
+    return st == HC_OK ? enif_make_uint64(env, removed) : status_error(env, st);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -895,6 +768,29 @@ static ERL_NIF_TERM version_nif(ErlNifEnv *env, int argc, const ERL_NIF_TERM arg
     return bin;
 }
 
+/* beam_memory(Node) -> {Processes, PidTableBytes, CoreBytes} | {error, _}:
+ * the monitored processes and what the NIF holds in enif_alloc memory. */
+static ERL_NIF_TERM beam_memory_nif(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
+{
+    (void)argc;
+    hc_erl_node *res;
+    if (!get_node(env, argv[0], &res))
+        return enif_make_badarg(env);
+    if (!acquire(res))
+        return error_tuple(env, am_closed);
+    uint64_t pids = 0, bytes = 0;
+    for (unsigned k = 0; k < NSHARDS; k++) {
+        pid_shard *s = &res->shards[k];
+        spin_lock(&s->lock);
+        pids += s->pids.len;
+        bytes += pid_set_bytes(&s->pids);
+        spin_unlock(&s->lock);
+    }
+    release(res);
+    return enif_make_tuple3(env, enif_make_uint64(env, pids), enif_make_uint64(env, bytes),
+                            enif_make_uint64(env, sizeof(hc_erl_node) + 63));
+}
+
 /* ------------------------------------------------------------------------ */
 /* Loading                                                                    */
 
@@ -904,11 +800,15 @@ static int load(ErlNifEnv *env, void **priv, ERL_NIF_TERM info)
     (void)info;
     ErlNifResourceTypeInit init;
     memset(&init, 0, sizeof init);
-    init.dtor = node_dtor;
-    init.down = node_down;
-    init.members = 3;
+    init.dtor = handle_dtor;
+    init.members = 1;
     node_type = enif_init_resource_type(env, "headcount_node", &init, ERL_NIF_RT_CREATE, NULL);
-    if (!node_type)
+    memset(&init, 0, sizeof init);
+    init.dtor = owner_dtor;
+    init.down = owner_down;
+    init.members = 3;
+    owner_type = enif_init_resource_type(env, "headcount_monitors", &init, ERL_NIF_RT_CREATE, NULL);
+    if (!node_type || !owner_type)
         return 1;
 
     am_ok = mk_atom(env, "ok");
@@ -946,6 +846,7 @@ static ErlNifFunc funcs[] = {
     {"track", 3, track3, 0},
     {"untrack", 2, untrack2, 0},
     {"untrack", 3, untrack3, 0},
+    {"untrack_all", 2, untrack_all_nif, 0},
     {"count", 2, count_nif, 0},
     {"count_local", 2, count_local_nif, 0},
     {"count_info", 2, count_info_nif, 0},
@@ -953,6 +854,7 @@ static ErlNifFunc funcs[] = {
     {"local_addr", 1, local_addr_nif, 0},
     {"add_peer", 2, add_peer_nif, ERL_NIF_DIRTY_JOB_IO_BOUND},
     {"stats_json", 1, stats_json_nif, 0},
+    {"beam_memory", 1, beam_memory_nif, 0},
     {"version", 0, version_nif, 0},
 };
 

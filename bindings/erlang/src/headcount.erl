@@ -24,7 +24,7 @@
 -module(headcount).
 
 -export([start/1, stop/1,
-         track/2, track/3, untrack/2, untrack/3,
+         track/2, track/3, untrack/2, untrack/3, untrack_all/2,
          count/2, count_local/2, count_info/2, total/1,
          local_addr/1, add_peer/2, stats/1, stats_json/1, version/0]).
 
@@ -34,11 +34,17 @@
 
 -opaque node_handle() :: reference().
 -type topic() :: iodata().
--type config() :: #{atom() | binary() | string() => config_value()}.
+-type config() :: #{config_key() => config_value()} | [{config_key(), config_value()}].
+-type config_key() :: atom() | binary() | string().
 -type config_value() :: binary() | string() | atom() | integer() | [binary() | string()].
 -type error_reason() :: closed | invalid_topic | {config | io | invalid_argument | panic, binary()}.
 
 -define(NOT_LOADED, erlang:nif_error({not_loaded, ?MODULE})).
+
+%% What the runtime allocates for one process monitor owned by a NIF
+%% resource (erlang:memory/1 before and after 100,000 of them; OTP 25,
+%% x86_64). The EUnit suite checks stats/1 against a measurement.
+-define(MONITOR_BYTES, 152).
 
 %% -------------------------------------------------------------------------
 %% Loading
@@ -65,17 +71,33 @@ nif_path() ->
 %% -------------------------------------------------------------------------
 %% Nodes
 
-%% @doc Starts a node. Keys are atoms or binaries naming the library's
-%% configuration keys (every key of the library's table, in the top-level
-%% README and `hc_config_set' in `include/headcount.h': `node_name',
-%% `listen', `secret', ...); values are binaries, strings, atoms or integers, and
-%% `seeds' may also be a list of addresses. Unknown keys and bad values
-%% return `{error, {config, Message}}'.
+%% @doc Starts a node. `Config' is a map or a list of `{Key, Value}' pairs
+%% (a proplist, or an Elixir keyword list). Keys are atoms, binaries or
+%% strings naming the library's configuration keys (every key of the
+%% library's table, in the top-level README and `hc_config_set' in
+%% `include/headcount.h': `node_name', `listen', `secret', ...); values are
+%% binaries, strings, atoms or integers, and `seeds' may also be a list of
+%% addresses. Unknown keys, bad values and a key given twice return
+%% `{error, {config, Message}}'.
 -spec start(config()) -> {ok, node_handle()} | {error, error_reason()}.
 start(Config) when is_map(Config) ->
-    start_nif([{config_key(K), config_value(V)} || {K, V} <- lists:sort(maps:to_list(Config))]);
+    start(maps:to_list(Config));
+start(Config) when is_list(Config) ->
+    KVs = lists:sort(pairs(Config)),
+    case duplicate(KVs) of
+        none -> start_nif(KVs);
+        Key -> {error, {config, <<"configuration key ", Key/binary, " is given twice">>}}
+    end;
 start(_) ->
     erlang:error(badarg).
+
+pairs([{K, V} | T]) -> [{config_key(K), config_value(V)} | pairs(T)];
+pairs([]) -> [];
+pairs(_) -> erlang:error(badarg).
+
+duplicate([{K, _}, {K, _} | _]) -> K;
+duplicate([_ | T]) -> duplicate(T);
+duplicate([]) -> none.
 
 config_key(K) when is_atom(K) -> atom_to_binary(K, utf8);
 config_key(K) when is_binary(K) -> K;
@@ -132,6 +154,12 @@ untrack(_Node, _Topic) -> ?NOT_LOADED.
 -spec untrack(node_handle(), topic(), pid()) -> ok | {error, not_tracked | error_reason()}.
 untrack(_Node, _Topic, _Pid) -> ?NOT_LOADED.
 
+%% @doc Stops counting `Pid' in every topic; returns how many it left (0
+%% for a process that is not tracked). The process stays monitored until it
+%% exits, so tracking it again costs no new monitor.
+-spec untrack_all(node_handle(), pid()) -> non_neg_integer() | {error, error_reason()}.
+untrack_all(_Node, _Pid) -> ?NOT_LOADED.
+
 %% -------------------------------------------------------------------------
 %% Reading
 
@@ -167,14 +195,38 @@ local_addr(_Node) -> ?NOT_LOADED.
 -spec add_peer(node_handle(), iodata()) -> ok | {error, error_reason()}.
 add_peer(_Node, _Addr) -> ?NOT_LOADED.
 
-%% @doc The node's statistics as a map: JSON objects become maps with
-%% binary keys, arrays lists, strings binaries, `null' the atom `null'.
+%% @doc The node's statistics as a map: the library's (JSON objects become
+%% maps with binary keys, arrays lists, strings binaries, `null' the atom
+%% `null'), plus `<<"beam">>', what this node costs the BEAM:
+%% <ul>
+%% <li>`processes': the processes it monitors (tracked, or untracked from
+%%     every topic but still alive);</li>
+%% <li>`monitor_bytes': the runtime's memory for their monitors
+%%     (`processes' times ?MONITOR_BYTES, measured on OTP 25, 64-bit);</li>
+%% <li>`pid_table_bytes': the NIF's table of those pids;</li>
+%% <li>`bytes_per_process': the two together, per process;</li>
+%% <li>`node_bytes': the NIF's fixed memory for the node.</li>
+%% </ul>
+%% The library's own memory (topics, counters) is outside the BEAM.
 -spec stats(node_handle()) -> map() | {error, error_reason()}.
 stats(Node) ->
     case stats_json(Node) of
-        Json when is_binary(Json) -> headcount_json:decode(Json);
-        Error -> Error
+        Json when is_binary(Json) ->
+            case beam_memory(Node) of
+                {Procs, Table, Fixed} ->
+                    Monitors = Procs * ?MONITOR_BYTES,
+                    (headcount_json:decode(Json))#{<<"beam">> =>
+                        #{<<"processes">> => Procs, <<"monitor_bytes">> => Monitors,
+                          <<"pid_table_bytes">> => Table, <<"node_bytes">> => Fixed,
+                          <<"bytes_per_process">> => (Monitors + Table) div max(Procs, 1)}};
+                Error ->
+                    Error
+            end;
+        Error ->
+            Error
     end.
+
+beam_memory(_Node) -> ?NOT_LOADED.
 
 %% @doc The node's statistics as the library's JSON text.
 -spec stats_json(node_handle()) -> binary() | {error, error_reason()}.
