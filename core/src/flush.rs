@@ -19,6 +19,7 @@
 //! |------|------|-------------------|
 //! | drain | every dirty topic once, with its absolute count | `Counter::drain` |
 //! | distribute | the same changes into every peer's outbox (which coalesces) | `Cluster::distribute`, `Link::enqueue` |
+//! | publish | the same changes to the matching watches (nothing without watches) | `Feed::changed` ([`crate::watch`]) |
 //! | housekeeping | expire down peers past their grace, forget long-gone ones | `Cluster::housekeeping` |
 //! | GC | collect topics at zero for `gc_after_ms` | `Counter::collect_garbage` |
 //! | stats | count the flush, its duration (into the fixed buckets of [`FlushDurations`]), topics drained and collected | [`FlushCounters`] |
@@ -37,6 +38,7 @@ use crate::counter::Counter;
 use crate::error::Result;
 use crate::stats::{FlushDurations, FlushStats};
 use crate::sync::{Arc, AtomicBool, AtomicU64, Condvar, Mutex, Ordering};
+use crate::watch::Feed;
 
 /// When flushes are due (see the module docs).
 #[derive(Debug, Clone)]
@@ -114,6 +116,7 @@ impl FlushCounters {
 struct Flush {
     counter: Counter,
     cluster: Option<Arc<Cluster>>,
+    feed: Feed,
     changes: Vec<(Topic, u64)>,
     counters: Arc<FlushCounters>,
 }
@@ -121,17 +124,20 @@ struct Flush {
 impl Flush {
     /// One flush, started at `start`.
     fn run(&mut self, start: Instant) {
-        let drained = match &self.cluster {
-            Some(_) => self.counter.drain(start, |t, n| self.changes.push((t.into(), n))),
-            None => self.counter.drain(start, |_, _| {}),
-        };
+        // Collected even on a local-only node: the feed decides only after
+        // the drain whether anyone watches (see `watch::hub` for why).
+        let drained = self.counter.drain(start, |t, n| self.changes.push((t.into(), n)));
         if let Some(c) = &self.cluster {
             // One drain, one delta per peer: each peer's outbox coalesces.
             c.distribute(&self.changes);
-            self.changes.clear();
-            if self.changes.capacity() > 1 << 16 {
-                self.changes = Vec::new();
-            }
+        }
+        let remote = |t: &[u8]| self.cluster.as_ref().map_or(0, |c| c.remote_count(t));
+        self.feed.changed(self.changes.iter().map(|(t, _)| t), remote);
+        self.changes.clear();
+        if self.changes.capacity() > 1 << 16 {
+            self.changes = Vec::new();
+        }
+        if let Some(c) = &self.cluster {
             c.housekeeping();
         }
         let collected = self.counter.collect_garbage(start);
@@ -173,10 +179,11 @@ impl Flusher {
         interval: Duration,
         counter: Counter,
         cluster: Option<Arc<Cluster>>,
+        feed: Feed,
     ) -> Result<Flusher> {
         let signal = Arc::new(Signal::default());
         let counters = Arc::new(FlushCounters::default());
-        let flush = Flush { counter, cluster, changes: Vec::new(), counters: counters.clone() };
+        let flush = Flush { counter, cluster, feed, changes: Vec::new(), counters: counters.clone() };
         let schedule = Schedule::new(interval, Instant::now());
         let s = signal.clone();
         let thread = std::thread::Builder::new()
@@ -262,7 +269,9 @@ mod tests {
     fn a_local_flush_drains_collects_and_counts() {
         let counter = Counter::with_config(crate::CounterConfig { gc_after: Duration::ZERO, ..Default::default() });
         let counters = Arc::new(FlushCounters::default());
-        let mut f = Flush { counter: counter.clone(), cluster: None, changes: Vec::new(), counters: counters.clone() };
+        let feed = Feed::new(counter.clone());
+        let mut f =
+            Flush { counter: counter.clone(), cluster: None, feed, changes: Vec::new(), counters: counters.clone() };
         counter.add(b"a", 1).unwrap();
         counter.add(b"b", 1).unwrap();
         counter.add(b"b", -1).unwrap();

@@ -37,6 +37,8 @@ mod shared;
 mod stripes;
 mod sync;
 mod table;
+#[cfg_attr(loom, allow(dead_code))]
+mod watch;
 
 #[cfg(not(loom))]
 mod config;
@@ -48,6 +50,8 @@ mod metrics;
 mod node;
 #[cfg(not(loom))]
 mod stats;
+#[cfg(not(loom))]
+mod top;
 
 #[cfg(all(test, loom))]
 mod loom_models;
@@ -74,6 +78,8 @@ pub use handle::TopicHandle;
 pub use node::{Node, TopicCount};
 #[cfg(not(loom))]
 pub use stats::{ClusterStats, FlushDurations, FlushStats, PeerState, PeerStats, Stats, Traffic};
+#[cfg(not(loom))]
+pub use watch::{Change, Watch};
 
 /// The README's Rust examples, compiled and run as doc tests.
 #[cfg(doctest)]

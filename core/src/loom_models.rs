@@ -140,7 +140,7 @@ fn stripe_sums_are_exact_at_quiescence() {
 
 /// A cluster view with peer slot 0 owned by connection 1, holding `reports`.
 fn view_with(reports: &[(&str, u64)], counted: bool) -> loom::sync::Arc<View> {
-    let v = View::new();
+    let v = View::with_feed(None);
     v.activate(0);
     v.set_owner(0, 1);
     assert!(v.replace(0, 1, reports.iter().map(|(t, n)| (topic(t), *n)).collect()));

@@ -16,6 +16,8 @@ use crate::flush::{FlushCounters, Flusher};
 use crate::metrics;
 use crate::stats::Stats;
 use crate::sync::{Arc, AtomicBool, Ordering};
+use crate::top::Top;
+use crate::watch::{Feed, Watch};
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -56,6 +58,7 @@ pub struct Node {
     closed: AtomicBool,
     flusher: Flusher,
     cluster: Option<Arc<Cluster>>,
+    feed: Feed,
     stats: StatsReader,
     metrics: Option<metrics::Server>,
 }
@@ -74,9 +77,10 @@ impl Node {
         let name = settings.node_name.clone().unwrap_or_else(|| format!("node-{:08x}", rand_u32()));
         let metrics_listener = settings.metrics_listen.as_deref().map(metrics::bind).transpose()?;
         let metrics_addr = metrics_listener.as_ref().map(|l| l.local_addr()).transpose()?;
+        let feed = Feed::new(counter.clone());
         // validate() refuses listen/seeds without a secret.
         let cluster = match &settings.secret {
-            Some(secret) => Some(Cluster::start(settings.clone(), &name, secret, counter.clone())?),
+            Some(secret) => Some(Cluster::start(settings.clone(), &name, secret, counter.clone(), feed.clone())?),
             None => None,
         };
         let close_cluster = |e| {
@@ -85,13 +89,14 @@ impl Node {
             }
             e
         };
-        let flusher =
-            Flusher::start(&name, settings.flush_interval, counter.clone(), cluster.clone()).map_err(close_cluster)?;
+        let flusher = Flusher::start(&name, settings.flush_interval, counter.clone(), cluster.clone(), feed.clone())
+            .map_err(close_cluster)?;
         let stats = StatsReader {
             name: name.clone(),
             counter: counter.clone(),
             flush: flusher.counters(),
             cluster: cluster.clone(),
+            feed: feed.clone(),
             metrics_listen: metrics_addr,
         };
         let metrics = match metrics_listener {
@@ -105,7 +110,7 @@ impl Node {
             }
             None => None,
         };
-        Ok(Node { name, counter, closed: AtomicBool::new(false), flusher, cluster, stats, metrics })
+        Ok(Node { name, counter, closed: AtomicBool::new(false), flusher, cluster, feed, stats, metrics })
     }
 
     fn open(&self) -> Result<&Counter> {
@@ -203,6 +208,79 @@ impl Node {
         })
     }
 
+    /// Watches every topic starting with `prefix` (empty: every topic): the
+    /// returned [`Watch`] is told, in coalesced batches, each time one of
+    /// their cluster-wide counts changes (local changes with the flush that
+    /// ships them, remote ones as their frames arrive, a peer's whole share
+    /// when it goes down, is expired or comes back). With `initial`, its
+    /// first batch holds every matching topic whose count is non-zero.
+    /// Dropping the watch ends it.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let node = headcount::Node::start(&headcount::Config::new())?;
+    /// node.track("room:1", 7)?;
+    /// let mut w = node.watch("room:", false)?;
+    /// node.track("room:1", 8)?;
+    /// node.track("lobby", 8)?;
+    /// let batch = w.next_batch(Duration::from_secs(5))?; // after the next flush
+    /// assert_eq!((batch[0].topic.as_slice(), batch[0].count), (&b"room:1"[..], 2));
+    /// # Ok::<(), headcount::Error>(())
+    /// ```
+    pub fn watch(&self, prefix: impl AsRef<[u8]>, initial: bool) -> Result<Watch> {
+        let prefix = self.prefix(prefix.as_ref())?;
+        self.feed.watch(prefix, initial, |emit| self.for_each_count(prefix, |t, n| emit(t, n)))
+    }
+
+    /// The `k` topics starting with `prefix` with the highest cluster-wide
+    /// counts, highest first, ties broken by topic bytes ascending; topics
+    /// at zero are never listed. Exact, by a scan of every topic (O(topics)).
+    pub fn top(&self, k: usize, prefix: impl AsRef<[u8]>) -> Result<Vec<(Vec<u8>, u64)>> {
+        let prefix = self.prefix(prefix.as_ref())?;
+        let mut top = Top::new(k);
+        if k > 0 {
+            self.for_each_count(prefix, |t, n| top.offer(t, n));
+        }
+        Ok(top.into_vec())
+    }
+
+    /// Checks a watch or top prefix (at most a topic long; empty is fine).
+    fn prefix<'a>(&self, prefix: &'a [u8]) -> Result<&'a [u8]> {
+        let max = self.open()?.max_topic_len();
+        if prefix.len() > max {
+            return Err(Error::InvalidArgument(format!(
+                "prefix is {} bytes; topics are at most {max} bytes",
+                prefix.len()
+            )));
+        }
+        Ok(prefix)
+    }
+
+    /// Calls `f(topic, count)` for every topic starting with `prefix` whose
+    /// cluster-wide count is non-zero (local topics first, then those only
+    /// peers report). Counts changing meanwhile can make one topic appear
+    /// in both passes.
+    fn for_each_count(&self, prefix: &[u8], mut f: impl FnMut(&[u8], u64)) {
+        let c = &self.counter;
+        let Some(cl) = &self.cluster else {
+            return c.for_each_nonzero(|t, n| {
+                if t.starts_with(prefix) {
+                    f(t, n)
+                }
+            });
+        };
+        c.for_each_nonzero(|t, n| {
+            if t.starts_with(prefix) {
+                f(t, n.saturating_add(cl.remote_count(t)))
+            }
+        });
+        cl.for_each_remote(|t, n| {
+            if t.starts_with(prefix) && c.count_local(t).unwrap_or(0) == 0 {
+                f(t, n)
+            }
+        });
+    }
+
     /// The listener's address (with the real port when `listen` had port 0),
     /// if this node listens.
     pub fn local_addr(&self) -> Option<std::net::SocketAddr> {
@@ -260,6 +338,7 @@ impl Node {
         }
         self.stop_metrics();
         self.flusher.stop();
+        self.feed.hub().close();
         // Then say BYE to every peer (they drop our counts at once) and stop
         // the network threads.
         if let Some(c) = &self.cluster {
@@ -284,6 +363,7 @@ impl Node {
             c.abort();
         }
         self.flusher.stop();
+        self.feed.hub().close();
     }
 }
 
@@ -309,6 +389,7 @@ pub(crate) struct StatsReader {
     counter: Counter,
     flush: Arc<FlushCounters>,
     cluster: Option<Arc<Cluster>>,
+    feed: Feed,
     metrics_listen: Option<SocketAddr>,
 }
 
@@ -331,6 +412,8 @@ impl StatsReader {
             total_local: c.total_local(),
             stripes: c.stripes(),
             flush: self.flush.load(),
+            watches: self.feed.hub().watches(),
+            watch_backlog: self.feed.hub().backlog(),
             cluster,
             peers,
             metrics_listen: self.metrics_listen,

@@ -236,6 +236,11 @@ pub struct Stats {
     pub stripes: usize,
     /// The flusher.
     pub flush: FlushStats,
+    /// Watches open on this node (`Node::watch`).
+    pub watches: usize,
+    /// Changes queued in those watches and not yet read: at most one per
+    /// distinct topic per watch (the change feed coalesces).
+    pub watch_backlog: usize,
     /// Node-wide cluster state; `None` on a local-only node.
     pub cluster: Option<ClusterStats>,
     /// Every known peer, by name.
@@ -291,6 +296,8 @@ impl Stats {
             "flush_us_max": f.flush_us_max,
             "topics_drained": f.topics_drained,
             "topics_collected": f.topics_collected,
+            "watches": self.watches,
+            "watch_backlog": self.watch_backlog,
             "peers": self.peers_value(),
         });
         if let (Some(a), Value::Object(obj)) = (self.metrics_listen, &mut v) {
@@ -380,6 +387,8 @@ mod tests {
                 topics_collected: 10,
                 durations: FlushDurations::default(),
             },
+            watches: 21,
+            watch_backlog: 22,
             cluster: Some(ClusterStats {
                 node_id: 0x1f,
                 incarnation: 0x2e,
@@ -404,11 +413,11 @@ mod tests {
         assert_eq!(
             s.to_json(),
             format!(
-                r#"{{"auth_failures":18,"cluster":"c","connections":3,"connections_accepted":15,"connections_dialed":16,"connections_open":14,"connections_refused_busy":17,"flush_us_avg":7,"flush_us_max":8,"flushes":6,"incarnation":"000000000000002e","known_addresses":20,"listen":"127.0.0.1:7401","node":"a","node_id":"000000000000001f","peers":[{peer}],"peers_known":11,"protocol_errors":19,"remote_topics":12,"remote_total":13,"stripes":5,"topics":1,"topics_collected":10,"topics_drained":9,"total_local":4,"tracked_pairs":2}}"#
+                r#"{{"auth_failures":18,"cluster":"c","connections":3,"connections_accepted":15,"connections_dialed":16,"connections_open":14,"connections_refused_busy":17,"flush_us_avg":7,"flush_us_max":8,"flushes":6,"incarnation":"000000000000002e","known_addresses":20,"listen":"127.0.0.1:7401","node":"a","node_id":"000000000000001f","peers":[{peer}],"peers_known":11,"protocol_errors":19,"remote_topics":12,"remote_total":13,"stripes":5,"topics":1,"topics_collected":10,"topics_drained":9,"total_local":4,"tracked_pairs":2,"watch_backlog":22,"watches":21}}"#
             )
         );
         let local = Stats { cluster: None, peers: vec![], ..s };
-        let local_json = r#"{"connections":3,"flush_us_avg":7,"flush_us_max":8,"flushes":6,"node":"a","peers":[],"stripes":5,"topics":1,"topics_collected":10,"topics_drained":9,"total_local":4,"tracked_pairs":2}"#;
+        let local_json = r#"{"connections":3,"flush_us_avg":7,"flush_us_max":8,"flushes":6,"node":"a","peers":[],"stripes":5,"topics":1,"topics_collected":10,"topics_drained":9,"total_local":4,"tracked_pairs":2,"watch_backlog":22,"watches":21}"#;
         assert_eq!(local.to_json(), local_json);
         // `metrics_listen` appears only when the metrics server runs.
         let served = Stats { metrics_listen: Some("127.0.0.1:9464".parse().unwrap()), ..local };

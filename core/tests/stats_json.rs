@@ -47,7 +47,7 @@ fn local_node_stats_are_exactly_these_bytes() {
         format!(
             "{{\"connections\":1,\"flush_us_avg\":0,\"flush_us_max\":0,\"flushes\":0,\"node\":\"solo\",\
              \"peers\":[],\"stripes\":{stripes},\"topics\":1,\"topics_collected\":0,\"topics_drained\":0,\
-             \"total_local\":1,\"tracked_pairs\":1}}"
+             \"total_local\":1,\"tracked_pairs\":1,\"watch_backlog\":0,\"watches\":0}}"
         )
     );
 }
@@ -68,7 +68,7 @@ fn metrics_listen_adds_one_key() {
         format!(
             "{{\"connections\":0,\"flush_us_avg\":0,\"flush_us_max\":0,\"flushes\":0,\"metrics_listen\":\"{at}\",\
              \"node\":\"solo\",\"peers\":[],\"stripes\":{stripes},\"topics\":0,\"topics_collected\":0,\
-             \"topics_drained\":0,\"total_local\":0,\"tracked_pairs\":0}}"
+             \"topics_drained\":0,\"total_local\":0,\"tracked_pairs\":0,\"watch_backlog\":0,\"watches\":0}}"
         )
     );
 }
@@ -77,7 +77,7 @@ const PEER_KEYS: &str = r#"{"address":"","bytes_in":0,"bytes_out":0,"connects":0
 
 fn node_keys(listen: &str, peers: &str) -> String {
     format!(
-        r#"{{"auth_failures":0,"cluster":"","connections":0,"connections_accepted":0,"connections_dialed":0,"connections_open":0,"connections_refused_busy":0,"flush_us_avg":0,"flush_us_max":0,"flushes":0,"incarnation":"","known_addresses":0,"listen":{listen},"node":"","node_id":"","peers":[{peers}],"peers_known":0,"protocol_errors":0,"remote_topics":0,"remote_total":0,"stripes":0,"topics":0,"topics_collected":0,"topics_drained":0,"total_local":0,"tracked_pairs":0}}"#
+        r#"{{"auth_failures":0,"cluster":"","connections":0,"connections_accepted":0,"connections_dialed":0,"connections_open":0,"connections_refused_busy":0,"flush_us_avg":0,"flush_us_max":0,"flushes":0,"incarnation":"","known_addresses":0,"listen":{listen},"node":"","node_id":"","peers":[{peers}],"peers_known":0,"protocol_errors":0,"remote_topics":0,"remote_total":0,"stripes":0,"topics":0,"topics_collected":0,"topics_drained":0,"total_local":0,"tracked_pairs":0,"watch_backlog":0,"watches":0}}"#
     )
 }
 

@@ -51,6 +51,7 @@ use crate::counter::Counter;
 use crate::error::{Error, Result};
 use crate::stats::{ClusterStats, PeerStats};
 use crate::sync::Arc;
+use crate::watch::Feed;
 
 /// How long a handshake may take.
 const HANDSHAKE_TIMEOUT_MS: u64 = 5_000;
@@ -68,6 +69,7 @@ impl Cluster {
         name: &str,
         secret: &Secret,
         counter: Counter,
+        feed: Feed,
     ) -> Result<Arc<Cluster>> {
         let s = &*settings;
         let node_id = node_id_for(s)?;
@@ -100,7 +102,7 @@ impl Cluster {
             id_soft_cap: DEFAULT_ID_SOFT_CAP,
         };
         let seeds = s.seeds.clone();
-        let shared = Arc::new(Shared::new(name, settings, params, counter, listen_addr));
+        let shared = Arc::new(Shared::new(name, settings, params, counter, feed, listen_addr));
         log!(
             Level::Info,
             shared.name(),
@@ -152,6 +154,12 @@ impl Cluster {
         let view = self.shared.view();
         let rc = view.count(topic, self.shared.now_ms());
         (rc.count, rc.reporting, view.known(), rc.oldest_age_ms)
+    }
+
+    /// Calls `f(topic, remote count)` for every topic with a non-zero
+    /// remote count.
+    pub(crate) fn for_each_remote(&self, f: impl FnMut(&[u8], u64)) {
+        self.shared.view().for_each_topic(f);
     }
 
     /// Sum of all counted peers' counts.

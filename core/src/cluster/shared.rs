@@ -27,6 +27,7 @@ use crate::counter::Counter;
 use crate::error::Result;
 use crate::stats::{ClusterStats, PeerStats};
 use crate::sync::{Arc, AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use crate::watch::Feed;
 
 /// Node-wide connection counters.
 #[derive(Debug, Default)]
@@ -68,6 +69,7 @@ impl Shared {
         settings: Arc<Settings>,
         params: ConnParams,
         counter: Counter,
+        feed: Feed,
         listen_addr: Option<SocketAddr>,
     ) -> Shared {
         let down_grace_ms = millis(settings.down_grace);
@@ -78,7 +80,7 @@ impl Shared {
             settings,
             params,
             counter,
-            view: View::new(),
+            view: View::with_feed(Some(feed)),
             closed: AtomicBool::new(false),
             epoch: Instant::now(),
             listen_addr,

@@ -22,6 +22,11 @@
 //! slot's `data` mutex, then shard write locks one topic at a time. `data`
 //! also names the connection (`owner`) allowed to write: when a peer's
 //! connection is replaced, late frames from the old one are ignored.
+//!
+//! Every method that changes what `count` returns (a frame applied, a slot
+//! counted or cleared) ends with one call to [`View::changed`], which hands
+//! the topics it touched to the change feed ([`crate::watch`]) after the
+//! change is visible; without watches that costs one atomic operation.
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
@@ -30,6 +35,7 @@ use smallvec::SmallVec;
 
 use crate::sync::SharedBytes as Topic;
 use crate::sync::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Mutex, Ordering, RandomState, RwLock};
+use crate::watch::Feed;
 
 /// Most peer nodes one node keeps state for (a few under loom, where every
 /// slot's atomics and lock are modelled).
@@ -73,16 +79,26 @@ pub(crate) struct View {
     slots: Box<[Slot]>,
     high_water: AtomicUsize,
     known: AtomicU32,
+    feed: Option<Feed>,
 }
 
 impl View {
-    pub(crate) fn new() -> View {
+    /// A view that publishes its changes to `feed` (if any).
+    pub(crate) fn with_feed(feed: Option<Feed>) -> View {
         View {
             shards: (0..SHARDS).map(|_| RwLock::new(HashMap::default())).collect(),
             hasher: Hasher::with_seed(0x5eed),
             slots: (0..MAX_SLOTS).map(|_| Slot::default()).collect(),
             high_water: AtomicUsize::new(0),
             known: AtomicU32::new(0),
+            feed,
+        }
+    }
+
+    /// Publishes `topics`, whose counts may have changed, to the change feed.
+    fn changed<'a>(&self, topics: impl IntoIterator<Item = &'a Topic>) {
+        if let Some(f) = &self.feed {
+            f.changed(topics, |t| self.count_only(t));
         }
     }
 
@@ -110,7 +126,11 @@ impl View {
 
     /// Whether `slot`'s counts are summed.
     pub(crate) fn set_counted(&self, slot: u16, counted: bool) {
-        self.slot(slot).counted.store(counted, Ordering::Release);
+        let s = self.slot(slot);
+        if s.counted.swap(counted, Ordering::AcqRel) != counted && self.feed.is_some() {
+            let topics: Vec<Topic> = s.data.lock().counts.keys().cloned().collect();
+            self.changed(&topics);
+        }
     }
 
     pub(crate) fn is_counted(&self, slot: u16) -> bool {
@@ -164,10 +184,12 @@ impl View {
         if d.owner != link {
             return false;
         }
-        for (topic, count) in entries {
-            self.set_one(&mut d, slot, topic, count);
+        for (topic, count) in &entries {
+            self.set_one(&mut d, slot, topic.clone(), *count);
         }
         s.sum.store(d.sum, Ordering::Release);
+        drop(d);
+        self.changed(entries.iter().map(|(t, _)| t));
         true
     }
 
@@ -189,14 +211,18 @@ impl View {
                 fresh.insert(topic, count);
             }
         }
-        let gone: Vec<Topic> = d.counts.keys().filter(|t| !fresh.contains_key(&t[..])).cloned().collect();
-        for topic in gone {
-            self.set_one(&mut d, slot, topic, 0);
+        let mut touched: Vec<Topic> = d.counts.keys().filter(|t| !fresh.contains_key(&t[..])).cloned().collect();
+        for topic in &touched {
+            self.set_one(&mut d, slot, topic.clone(), 0);
         }
+        touched.reserve(fresh.len());
         for (topic, count) in fresh {
+            touched.push(topic.clone());
             self.set_one(&mut d, slot, topic, count);
         }
         s.sum.store(d.sum, Ordering::Release);
+        drop(d);
+        self.changed(&touched);
         true
     }
 
@@ -206,11 +232,13 @@ impl View {
         s.counted.store(false, Ordering::Release);
         let mut d = s.data.lock();
         let all: Vec<Topic> = d.counts.drain().map(|(t, _)| t).collect();
-        for topic in all {
-            self.set_index(&topic, slot, 0);
+        for topic in &all {
+            self.set_index(topic, slot, 0);
         }
         d.sum = 0;
         s.sum.store(0, Ordering::Release);
+        drop(d);
+        self.changed(&all);
     }
 
     /// Topics `slot` reports non-zero.
@@ -249,9 +277,13 @@ impl View {
     /// Just the summed count of `topic` (the hot read path).
     pub(crate) fn count_only(&self, topic: &[u8]) -> u64 {
         let shard = self.shard(topic).read();
-        shard
-            .get(topic)
-            .map_or(0, |r| r.iter().filter(|(s, _)| self.is_counted(*s)).fold(0u64, |a, &(_, n)| a.saturating_add(n)))
+        shard.get(topic).map_or(0, |r| self.counted_sum(r))
+    }
+
+    /// The sum of the counted slots' reports in `r` (call with its shard
+    /// lock held: see the module docs).
+    fn counted_sum(&self, r: &Reporters) -> u64 {
+        r.iter().filter(|(s, _)| self.is_counted(*s)).fold(0u64, |a, &(_, n)| a.saturating_add(n))
     }
 
     /// A broken [`View::count_only`], for the loom model's check that it
@@ -261,6 +293,19 @@ impl View {
     pub(crate) fn count_only_flags_after_unlock(&self, topic: &[u8]) -> u64 {
         let entries: Reporters = self.shard(topic).read().get(topic).cloned().unwrap_or_default();
         entries.iter().filter(|(s, _)| self.is_counted(*s)).fold(0u64, |a, &(_, n)| a.saturating_add(n))
+    }
+
+    /// Calls `f(topic, count)` for every topic some counted peer reports
+    /// non-zero, with the sum of the counted peers' reports.
+    pub(crate) fn for_each_topic(&self, mut f: impl FnMut(&[u8], u64)) {
+        for shard in self.shards.iter() {
+            for (topic, r) in shard.read().iter() {
+                let n = self.counted_sum(r);
+                if n > 0 {
+                    f(topic, n);
+                }
+            }
+        }
     }
 
     /// `slot`'s last report for `topic`.
@@ -294,7 +339,7 @@ mod tests {
 
     #[test]
     fn counts_sum_counted_slots_only() {
-        let v = View::new();
+        let v = View::with_feed(None);
         for s in 0..3 {
             v.activate(s);
             v.set_owner(s, 10 + u64::from(s));
@@ -330,7 +375,7 @@ mod tests {
 
     #[test]
     fn freshness_is_the_oldest_counted_report() {
-        let v = View::new();
+        let v = View::with_feed(None);
         v.activate(1);
         v.activate(0);
         v.set_counted(0, true);

@@ -134,6 +134,8 @@ static NODE: &[Series<Stats>] = &[
     Series::new("headcount_local_count", "The sum of this node's own counts over all topics.", Gauge(|s| s.total_local)),
     Series::new("headcount_flush_topics_drained", "Topic changes drained by flushes (each is shipped once to every peer).", Counter(|s| s.flush.topics_drained)),
     Series::new("headcount_topics_collected", "Topics garbage-collected after sitting at zero for gc_after_ms.", Counter(|s| s.flush.topics_collected)),
+    Series::new("headcount_watches", "Change-feed watches open on this node.", Gauge(|s| s.watches as u64)),
+    Series::new("headcount_watch_backlog", "Changes queued in this node's watches and not yet read (at most one per topic per watch).", Gauge(|s| s.watch_backlog as u64)),
 ];
 
 /// Series of a node with a `secret`, read from [`ClusterStats`].

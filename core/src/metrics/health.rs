@@ -61,6 +61,8 @@ mod tests {
             total_local: 0,
             stripes: 1,
             flush: FlushStats::default(),
+            watches: 0,
+            watch_backlog: 0,
             cluster: None,
             peers: states.iter().enumerate().map(peer).collect(),
             metrics_listen: None,

@@ -1,0 +1,165 @@
+//! [`Inbox`]: one watch's coalescing mailbox.
+//!
+//! ```text
+//!  entries: topic -> { delivered, latest, queued }   (under one mutex)
+//!  queue:   topics whose `queued` flag is set, in first-queued order
+//!  fd:      readable iff `queue` is non-empty (or the inbox is closed)
+//! ```
+//!
+//! [`Inbox::offer`] (the publisher, under the hub lock) records the latest
+//! value of a topic and queues the topic if it is not queued yet: a topic is
+//! queued at most once however often it changes, so the backlog is bounded
+//! by the number of distinct matching topics. [`Inbox::take`] (the consumer)
+//! empties the queue and reports, for each queued topic whose latest value
+//! differs from the one it last delivered, that value. A topic whose entry
+//! says "delivered 0, latest 0" is forgotten, so `entries` holds only topics
+//! with a non-zero delivered value or a queued change.
+//!
+//! Neither side waits for the other beyond this short critical section: a
+//! consumer that never reads costs memory bounded by its topics, never time.
+
+use std::collections::HashMap;
+
+use super::eventfd::EventFd;
+use crate::sync::SharedBytes as Topic;
+use crate::sync::{AtomicUsize, Mutex, Ordering, RandomState};
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Entry {
+    delivered: u64,
+    latest: u64,
+    queued: bool,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    entries: HashMap<Topic, Entry, RandomState>,
+    queue: Vec<Topic>,
+    closed: bool,
+}
+
+/// See the module docs.
+#[derive(Debug)]
+pub(crate) struct Inbox {
+    prefix: Box<[u8]>,
+    state: Mutex<State>,
+    fd: EventFd,
+}
+
+impl Inbox {
+    pub(crate) fn new(prefix: &[u8]) -> std::io::Result<Inbox> {
+        Ok(Inbox { prefix: prefix.into(), state: Mutex::new(State::default()), fd: EventFd::new()? })
+    }
+
+    /// The prefix this inbox watches.
+    pub(crate) fn prefix(&self) -> &[u8] {
+        &self.prefix
+    }
+
+    pub(crate) fn fd(&self) -> &EventFd {
+        &self.fd
+    }
+
+    /// Records that `topic`'s count is now `count`; adds 1 to `backlog` when
+    /// the topic was not queued yet.
+    pub(crate) fn offer(&self, topic: &Topic, count: u64, backlog: &AtomicUsize) {
+        let mut s = self.state.lock();
+        if s.closed {
+            return;
+        }
+        let e = match s.entries.get_mut(&topic[..]) {
+            Some(e) => e,
+            None if count == 0 => return, // never delivered non-zero: nothing to say
+            None => s.entries.entry(topic.clone()).or_default(),
+        };
+        e.latest = count;
+        if e.queued {
+            return;
+        }
+        e.queued = true;
+        s.queue.push(topic.clone());
+        backlog.fetch_add(1, Ordering::Relaxed);
+        if s.queue.len() == 1 {
+            self.fd.set();
+        }
+    }
+
+    /// Takes every queued change (topic, latest value) whose value differs
+    /// from the one last taken, in first-queued order. `Err(())` when the
+    /// inbox is closed and nothing is queued.
+    pub(crate) fn take(&self, backlog: &AtomicUsize) -> Result<Vec<(Topic, u64)>, ()> {
+        let mut s = self.state.lock();
+        if s.queue.is_empty() {
+            return if s.closed { Err(()) } else { Ok(Vec::new()) };
+        }
+        let queue = std::mem::take(&mut s.queue);
+        backlog.fetch_sub(queue.len(), Ordering::Relaxed);
+        let mut out = Vec::with_capacity(queue.len());
+        for topic in queue {
+            let Some(e) = s.entries.get_mut(&topic[..]) else { continue };
+            e.queued = false;
+            if e.latest != e.delivered {
+                e.delivered = e.latest;
+                out.push((topic.clone(), e.latest));
+            }
+            if e.delivered == 0 {
+                s.entries.remove(&topic[..]);
+            }
+        }
+        if !s.closed {
+            self.fd.reset();
+        }
+        Ok(out)
+    }
+
+    /// Entries queued now.
+    pub(crate) fn backlog(&self) -> usize {
+        self.state.lock().queue.len()
+    }
+
+    /// Ends the inbox: later offers are dropped, and once the queue is taken
+    /// [`Inbox::take`] says closed. The fd stays readable from now on, so a
+    /// poller wakes and learns it. Returns the entries that were queued.
+    pub(crate) fn close(&self) -> usize {
+        let mut s = self.state.lock();
+        s.closed = true;
+        self.fd.set();
+        s.queue.len()
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> Topic {
+        Topic::from(s.as_bytes())
+    }
+
+    #[test]
+    fn a_topic_is_queued_once_with_its_latest_value() {
+        let (i, b) = (Inbox::new(b"").unwrap(), AtomicUsize::new(0));
+        assert!(!i.fd().wait(std::time::Duration::ZERO));
+        for n in [1, 2, 3] {
+            i.offer(&t("a"), n, &b);
+        }
+        i.offer(&t("b"), 7, &b);
+        assert_eq!((i.backlog(), b.load(Ordering::Relaxed)), (2, 2));
+        assert!(i.fd().wait(std::time::Duration::ZERO));
+        assert_eq!(i.take(&b).unwrap(), vec![(t("a"), 3), (t("b"), 7)]);
+        assert!(!i.fd().wait(std::time::Duration::ZERO));
+        assert_eq!(b.load(Ordering::Relaxed), 0);
+        // Back to the delivered value before the consumer looked: no change.
+        i.offer(&t("a"), 4, &b);
+        i.offer(&t("a"), 3, &b);
+        assert_eq!(i.take(&b).unwrap(), vec![]);
+        // A final zero is delivered, then the topic is forgotten.
+        i.offer(&t("b"), 0, &b);
+        assert_eq!(i.take(&b).unwrap(), vec![(t("b"), 0)]);
+        i.offer(&t("b"), 0, &b);
+        assert_eq!(i.backlog(), 0);
+        assert_eq!(i.close(), 0);
+        assert!(i.fd().wait(std::time::Duration::ZERO));
+        assert_eq!(i.take(&b), Err(()));
+    }
+}
