@@ -12,7 +12,8 @@
  *  - Topics are arbitrary bytes (pointer + length), 1..=max_topic_len bytes.
  *  - No Rust panic ever unwinds into the caller: it becomes HC_ERR_PANIC.
  *  - hc_config is not thread-safe; hc_node is, except that hc_node_free must
- *    not race any other call on the same node.
+ *    not race any other call on the same node. An hc_watch has one consumer
+ *    thread at a time; an hc_list is immutable (read it from any thread).
  *
  * Linking (static or shared): see "C ABI" in the README.
  */
@@ -25,6 +26,12 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+/**
+ * `hc_watch_new` flag: the first batch holds every matching topic whose
+ * count is non-zero.
+ */
+#define HC_WATCH_INITIAL 1
 
 /**
  * What a call did. `HC_OK` (0) is success; every other value is a failure
@@ -90,6 +97,16 @@ typedef enum {
 typedef struct hc_config hc_config;
 
 /**
+ * An immutable list of (topic, count, users): a batch of changes from
+ * `hc_watch_next`, or the result of `hc_top`.
+ *
+ * Read with `hc_list_len` and `hc_list_get`, free with `hc_list_free`.
+ * Nothing changes it after it is returned, so any number of threads may
+ * read it at once; `hc_list_free` must not race them.
+ */
+typedef struct hc_list hc_list;
+
+/**
  * A running node.
  *
  * Start with `hc_node_start`, stop and free with `hc_node_free`. Every
@@ -98,6 +115,16 @@ typedef struct hc_config hc_config;
  * (after it returns, the pointer is gone).
  */
 typedef struct hc_node hc_node;
+
+/**
+ * A watch of every topic starting with a prefix, from `hc_watch_new`.
+ *
+ * Free with `hc_watch_free`, before or after its node (a watch whose node
+ * was freed reports `HC_ERR_CLOSED`). One thread at a time may call
+ * `hc_watch_next` on a watch; `hc_watch_fd` may be called from any thread;
+ * `hc_watch_free` must not race any other call on the same watch.
+ */
+typedef struct hc_watch hc_watch;
 
 /**
  * A topic's cluster-wide count, with how fresh and complete it is.
@@ -351,6 +378,112 @@ const char *hc_last_error(void);
  * NULL; do not free it. Thread-safe; never blocks.
  */
 const char *hc_version(void);
+
+/**
+ * Starts watching every topic that starts with the `prefix_len` bytes at
+ * `prefix` (`prefix_len` 0: every topic; `prefix` may then be NULL).
+ *
+ * A watch is told of every change of a matching topic's cluster-wide
+ * count: a local track or untrack (with the flush that ships it), a peer's
+ * report, a peer going down, expired or coming back. Changes are coalesced
+ * per topic (a batch names a topic once, with its latest count) and a
+ * watch that is never read holds at most one pending entry per distinct
+ * matching topic; it never slows the node. `flags` is 0 or
+ * `HC_WATCH_INITIAL` (the first batch then holds every matching topic
+ * whose count is non-zero).
+ *
+ * Ownership: on success `*watch_out` is a new watch the caller frees with
+ * `hc_watch_free`; it holds one file descriptor (`hc_watch_fd`). Returns
+ * `HC_ERR_NULL_ARG` for a NULL `node` or `watch_out` (or a NULL `prefix`
+ * with `prefix_len > 0`), `HC_ERR_INVALID_TOPIC` for a `prefix_len` over
+ * `max_topic_len`, `HC_ERR_INVALID_ARG` for an unknown flag, `HC_ERR_IO`
+ * when no fd is left, `HC_ERR_CLOSED` on a closed node. The caller keeps
+ * ownership of `prefix`. Thread-safe; never blocks on I/O (with
+ * `HC_WATCH_INITIAL` it scans every topic once).
+ */
+hc_status hc_watch_new(const hc_node *node,
+                       const uint8_t *prefix,
+                       size_t prefix_len,
+                       uint32_t flags,
+                       hc_watch **watch_out);
+
+/**
+ * Takes the changes pending on `watch`, waiting up to `timeout_ms`
+ * milliseconds for some to arrive (0: do not wait; negative: wait until
+ * there are some or the node closes).
+ *
+ * On `HC_OK`, `*list_out` is a new list (empty on timeout) of (topic, new
+ * cluster-wide count, users), each topic at most once, that the caller
+ * frees with `hc_list_free`. Returns `HC_ERR_NULL_ARG` for a NULL `watch`
+ * or `list_out`, and `HC_ERR_CLOSED` once the node is closed and every
+ * change delivered before was taken. May block up to `timeout_ms`; one
+ * thread at a time per watch (see `hc_watch`).
+ */
+hc_status hc_watch_next(hc_watch *watch, int64_t timeout_ms, hc_list **list_out);
+
+/**
+ * The file descriptor of `watch`: it polls readable (`POLLIN`) while
+ * changes are pending, and always once the node is closed. Level-triggered:
+ * it stays readable until `hc_watch_next` takes the changes. Returns -1 for
+ * a NULL `watch`.
+ *
+ * Ownership: the fd belongs to the watch; do not read, write or close it,
+ * and stop polling it before `hc_watch_free`. Thread-safe; never blocks.
+ */
+int hc_watch_fd(const hc_watch *watch);
+
+/**
+ * Ends and frees `watch` (and closes its fd). NULL is ignored.
+ *
+ * Must not race any other call on the same watch, and must be called once.
+ * Never blocks.
+ */
+void hc_watch_free(hc_watch *watch);
+
+/**
+ * The `k` topics starting with the `prefix_len` bytes at `prefix` (0: any
+ * topic) with the highest cluster-wide counts, highest first, ties broken
+ * by topic bytes ascending; topics at zero are not listed. Exact, by a scan
+ * of every topic.
+ *
+ * On `HC_OK`, `*list_out` is a new list of at most `k` entries (users equal
+ * to count) that the caller frees with `hc_list_free`. Errors as for
+ * `hc_watch_new`'s `node` and `prefix`, and `HC_ERR_NULL_ARG` for a NULL
+ * `list_out`. Thread-safe; never blocks on I/O.
+ */
+hc_status hc_top(const hc_node *node,
+                 const uint8_t *prefix,
+                 size_t prefix_len,
+                 size_t k,
+                 hc_list **list_out);
+
+/**
+ * The number of entries in `list` (0 for NULL). Thread-safe; never blocks.
+ */
+size_t hc_list_len(const hc_list *list);
+
+/**
+ * Reads entry `i` of `list`: its topic (`*topic_out`, `*topic_len_out`
+ * bytes, not NUL-terminated), its count and its users. Each out-pointer
+ * may be NULL to skip it.
+ *
+ * Ownership: the topic bytes belong to the list and stay valid, unchanged,
+ * until `hc_list_free(list)`. Returns `HC_ERR_NULL_ARG` for a NULL `list`
+ * and `HC_ERR_INVALID_ARG` for `i >= hc_list_len(list)`. Thread-safe;
+ * never blocks.
+ */
+hc_status hc_list_get(const hc_list *list,
+                      size_t i,
+                      const uint8_t **topic_out,
+                      size_t *topic_len_out,
+                      uint64_t *count_out,
+                      uint64_t *users_out);
+
+/**
+ * Frees `list` and the topic bytes it handed out. NULL is ignored. Must
+ * not race any other call on the same list, and must be called once.
+ */
+void hc_list_free(hc_list *list);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -78,7 +78,6 @@ pub use handle::TopicHandle;
 pub use node::{Node, TopicCount};
 #[cfg(not(loom))]
 pub use stats::{ClusterStats, FlushDurations, FlushStats, PeerState, PeerStats, Stats, Traffic};
-#[cfg(not(loom))]
 pub use watch::{Change, Watch};
 
 /// The README's Rust examples, compiled and run as doc tests.

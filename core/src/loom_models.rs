@@ -4,14 +4,17 @@
 //! `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test -p headcount --release --lib loom_models --target-dir target/loom`
 //!
 //! Each model states the invariant it checks. They drive the real code
-//! (table, stripes, dirty bitmap, GC, the cluster's remote view), with the
+//! (table, stripes, dirty bitmap, GC, the cluster's remote view, the change
+//! feed's hub), with the
 //! `crate::sync` facade swapping in loom's atomics and locks and a
 //! loom-visible stand-in for epoch grace periods.
 
 use crate::cluster::view::View;
 use crate::counter::{Counter, CounterConfig};
 use crate::sync::{pin, synchronize, SharedBytes};
+use crate::sync::{AtomicU64, Ordering};
 use crate::table::Table;
+use crate::watch::hub::Hub;
 use loom::thread;
 use std::time::{Duration, Instant};
 
@@ -236,4 +239,56 @@ fn replace_by_removing_first_is_caught() {
         assert!(v.apply(0, 1, vec![(topic("a"), 0), (topic("b"), 0)]));
         assert!(v.apply(0, 1, vec![(topic("a"), 5), (topic("c"), 2)]));
     });
+}
+
+/// A watch registers with `initial` while a source changes a count and
+/// publishes it; `plain_load` selects the broken source.
+fn register_while_changing(plain_load: bool) {
+    loom::model(move || {
+        let hub = loom::sync::Arc::new(Hub::default());
+        let state = loom::sync::Arc::new(AtomicU64::new(0));
+        let source = {
+            let (hub, state) = (hub.clone(), state.clone());
+            thread::spawn(move || {
+                state.store(1, Ordering::Relaxed);
+                let t = [topic("t")];
+                let count = |_: &[u8]| state.load(Ordering::Relaxed);
+                if plain_load {
+                    hub.changed_with_plain_load(&t, count);
+                } else {
+                    hub.changed(&t, count);
+                }
+            })
+        };
+        let scan = |emit: &mut dyn FnMut(&[u8], u64)| match state.load(Ordering::Relaxed) {
+            0 => {}
+            n => emit(b"t", n),
+        };
+        let inbox = hub.register(b"", true, scan).unwrap().unwrap();
+        source.join().unwrap();
+        let got = inbox.take(hub.backlog_counter()).unwrap();
+        assert_eq!(got.last().map(|(_, n)| *n), Some(1), "the new watch missed the change");
+    });
+}
+
+/// **Invariant (the change feed's flag protocol, watch/hub.rs): a watch
+/// registered with `initial` while a count changes ends up with the new
+/// count: either its scan sees the change or the source, publishing after
+/// the change, reaches it.** It holds because the source checks for watches
+/// with a read-modify-write of the flag that registration also modifies
+/// (under the index lock, before scanning): whichever comes first in the
+/// flag's modification order, the other sees its effects.
+///
+/// Checked to fail when broken: [`watch_flag_read_by_plain_load_is_caught`].
+#[test]
+fn watch_registration_sees_every_change() {
+    register_while_changing(false);
+}
+
+/// The same model with a source that reads the flag with a plain load:
+/// loom finds the schedule where it reads 0 and the scan misses the change.
+#[test]
+#[should_panic(expected = "the new watch missed the change")]
+fn watch_flag_read_by_plain_load_is_caught() {
+    register_while_changing(true);
 }

@@ -27,12 +27,17 @@ compile_error!("headcount-ffi must be built with panic = \"unwind\" (its panic b
 
 mod boundary;
 mod status;
+mod watch;
 
 use boundary::{catch, guard, try_cstr, try_mut, try_ref, try_topic, Failure, Out, OutStr};
 use headcount::{Config, Node};
 use std::ffi::c_char;
 
 pub use status::{hc_status, RawStatus};
+pub use watch::{
+    hc_list, hc_list_free, hc_list_get, hc_list_len, hc_top, hc_watch, hc_watch_fd, hc_watch_free, hc_watch_new,
+    hc_watch_next, HC_WATCH_INITIAL,
+};
 
 /// A node configuration: string keys and values, checked as they are set.
 ///

@@ -68,15 +68,16 @@ else
     fail "$readme link line does not match rustc's native-static-libs (update the README)"
 fi
 
-# --- 2b. the exported symbols are exactly the contract's (issue 4) -----------
+# --- 2b. the exported symbols are exactly the contract's (issues 4 and 14) ---
 contract="hc_add hc_config_free hc_config_new hc_config_set hc_count hc_count_info hc_count_local \
 hc_last_error hc_node_add_peer hc_node_free hc_node_local_addr hc_node_start hc_stats_json hc_status_str \
-hc_total hc_track hc_untrack hc_untrack_all hc_version"
+hc_total hc_track hc_untrack hc_untrack_all hc_version \
+hc_watch_new hc_watch_next hc_watch_fd hc_watch_free hc_top hc_list_len hc_list_get hc_list_free"
 contract="$(tr ' ' '\n' <<<"$contract" | sed '/^$/d' | sort | tr '\n' ' ')"
 exported="$(nm -D --defined-only "$libdir/libheadcount.so" | awk '$2 == "T" {print $3}' | sort | tr '\n' ' ')"
 declared="$(grep -oE '\bhc_[a-z_]+\(' include/headcount.h | tr -d '(' | sort -u | tr '\n' ' ')"
 if [ "$exported" = "$contract" ] && [ "$declared" = "$contract" ]; then
-    pass "libheadcount.so exports and the header declares exactly the 19 contract functions"
+    pass "libheadcount.so exports and the header declares exactly the $(wc -w <<<"$contract") contract functions"
 else
     echo "  contract: $contract"; echo "  exported: $exported"; echo "  declared: $declared"
     fail "exported or declared functions differ from the contract"

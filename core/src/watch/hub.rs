@@ -89,9 +89,25 @@ impl Hub {
     /// the watches matching it. Call it after the change is visible to
     /// `count`. Costs one atomic RMW when there are no watches.
     pub(crate) fn changed<'a>(&self, topics: impl IntoIterator<Item = &'a Topic>, count: impl Fn(&[u8]) -> u64) {
-        if self.watches.fetch_add(0, Ordering::AcqRel) == 0 {
-            return;
+        if self.watches.fetch_add(0, Ordering::AcqRel) != 0 {
+            self.publish(topics, count);
         }
+    }
+
+    /// A broken [`Hub::changed`], for the loom model's check that it catches
+    /// a broken protocol: a plain load of the flag (see the module docs).
+    #[cfg(all(loom, test))]
+    pub(crate) fn changed_with_plain_load<'a>(
+        &self,
+        topics: impl IntoIterator<Item = &'a Topic>,
+        count: impl Fn(&[u8]) -> u64,
+    ) {
+        if self.watches.load(Ordering::Acquire) != 0 {
+            self.publish(topics, count);
+        }
+    }
+
+    fn publish<'a>(&self, topics: impl IntoIterator<Item = &'a Topic>, count: impl Fn(&[u8]) -> u64) {
         let ix = self.index.lock();
         let mut hits: SmallVec<[&Arc<Inbox>; 4]> = SmallVec::new();
         for topic in topics {
