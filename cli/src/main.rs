@@ -10,6 +10,7 @@
 //!   (see [`protocol`]), for scripts and other runtimes' tests.
 
 mod demo;
+mod feed;
 mod fmt;
 mod log;
 mod node_cmd;

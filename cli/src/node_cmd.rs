@@ -5,13 +5,16 @@
 //! actually bound, so `--listen 127.0.0.1:0` reports its port), or
 //! `ready -` for a node that does not listen (no `--listen`: local-only, or
 //! only dialing its `--seeds`). Nothing else is ever
-//! written to stdout but one answer line per command; logs go to stderr.
+//! written to stdout but the answers (one line per command; `top`'s
+//! entries follow its `ok <n>`) and, after `watch`, `change` lines; logs go
+//! to stderr.
 //!
 //! Shut-down: `quit` (answered `ok`), end of input, SIGINT, SIGTERM or SIGHUP
 //! close the node gracefully (peers are told it left) and the process exits
 //! 0. A configuration error exits 2; a node that cannot start, or stdout
 //! that cannot be written, exits 1.
 
+use crate::feed;
 use crate::log::Log;
 use crate::protocol::{self, Next, MAX_LINE};
 use crate::secret::{self, SECRET_ENV};
@@ -22,7 +25,8 @@ use signal_hook::iterator::Signals;
 use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
 
 /// Run one node, driven by commands on stdin (one answer line each on stdout).
 #[derive(Debug, Args)]
@@ -37,6 +41,8 @@ use std::sync::mpsc;
   info <topic>             -> {\"count\":..,\"local\":..,\"peers_reporting\":..,\"peers_known\":..,\"oldest_report_age_ms\":..}
   peers                    -> [ one JSON object per peer ]
   stats                    -> { the node's stats as JSON }
+  watch [<prefix>]         -> ok; then a line `change <topic> <count> <users>` per change
+  top <k> [<prefix>]       -> ok <n>, then n lines `<topic> <count>`, highest first
   quit                     -> ok, then leave the cluster and exit 0
   anything malformed       -> err <message>
 Topics are whitespace-free tokens. The first line is `ready <listen-addr>`
@@ -138,6 +144,8 @@ enum Event {
     Eof,
     ReadError(io::Error),
     Signal(i32),
+    /// `change` lines from a watch.
+    Changes(Vec<String>),
 }
 
 pub(crate) fn run(args: &NodeArgs) -> ExitCode {
@@ -176,6 +184,7 @@ pub(crate) fn run(args: &NodeArgs) -> ExitCode {
         (Some(_), _) => log.info(&format!("ready, listening on {addr}, seeds [{}]", args.seeds.join(", "))),
     }
 
+    let changes = tx.clone();
     let reader = std::thread::Builder::new().name("stdin".into()).spawn(move || read_lines(&tx));
     if let Err(e) = reader {
         log.error(&format!("cannot start the stdin reader: {e}"));
@@ -183,8 +192,10 @@ pub(crate) fn run(args: &NodeArgs) -> ExitCode {
         return ExitCode::from(1);
     }
 
+    // The forwarders stop when the node closes (their watches end).
+    let stop = Arc::new(AtomicBool::new(false));
     let code = loop {
-        let answer = match rx.recv().unwrap_or(Event::Eof) {
+        let mut answer = match rx.recv().unwrap_or(Event::Eof) {
             Event::Line(line) => protocol::handle(&node, &line),
             Event::TooLong => protocol::too_long(),
             Event::Eof => {
@@ -199,19 +210,42 @@ pub(crate) fn run(args: &NodeArgs) -> ExitCode {
                 log.info(&format!("signal received ({}); leaving the cluster", signal_name(signal)));
                 break ExitCode::SUCCESS;
             }
+            Event::Changes(lines) => {
+                if write_lines(&mut out, lines.iter().map(String::as_str)).is_err() {
+                    log.error("stdout is closed; leaving the cluster");
+                    break ExitCode::from(1);
+                }
+                continue;
+            }
         };
-        if writeln!(out, "{}", answer.line).and_then(|()| out.flush()).is_err() {
+        if write_lines(&mut out, answer.lines()).is_err() {
             log.error("stdout is closed; leaving the cluster");
             break ExitCode::from(1);
+        }
+        if let Some(w) = answer.watch.take() {
+            let tx = changes.clone();
+            if let Err(e) = feed::forward(w, stop.clone(), move |lines| tx.send(Event::Changes(lines.to_vec())).is_ok())
+            {
+                log.warn(&format!("cannot start a watch thread ({e}); this watch sends nothing"));
+            }
         }
         if answer.next == Next::Quit {
             log.info("quit; leaving the cluster");
             break ExitCode::SUCCESS;
         }
     };
+    stop.store(true, Ordering::Release);
     node.close();
     log.info("closed");
     code
+}
+
+/// Writes `lines` to `out`, each with its `\n`, and flushes.
+fn write_lines<'a>(out: &mut impl Write, lines: impl Iterator<Item = &'a str>) -> io::Result<()> {
+    for line in lines {
+        writeln!(out, "{line}")?;
+    }
+    out.flush()
 }
 
 /// Sends SIGINT, SIGTERM and SIGHUP to `tx` as [`Event::Signal`], from a

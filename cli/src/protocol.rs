@@ -15,6 +15,8 @@
 //! | `info <topic>`           | one line of JSON: the topic's count_info    |
 //! | `peers`                  | one line of JSON: an array, one object per peer |
 //! | `stats`                  | one line of JSON: the node's stats          |
+//! | `watch [<prefix>]`       | `ok`; from then on `change <topic> <count> <users>` lines, one per change of a topic starting with `prefix` (none: every topic) |
+//! | `top <k> [<prefix>]`     | `ok <n>`, then `n` lines `<topic> <count>`, highest count first |
 //! | `quit`                   | `ok`, then the node leaves and exits 0      |
 //! | anything else            | `err <message>`; the node keeps running     |
 //!
@@ -22,8 +24,18 @@
 //! token of arbitrary bytes (1..=`max_topic_len`). `conn` is a u64, `delta`
 //! an i64. A trailing `\r` is ignored. An empty line is malformed (it gets an
 //! `err` answer like any other malformed line, so answers stay one per line).
+//!
+//! Two commands break the one-line rule, on purpose: `top` answers `ok <n>`
+//! and then `n` more lines, and after `watch` the output also carries
+//! `change` lines (asynchronously, between answers; never inside `top`'s
+//! lines). A reader tells them apart by the first word. Topics in output
+//! are written by [`crate::feed::token`]: as given when they are UTF-8
+//! without whitespace or backslashes, with `\xNN` escapes otherwise. Each
+//! `watch` adds a watch (overlapping prefixes give a line per watch); they
+//! end with the session.
 
-use headcount::Node;
+use crate::feed::token;
+use headcount::{Node, Watch};
 use std::fmt::Write as _;
 use std::io::{self, BufRead};
 
@@ -40,6 +52,8 @@ pub(crate) enum Request<'a> {
     Info(&'a [u8]),
     Peers,
     Stats,
+    Watch(&'a [u8]),
+    Top(usize, &'a [u8]),
     Quit,
 }
 
@@ -62,6 +76,8 @@ pub(crate) const USAGE: &[&str] = &[
     "info <topic>",
     "peers",
     "stats",
+    "watch [<prefix>]",
+    "top <k> [<prefix>]",
     "quit",
 ];
 
@@ -131,6 +147,14 @@ pub(crate) fn parse(line: &[u8]) -> Result<Request<'_>, String> {
             arity(0)?;
             Request::Quit
         }
+        b"watch" if args.len() <= 1 => Request::Watch(args.first().copied().unwrap_or(b"")),
+        b"top" if (1..=2).contains(&args.len()) => {
+            Request::Top(number::<usize>(args[0], "k", "usize")?, args.get(1).copied().unwrap_or(b""))
+        }
+        b"watch" | b"top" => {
+            let name = String::from_utf8_lossy(cmd);
+            return Err(format!("{} (got {} arguments)", usage(&name), args.len()));
+        }
         other => {
             let names: Vec<&str> = USAGE.iter().filter_map(|u| u.split(' ').next()).collect();
             return Err(format!("unknown command {}; commands: {}", quoted(other), names.join(", ")));
@@ -169,22 +193,32 @@ pub(crate) enum Effect {
 }
 
 /// The answer to one command.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub(crate) struct Answer {
     /// The answer line, without its `\n`.
     pub(crate) line: String,
+    /// Lines that follow it (`top`'s entries).
+    pub(crate) more: Vec<String>,
     pub(crate) next: Next,
     pub(crate) effect: Effect,
+    /// The watch a `watch` command started, for the caller to forward
+    /// ([`crate::feed::forward`]).
+    pub(crate) watch: Option<Watch>,
 }
 
 impl Answer {
     fn of(line: String) -> Self {
-        Self { line: one_line(line), next: Next::Continue, effect: Effect::None }
+        Self { line: one_line(line), more: Vec::new(), next: Next::Continue, effect: Effect::None, watch: None }
     }
 
     /// An `err <message>` answer.
     pub(crate) fn error(message: &str) -> Self {
-        Self { line: error_line(message), next: Next::Continue, effect: Effect::None }
+        Self { line: error_line(message), ..Answer::of(String::new()) }
+    }
+
+    /// Every line of the answer, in order.
+    pub(crate) fn lines(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.line.as_str()).chain(self.more.iter().map(String::as_str))
     }
 }
 
@@ -217,6 +251,21 @@ pub(crate) fn execute(node: &Node, request: &Request<'_>) -> Answer {
         }),
         Request::Peers => node.stats().map(|s| (s.peers_json(), Effect::None)),
         Request::Stats => node.stats_json().map(|s| (s, Effect::None)),
+        Request::Watch(prefix) => {
+            return match node.watch(prefix, false) {
+                Ok(w) => Answer { watch: Some(w), ..Answer::of("ok".to_owned()) },
+                Err(e) => Answer::error(&e.to_string()),
+            }
+        }
+        Request::Top(k, prefix) => {
+            return match node.top(k, prefix) {
+                Ok(top) => Answer {
+                    more: top.iter().map(|(t, n)| format!("{} {n}", token(t))).collect(),
+                    ..Answer::of(format!("ok {}", top.len()))
+                },
+                Err(e) => Answer::error(&e.to_string()),
+            }
+        }
         Request::Quit => return Answer { next: Next::Quit, ..Answer::of("ok".to_owned()) },
     };
     match answer {
@@ -325,6 +374,10 @@ mod tests {
         assert_eq!(parse(b"peers"), Ok(Request::Peers));
         assert_eq!(parse(b"stats"), Ok(Request::Stats));
         assert_eq!(parse(b"quit"), Ok(Request::Quit));
+        assert_eq!(parse(b"watch room:"), Ok(Request::Watch(b"room:")));
+        assert_eq!(parse(b"watch"), Ok(Request::Watch(b"")));
+        assert_eq!(parse(b"top 3"), Ok(Request::Top(3, b"")));
+        assert_eq!(parse(b"top 3 room:"), Ok(Request::Top(3, b"room:")));
         // Topics are arbitrary non-whitespace bytes.
         assert_eq!(parse(b"count \xff\xfe"), Ok(Request::Count(b"\xff\xfe")));
     }
@@ -346,6 +399,10 @@ mod tests {
             (b"count", "usage: count <topic>"),
             (b"total now", "usage: total (got 1 argument)"),
             (b"quit now", "usage: quit"),
+            (b"watch a b", "usage: watch [<prefix>] (got 2 arguments)"),
+            (b"top", "usage: top <k> [<prefix>] (got 0 arguments)"),
+            (b"top x", "k \"x\" is not a valid usize"),
+            (b"top 1 a b", "got 3 arguments"),
         ];
         for (line, want) in cases {
             let got = parse(line).unwrap_err();
@@ -379,7 +436,28 @@ mod tests {
         assert_eq!(peers, serde_json::json!([]));
         let stats: serde_json::Value = serde_json::from_str(&run(&n, "stats")).unwrap();
         assert_eq!(stats["node"], "t");
-        assert_eq!(handle(&n, b"quit"), Answer { line: "ok".to_owned(), next: Next::Quit, effect: Effect::None });
+        let quit = handle(&n, b"quit");
+        assert_eq!((quit.line.as_str(), quit.next, quit.effect), ("ok", Next::Quit, Effect::None));
+        assert!(quit.more.is_empty() && quit.watch.is_none());
+    }
+
+    #[test]
+    fn top_answers_ok_n_then_n_lines_and_watch_hands_over_a_watch() {
+        let n = node();
+        for line in
+            ["track room:a 1", "track room:a 2", "track room:b 1", "track lobby 1", "track lobby 2", "track lobby 3"]
+        {
+            run(&n, line);
+        }
+        let top = handle(&n, b"top 2");
+        assert_eq!(top.lines().collect::<Vec<_>>(), ["ok 2", "lobby 3", "room:a 2"]);
+        let top = handle(&n, b"top 5 room:");
+        assert_eq!(top.lines().collect::<Vec<_>>(), ["ok 2", "room:a 2", "room:b 1"]);
+        assert_eq!(handle(&n, b"top 0").lines().collect::<Vec<_>>(), ["ok 0"]);
+        let w = handle(&n, b"watch room:");
+        assert_eq!(w.line, "ok");
+        assert_eq!(w.watch.as_ref().map(|w| w.prefix()), Some(&b"room:"[..]));
+        assert!(handle(&n, format!("watch {}", "x".repeat(1025)).as_bytes()).line.contains("prefix is 1025 bytes"));
     }
 
     #[test]

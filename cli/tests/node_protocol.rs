@@ -149,7 +149,7 @@ fn piped_script_runs_in_order() {
         })
         .unwrap();
     assert!(out.status.success());
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "ready -\nok 1\nok 1\nerr unknown command \"bogus\"; commands: track, untrack, untrack_all, add, count, count_local, total, info, peers, stats, quit\n2\n");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ready -\nok 1\nok 1\nerr unknown command \"bogus\"; commands: track, untrack, untrack_all, add, count, count_local, total, info, peers, stats, watch, top, quit\n2\n");
 }
 
 #[test]
@@ -201,4 +201,58 @@ fn help_has_examples_for_every_command() {
     for cmd in ["track <topic> <conn>", "untrack_all <conn>", "info <topic>", "peers", "quit"] {
         assert!(text.contains(cmd), "node --help lacks {cmd:?}");
     }
+}
+
+/// Reads lines until `f` has seen what it waits for (30 s at most).
+fn read_until(n: &mut NodeProc, mut f: impl FnMut(&str) -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        let line = n.read_line().unwrap_or_else(|e| panic!("{e}"));
+        if f(&line) {
+            return;
+        }
+    }
+    panic!("timed out");
+}
+
+#[test]
+fn watch_streams_change_lines_and_top_answers_ok_n_then_n_lines() {
+    let mut n = NodeProc::start("w", &["--flush-interval-ms", "10"]);
+    assert_eq!(n.cmd("watch room:"), "ok");
+    assert_eq!(n.cmd("track room:1 1"), "ok 1");
+    assert_eq!(n.cmd("track lobby 1"), "ok 1");
+    // The change line arrives after the next flush, between answers.
+    let mut changes = Vec::new();
+    read_until(&mut n, |l| {
+        changes.push(l.to_owned());
+        l == "change room:1 1 1"
+    });
+    assert!(changes.iter().all(|l| !l.contains("lobby")), "{changes:?}");
+    assert_eq!(n.cmd("track room:1 2"), "ok 1");
+    assert_eq!(n.cmd("track room:2 2"), "ok 1");
+    let mut seen = std::collections::HashMap::new();
+    read_until(&mut n, |l| {
+        let w: Vec<&str> = l.split(' ').collect();
+        if w[0] == "change" {
+            assert_eq!(w.len(), 4, "{l}");
+            assert_eq!(w[2], w[3], "users == count: {l}");
+            seen.insert(w[1].to_owned(), w[2].to_owned());
+        }
+        seen.get("room:1").map(String::as_str) == Some("2") && seen.get("room:2").map(String::as_str) == Some("1")
+    });
+    // `top`: `ok N` then N lines, highest first, ties by topic. No change
+    // is pending now, so the next lines are all top's.
+    n.send_raw(b"top 5\n");
+    let lines: Vec<String> = (0..4).map(|_| n.read_line().unwrap()).collect();
+    assert_eq!(lines, ["ok 3", "room:1 2", "lobby 1", "room:2 1"]);
+    n.send_raw(b"top 1 room:2\n");
+    assert_eq!([n.read_line().unwrap(), n.read_line().unwrap()], ["ok 1", "room:2 1"]);
+    assert_eq!(n.cmd("top 3 nothing"), "ok 0");
+    assert!(n.cmd("top x").starts_with("err k \"x\" is not a valid usize"));
+    assert!(n.cmd("watch a b").starts_with("err usage: watch [<prefix>]"));
+    // A final 0 is a change too.
+    assert_eq!(n.cmd("untrack_all 2"), "ok 2");
+    read_until(&mut n, |l| l == "change room:2 0 0");
+    assert_eq!(n.cmd("quit"), "ok");
+    assert!(n.wait(Duration::from_secs(10)).expect("exits after quit").success());
 }

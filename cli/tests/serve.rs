@@ -260,3 +260,33 @@ fn the_api_is_bounded() {
     let mut c = ApiClient::unix(&sock);
     assert_eq!(c.num("count r"), 2);
 }
+
+#[test]
+fn a_sidecar_session_can_watch_and_its_watches_end_with_it() {
+    let dir = TempDir::new("sidecar-watch");
+    let sock = dir.path("api.sock");
+    let api = format!("unix:{}", sock.display());
+    let s = ServeProc::start(&["--node-name", "svc", "--api", &api, "--flush-interval-ms", "10"], &[]);
+    let mut watcher = ApiClient::unix(&sock);
+    let mut app = ApiClient::unix(&sock);
+    assert_eq!(watcher.cmd("watch room:"), "ok");
+    assert_eq!(app.cmd("track room:1 7"), "ok 1");
+    assert_eq!(app.cmd("track hall 7"), "ok 1");
+    // The watcher's session gets the change; the app's gets none.
+    assert_eq!(watcher.line(), "change room:1 1 1");
+    assert_eq!(app.cmd("top 5"), "ok 2");
+    assert_eq!([app.line(), app.line()], ["hall 1", "room:1 1"]);
+    let watches = |c: &mut ApiClient| {
+        let v: serde_json::Value = serde_json::from_str(&c.cmd("stats")).unwrap();
+        v["watches"].as_u64().unwrap()
+    };
+    assert_eq!(watches(&mut app), 1);
+    // Answers and change lines share the socket, one whole line each.
+    assert_eq!(watcher.num("count room:1"), 1);
+    assert_eq!(watcher.cmd("quit"), "ok");
+    assert!(
+        eventually(Duration::from_secs(10), || watches(&mut app) == 0).is_some(),
+        "the watch ended with its session"
+    );
+    s.wait_log("api session 1 closed (quit)");
+}

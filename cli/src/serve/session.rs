@@ -20,13 +20,21 @@
 //!
 //! Answers are flushed when no more input is buffered, so a client that
 //! pipelines many commands gets them back in few writes.
+//!
+//! **Watches are per session.** Each `watch` starts a forwarder thread
+//! ([`crate::feed::forward`]) that writes `change` lines to the session's
+//! socket, under the same lock as the answers (so a line is never split);
+//! the forwarders stop, and their watches end, when the session does.
 
 use super::api::{Shared, Stream};
+use crate::feed;
 use crate::protocol::{self, Answer, Effect, Next, Request, MAX_LINE};
 use headcount::Node;
 use std::collections::HashMap;
 use std::io::{self, BufReader, BufWriter, Write};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
 
 /// The first internal connection id; `0` stays untracked.
 pub(crate) const FIRST_ID: u64 = 1;
@@ -163,10 +171,14 @@ enum End {
 /// Returns the log line that says so.
 pub(crate) fn run(shared: &Shared, id: u64, stream: Stream) -> String {
     let mut ledger = Ledger::new(&shared.ids);
+    let mut watches = Watches::default();
     let end = match stream_pair(stream) {
-        Ok((mut reader, mut writer)) => serve(shared, &mut ledger, &mut reader, &mut writer),
+        Ok((mut reader, writer)) => {
+            serve(shared, &mut ledger, &mut watches, &mut reader, &Arc::new(Mutex::new(writer)))
+        }
         Err(e) => End::Io(e),
     };
+    watches.stop();
     let w = ledger.withdraw(&shared.node);
     let why = match &end {
         End::Eof => "end of input".to_owned(),
@@ -185,24 +197,76 @@ fn stream_pair(stream: Stream) -> io::Result<(BufReader<Stream>, BufWriter<Strea
     Ok((BufReader::new(stream), BufWriter::new(write_half)))
 }
 
-fn serve(shared: &Shared, ledger: &mut Ledger<'_>, reader: &mut BufReader<Stream>, w: &mut BufWriter<Stream>) -> End {
-    if let Err(e) = writeln!(w, "{}", shared.ready).and_then(|()| w.flush()) {
+/// The session's output, shared by its thread and its watch forwarders.
+type Writer = Arc<Mutex<BufWriter<Stream>>>;
+
+fn lock(w: &Writer) -> std::sync::MutexGuard<'_, BufWriter<Stream>> {
+    // A forwarder that panicked mid-write leaves at worst a partial line.
+    w.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A session's watch forwarders.
+#[derive(Debug, Default)]
+struct Watches {
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Watches {
+    /// Forwards `watch`'s changes to `w`.
+    fn start(&mut self, watch: headcount::Watch, w: &Writer) -> io::Result<()> {
+        let w = w.clone();
+        let sink = move |lines: &[String]| {
+            let mut w = lock(&w);
+            lines.iter().try_for_each(|l| writeln!(w, "{l}")).and_then(|()| w.flush()).is_ok()
+        };
+        self.threads.push(feed::forward(watch, self.stop.clone(), sink)?);
+        Ok(())
+    }
+
+    /// Stops every forwarder and waits for it (each checks every 100 ms).
+    fn stop(self) {
+        self.stop.store(true, Ordering::Release);
+        self.threads.into_iter().for_each(|t| drop(t.join()));
+    }
+}
+
+fn serve(
+    shared: &Shared,
+    ledger: &mut Ledger<'_>,
+    watches: &mut Watches,
+    reader: &mut BufReader<Stream>,
+    w: &Writer,
+) -> End {
+    let greeted = {
+        let mut w = lock(w);
+        writeln!(w, "{}", shared.ready).and_then(|()| w.flush())
+    };
+    if let Err(e) = greeted {
         return End::Io(e);
     }
     let mut buf = Vec::new();
     loop {
         buf.clear();
-        let answer = match protocol::read_line_bounded(reader, &mut buf, MAX_LINE) {
+        let mut answer = match protocol::read_line_bounded(reader, &mut buf, MAX_LINE) {
             Ok(Some(true)) => ledger.handle(&shared.node, &buf),
             Ok(Some(false)) => protocol::too_long(),
             Ok(None) => return End::Eof,
             Err(e) => return End::Io(e),
         };
         let quit = answer.next == Next::Quit;
-        let written = writeln!(w, "{}", answer.line);
-        let flushed = written.and_then(|()| if quit || reader.buffer().is_empty() { w.flush() } else { Ok(()) });
+        let flushed = {
+            let mut w = lock(w);
+            let written = answer.lines().try_for_each(|l| writeln!(w, "{l}"));
+            written.and_then(|()| if quit || reader.buffer().is_empty() { w.flush() } else { Ok(()) })
+        };
         if let Err(e) = flushed {
             return End::Io(e);
+        }
+        if let Some(watch) = answer.watch.take() {
+            if let Err(e) = watches.start(watch, w) {
+                shared.log.warn(&format!("api: cannot start a watch thread ({e}); this watch sends nothing"));
+            }
         }
         if quit {
             return End::Quit;
