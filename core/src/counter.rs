@@ -170,6 +170,12 @@ impl Counter {
         Ok(core.table.find(topic, core.table.hash(topic), &guard).map_or(0, |e| core.count(e.id)))
     }
 
+    /// The exact local count of the topic with id `id`, from
+    /// [`Counter::drain_ids`]: no table lookup.
+    pub(crate) fn count_of_id(&self, id: u32) -> u64 {
+        self.core.count(id)
+    }
+
     /// The sum of all local counts. Costs O(topics x stripes).
     pub fn total_local(&self) -> u64 {
         let core = &*self.core;
@@ -196,6 +202,13 @@ impl Counter {
     /// topics). Meant for one flusher thread: concurrent drains are
     /// serialised. Also feeds topic GC its list of topics at zero.
     pub fn drain(&self, now: Instant, mut f: impl FnMut(&[u8], u64)) -> usize {
+        self.drain_ids(now, |name, _, n| f(name, n))
+    }
+
+    /// [`Counter::drain`], with each topic's id: valid for
+    /// [`Counter::count_of_id`] until the next [`Counter::collect_garbage`]
+    /// (only GC recycles ids).
+    pub(crate) fn drain_ids(&self, now: Instant, mut f: impl FnMut(&[u8], u32, u64)) -> usize {
         let core = &*self.core;
         let mut zeros = core.gc.lock_zeros();
         let guard = pin();
@@ -205,7 +218,7 @@ impl Counter {
             let Some(entry) = core.table.by_id(id, &guard) else { return };
             let n = core.count(id);
             zeros.observe(TopicKey { id, gen: entry.gen }, n, now);
-            f(&entry.name, n);
+            f(&entry.name, id, n);
             changed += 1;
         });
         changed

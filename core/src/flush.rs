@@ -118,6 +118,8 @@ struct Flush {
     cluster: Option<Arc<Cluster>>,
     feed: Feed,
     changes: Vec<(Topic, u64)>,
+    /// The id of each of `changes`, for the feed.
+    ids: Vec<u32>,
     counters: Arc<FlushCounters>,
 }
 
@@ -126,16 +128,20 @@ impl Flush {
     fn run(&mut self, start: Instant) {
         // Collected even on a local-only node: the feed decides only after
         // the drain whether anyone watches (see `watch::hub` for why).
-        let drained = self.counter.drain(start, |t, n| self.changes.push((t.into(), n)));
+        let drained = self.counter.drain_ids(start, |t, id, n| {
+            self.changes.push((t.into(), n));
+            self.ids.push(id);
+        });
         if let Some(c) = &self.cluster {
             // One drain, one delta per peer: each peer's outbox coalesces.
             c.distribute(&self.changes);
         }
         let remote = |t: &[u8]| self.cluster.as_ref().map_or(0, |c| c.remote_count(t));
-        self.feed.changed(self.changes.iter().map(|(t, _)| t), remote);
+        self.feed.flushed(self.changes.iter().map(|(t, _)| t).zip(self.ids.iter().copied()), remote);
         self.changes.clear();
+        self.ids.clear();
         if self.changes.capacity() > 1 << 16 {
-            self.changes = Vec::new();
+            (self.changes, self.ids) = (Vec::new(), Vec::new());
         }
         if let Some(c) = &self.cluster {
             c.housekeeping();
@@ -183,7 +189,7 @@ impl Flusher {
     ) -> Result<Flusher> {
         let signal = Arc::new(Signal::default());
         let counters = Arc::new(FlushCounters::default());
-        let flush = Flush { counter, cluster, feed, changes: Vec::new(), counters: counters.clone() };
+        let flush = Flush { counter, cluster, feed, changes: Vec::new(), ids: Vec::new(), counters: counters.clone() };
         let schedule = Schedule::new(interval, Instant::now());
         let s = signal.clone();
         let thread = std::thread::Builder::new()
@@ -270,8 +276,14 @@ mod tests {
         let counter = Counter::with_config(crate::CounterConfig { gc_after: Duration::ZERO, ..Default::default() });
         let counters = Arc::new(FlushCounters::default());
         let feed = Feed::new(counter.clone());
-        let mut f =
-            Flush { counter: counter.clone(), cluster: None, feed, changes: Vec::new(), counters: counters.clone() };
+        let mut f = Flush {
+            counter: counter.clone(),
+            cluster: None,
+            feed,
+            changes: Vec::new(),
+            ids: Vec::new(),
+            counters: counters.clone(),
+        };
         counter.add(b"a", 1).unwrap();
         counter.add(b"b", 1).unwrap();
         counter.add(b"b", -1).unwrap();

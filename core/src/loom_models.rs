@@ -252,11 +252,11 @@ fn register_while_changing(plain_load: bool) {
             thread::spawn(move || {
                 state.store(1, Ordering::Relaxed);
                 let t = [topic("t")];
-                let count = |_: &[u8]| state.load(Ordering::Relaxed);
+                let count = |_: &[u8], ()| state.load(Ordering::Relaxed);
                 if plain_load {
-                    hub.changed_with_plain_load(&t, count);
+                    hub.changed_with_plain_load(t.iter().map(|t| (t, ())), count);
                 } else {
-                    hub.changed(&t, count);
+                    hub.changed(t.iter().map(|t| (t, ())), count);
                 }
             })
         };

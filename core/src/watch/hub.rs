@@ -88,38 +88,48 @@ impl Hub {
     /// Offers the count now (`count(topic)`) of every topic in `topics` to
     /// the watches matching it. Call it after the change is visible to
     /// `count`. Costs one atomic RMW when there are no watches.
-    pub(crate) fn changed<'a>(&self, topics: impl IntoIterator<Item = &'a Topic>, count: impl Fn(&[u8]) -> u64) {
+    ///
+    /// Each item is a topic and what `count` needs besides it (its id, say).
+    pub(crate) fn changed<'a, X>(
+        &self,
+        items: impl IntoIterator<Item = (&'a Topic, X)>,
+        count: impl Fn(&[u8], X) -> u64,
+    ) {
         if self.watches.fetch_add(0, Ordering::AcqRel) != 0 {
-            self.publish(topics, count);
+            self.publish(items, count);
         }
     }
 
     /// A broken [`Hub::changed`], for the loom model's check that it catches
     /// a broken protocol: a plain load of the flag (see the module docs).
     #[cfg(all(loom, test))]
-    pub(crate) fn changed_with_plain_load<'a>(
+    pub(crate) fn changed_with_plain_load<'a, X>(
         &self,
-        topics: impl IntoIterator<Item = &'a Topic>,
-        count: impl Fn(&[u8]) -> u64,
+        items: impl IntoIterator<Item = (&'a Topic, X)>,
+        count: impl Fn(&[u8], X) -> u64,
     ) {
         if self.watches.load(Ordering::Acquire) != 0 {
-            self.publish(topics, count);
+            self.publish(items, count);
         }
     }
 
-    fn publish<'a>(&self, topics: impl IntoIterator<Item = &'a Topic>, count: impl Fn(&[u8]) -> u64) {
+    /// Offers every matched topic's count, each inbox's run of consecutive
+    /// offers under one lock of it (one watch of everything: one lock).
+    fn publish<'a, X>(&self, items: impl IntoIterator<Item = (&'a Topic, X)>, count: impl Fn(&[u8], X) -> u64) {
         let ix = self.index.lock();
         let mut hits: SmallVec<[&Arc<Inbox>; 4]> = SmallVec::new();
-        for topic in topics {
+        let mut offers: Vec<(&Arc<Inbox>, &Topic, u64)> = Vec::new();
+        for (topic, x) in items {
             hits.clear();
             ix.matching(topic, |w| hits.push(w));
             if hits.is_empty() {
                 continue;
             }
-            let n = count(topic);
-            for w in &hits {
-                w.offer(topic, n, &self.backlog);
-            }
+            let n = count(topic, x);
+            offers.extend(hits.iter().map(|w| (*w, topic, n)));
+        }
+        for run in offers.chunk_by(|a, b| Arc::ptr_eq(a.0, b.0)) {
+            run[0].0.offer_all(run.iter().map(|&(_, t, n)| (t, n)), &self.backlog);
         }
     }
 
@@ -142,7 +152,7 @@ impl Hub {
         if initial {
             scan(&mut |topic, n| {
                 if topic.starts_with(prefix) {
-                    inbox.offer(&Topic::from(topic), n, &self.backlog);
+                    inbox.offer_all([(&Topic::from(topic), n)], &self.backlog);
                 }
             });
         }
@@ -227,7 +237,8 @@ mod tests {
         let exact = hub.register(b"room:1", false, |_| {}).unwrap().unwrap();
         let exact2 = hub.register(b"room:1", false, |_| {}).unwrap().unwrap();
         assert_eq!(hub.watches(), 4);
-        hub.changed([&t("room:1"), &t("room:12"), &t("lobby"), &t("room")], |t| t.len() as u64);
+        let topics = [t("room:1"), t("room:12"), t("lobby"), t("room")];
+        hub.changed(topics.iter().map(|t| (t, ())), |t, ()| t.len() as u64);
         assert_eq!(
             taken(&hub, &all),
             [("room:1".into(), 6), ("room:12".into(), 7), ("lobby".into(), 5), ("room".into(), 4)]
@@ -238,7 +249,7 @@ mod tests {
         hub.unregister(&exact);
         hub.unregister(&exact);
         assert_eq!(hub.watches(), 3);
-        hub.changed([&t("room:1")], |_| 9);
+        hub.changed([(&t("room:1"), ())], |_, ()| 9);
         assert_eq!(exact.take(hub.backlog_counter()), Err(()));
         assert_eq!(taken(&hub, &exact2), [("room:1".into(), 9)]);
         for w in [&all, &room, &exact2] {

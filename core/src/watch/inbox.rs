@@ -3,7 +3,8 @@
 //! ```text
 //!  entries: topic -> { delivered, latest, queued }   (under one mutex)
 //!  queue:   topics whose `queued` flag is set, in first-queued order
-//!  fd:      readable iff `queue` is non-empty (or the inbox is closed)
+//!  fd:      once exposed or armed: readable iff `queue` is non-empty
+//!           (or the inbox is closed)
 //! ```
 //!
 //! [`Inbox::offer`] (the publisher, under the hub lock) records the latest
@@ -17,6 +18,14 @@
 //!
 //! Neither side waits for the other beyond this short critical section: a
 //! consumer that never reads costs memory bounded by its topics, never time.
+//!
+//! The fd costs a syscall per signal, so it is kept in step with the queue
+//! only while someone may look at it: from the moment its number is handed
+//! out ([`Inbox::expose`], for poll loops: level-triggered from then on),
+//! and while the consumer waits in `next_batch` ([`Inbox::arm`], until its
+//! next take). A watch read only by `next_batch` calls, and never waiting,
+//! costs no syscall at all. All of it is under the inbox lock, so the fd's
+//! state always matches `fd_set`.
 
 use std::collections::HashMap;
 
@@ -36,6 +45,23 @@ struct State {
     entries: HashMap<Topic, Entry, RandomState>,
     queue: Vec<Topic>,
     closed: bool,
+    /// The fd's number was handed out: keep it in step for good.
+    exposed: bool,
+    /// The consumer waits on the fd: keep it in step until its next take.
+    armed: bool,
+    /// The fd is readable now.
+    fd_set: bool,
+}
+
+impl State {
+    /// Makes the fd readable if someone may look at it and something is
+    /// queued (or the inbox closed).
+    fn signal(&mut self, fd: &EventFd) {
+        if !self.fd_set && (self.exposed || self.armed) && (!self.queue.is_empty() || self.closed) {
+            fd.set();
+            self.fd_set = true;
+        }
+    }
 }
 
 /// See the module docs.
@@ -62,26 +88,54 @@ impl Inbox {
 
     /// Records that `topic`'s count is now `count`; adds 1 to `backlog` when
     /// the topic was not queued yet.
+    #[cfg(test)]
     pub(crate) fn offer(&self, topic: &Topic, count: u64, backlog: &AtomicUsize) {
+        self.offer_all([(topic, count)], backlog);
+    }
+
+    /// [`Inbox::offer`] for each (topic, count), under one lock.
+    pub(crate) fn offer_all<'a>(&self, items: impl IntoIterator<Item = (&'a Topic, u64)>, backlog: &AtomicUsize) {
         let mut s = self.state.lock();
         if s.closed {
             return;
         }
-        let e = match s.entries.get_mut(&topic[..]) {
-            Some(e) => e,
-            None if count == 0 => return, // never delivered non-zero: nothing to say
-            None => s.entries.entry(topic.clone()).or_default(),
-        };
-        e.latest = count;
-        if e.queued {
-            return;
+        let mut queued = 0;
+        for (topic, count) in items {
+            let e = match s.entries.get_mut(&topic[..]) {
+                Some(e) => e,
+                None if count == 0 => continue, // never delivered non-zero: nothing to say
+                None => s.entries.entry(topic.clone()).or_default(),
+            };
+            e.latest = count;
+            if !e.queued {
+                e.queued = true;
+                s.queue.push(topic.clone());
+                queued += 1;
+            }
         }
-        e.queued = true;
-        s.queue.push(topic.clone());
-        backlog.fetch_add(1, Ordering::Relaxed);
-        if s.queue.len() == 1 {
-            self.fd.set();
+        backlog.fetch_add(queued, Ordering::Relaxed);
+        s.signal(&self.fd);
+    }
+
+    /// Hands out the fd for good: from now on it is readable iff changes
+    /// are queued (or the inbox closed).
+    pub(crate) fn expose(&self) -> &EventFd {
+        let mut s = self.state.lock();
+        s.exposed = true;
+        s.signal(&self.fd);
+        &self.fd
+    }
+
+    /// Before the consumer waits on the fd: `false` if something is queued
+    /// or the inbox closed (take instead of waiting); else the fd is kept in
+    /// step until the next [`Inbox::take`].
+    pub(crate) fn arm(&self) -> bool {
+        let mut s = self.state.lock();
+        if !s.queue.is_empty() || s.closed {
+            return false;
         }
+        s.armed = true;
+        true
     }
 
     /// Takes every queued change (topic, latest value) whose value differs
@@ -89,6 +143,7 @@ impl Inbox {
     /// inbox is closed and nothing is queued.
     pub(crate) fn take(&self, backlog: &AtomicUsize) -> Result<Vec<(Topic, u64)>, ()> {
         let mut s = self.state.lock();
+        s.armed = false;
         if s.queue.is_empty() {
             return if s.closed { Err(()) } else { Ok(Vec::new()) };
         }
@@ -106,8 +161,9 @@ impl Inbox {
                 s.entries.remove(&topic[..]);
             }
         }
-        if !s.closed {
+        if s.fd_set && !s.closed {
             self.fd.reset();
+            s.fd_set = false;
         }
         Ok(out)
     }
@@ -123,7 +179,8 @@ impl Inbox {
     pub(crate) fn close(&self) -> usize {
         let mut s = self.state.lock();
         s.closed = true;
-        self.fd.set();
+        s.exposed = true;
+        s.signal(&self.fd);
         s.queue.len()
     }
 }
@@ -139,6 +196,10 @@ mod tests {
     #[test]
     fn a_topic_is_queued_once_with_its_latest_value() {
         let (i, b) = (Inbox::new(b"").unwrap(), AtomicUsize::new(0));
+        i.offer(&t("x"), 1, &b);
+        assert!(!i.fd().wait(std::time::Duration::ZERO), "not exposed: not signalled");
+        assert!(i.expose().wait(std::time::Duration::ZERO), "exposed: in step at once");
+        assert_eq!(i.take(&b).unwrap(), vec![(t("x"), 1)]);
         assert!(!i.fd().wait(std::time::Duration::ZERO));
         for n in [1, 2, 3] {
             i.offer(&t("a"), n, &b);

@@ -81,7 +81,9 @@ impl Watch {
             if left.is_zero() {
                 return Ok(Vec::new());
             }
-            self.inbox.fd().wait(left);
+            if self.inbox.arm() {
+                self.inbox.fd().wait(left);
+            }
         }
     }
 
@@ -100,7 +102,7 @@ impl AsRawFd for Watch {
     /// An eventfd, readable while changes are pending. Owned by the watch:
     /// do not close it, and stop polling it before dropping the watch.
     fn as_raw_fd(&self) -> RawFd {
-        self.inbox.fd().as_raw_fd()
+        self.inbox.expose().as_raw_fd()
     }
 }
 
@@ -131,7 +133,19 @@ impl Feed {
     /// Publishes `topics` (see [`Hub::changed`]) with count = local count +
     /// `remote(topic)`.
     pub(crate) fn changed<'a>(&self, topics: impl IntoIterator<Item = &'a Topic>, remote: impl Fn(&[u8]) -> u64) {
-        self.hub.changed(topics, |t| self.counter.count_local(t).unwrap_or(0).saturating_add(remote(t)));
+        let local = |t: &[u8]| self.counter.count_local(t).unwrap_or(0);
+        self.hub.changed(topics.into_iter().map(|t| (t, ())), |t, ()| local(t).saturating_add(remote(t)));
+    }
+
+    /// [`Feed::changed`] for the flusher, which knows each topic's id from
+    /// its drain (valid until its next GC step): the local count is read by
+    /// id, from counters the drain just read, with no table lookup.
+    pub(crate) fn flushed<'a>(
+        &self,
+        drained: impl IntoIterator<Item = (&'a Topic, u32)>,
+        remote: impl Fn(&[u8]) -> u64,
+    ) {
+        self.hub.changed(drained, |t, id| self.counter.count_of_id(id).saturating_add(remote(t)));
     }
 
     /// A new watch of `prefix`; with `initial`, `scan` reports every

@@ -107,8 +107,8 @@ fn run(ops: &[Op]) {
     let mut watches: Vec<Seen> = Vec::new();
     let flush = |watches: &mut Vec<Seen>, model: &Model| {
         let mut drained = Vec::new();
-        counter.drain(Instant::now(), |t, _| drained.push(Topic::from(t)));
-        feed.changed(&drained, |t| view.count_only(t));
+        counter.drain_ids(Instant::now(), |t, id, _| drained.push((Topic::from(t), id)));
+        feed.flushed(drained.iter().map(|(t, id)| (t, *id)), |t| view.count_only(t));
         for w in watches.iter_mut() {
             w.read();
             for (i, name) in TOPICS.iter().enumerate() {
