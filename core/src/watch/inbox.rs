@@ -7,8 +7,8 @@
 //!           (or the inbox is closed)
 //! ```
 //!
-//! [`Inbox::offer`] (the publisher, under the hub lock) records the latest
-//! value of a topic and queues the topic if it is not queued yet: a topic is
+//! [`Inbox::offer_all`] (the publisher, under the hub lock) records the
+//! latest value of each topic and queues the topic if it is not queued yet: a topic is
 //! queued at most once however often it changes, so the backlog is bounded
 //! by the number of distinct matching topics. [`Inbox::take`] (the consumer)
 //! empties the queue and reports, for each queued topic whose latest value
@@ -86,14 +86,14 @@ impl Inbox {
         &self.fd
     }
 
-    /// Records that `topic`'s count is now `count`; adds 1 to `backlog` when
-    /// the topic was not queued yet.
+    /// [`Inbox::offer_all`] of one topic.
     #[cfg(test)]
     pub(crate) fn offer(&self, topic: &Topic, count: u64, backlog: &AtomicUsize) {
         self.offer_all([(topic, count)], backlog);
     }
 
-    /// [`Inbox::offer`] for each (topic, count), under one lock.
+    /// Records that each topic's count is now `count`, under one lock, and
+    /// adds to `backlog` the topics that were not queued yet.
     pub(crate) fn offer_all<'a>(&self, items: impl IntoIterator<Item = (&'a Topic, u64)>, backlog: &AtomicUsize) {
         let mut s = self.state.lock();
         if s.closed {
