@@ -26,12 +26,14 @@
 compile_error!("headcount-ffi must be built with panic = \"unwind\" (its panic boundary relies on it)");
 
 mod boundary;
+mod log;
 mod status;
 
 use boundary::{catch, guard, try_cstr, try_mut, try_ref, try_topic, Failure, Out, OutStr};
 use headcount::{Config, Node};
 use std::ffi::c_char;
 
+pub use log::{hc_log_callback, hc_log_level, hc_set_log_callback};
 pub use status::{hc_status, RawStatus};
 
 /// A node configuration: string keys and values, checked as they are set.
