@@ -103,6 +103,10 @@ static ERL_NIF_TERM am_ok, am_error, am_undefined, am_closed, am_already_tracked
     am_peers_known, am_oldest_report_age_ms, am_headcount_log, am_headcount_logger,
     am_log_levels[5];
 
+/* The env of the NIF call on this thread while it is inside a library call
+ * that logs (see "Log lines" below), else NULL. */
+static _Thread_local ErlNifEnv *log_env;
+
 static ERL_NIF_TERM mk_atom(ErlNifEnv *env, const char *name)
 {
     ERL_NIF_TERM atom;
@@ -413,7 +417,9 @@ static ERL_NIF_TERM start_nif(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[
     }
 
     hc_node *node = NULL;
+    log_env = env;
     hc_status st = hc_node_start(cfg, &node);
+    log_env = NULL;
     hc_config_free(cfg);
     if (st != HC_OK)
         return status_error(env, st);
@@ -747,7 +753,9 @@ static ERL_NIF_TERM add_peer_nif(ErlNifEnv *env, int argc, const ERL_NIF_TERM ar
     if (!node)
         result = error_tuple(env, am_closed);
     else {
+        log_env = env;
         hc_status st = hc_node_add_peer(node, s);
+        log_env = NULL;
         release(res);
         result = st == HC_OK ? am_ok : status_error(env, st);
     }
@@ -802,11 +810,14 @@ static ERL_NIF_TERM beam_memory_nif(ErlNifEnv *env, int argc, const ERL_NIF_TERM
  * (headcount_logger.erl, started by headcount:start/1), which hands them to
  * OTP's logger. With no such process the line is dropped.
  *
- * The callback runs on the library's threads (and on the dirty scheduler
- * running start or stop): it touches no process and no caller env, only a
- * message env of its own, and enif_whereis_pid / enif_send with a NULL
- * caller env, which OTP allows from any thread.
+ * The callback runs on the library's own threads, where enif_whereis_pid
+ * and enif_send take a NULL caller env, and on the scheduler thread of a
+ * NIF call that logs (start and add_peer), where they must be given that
+ * call's env: those calls set `log_env` (a thread-local) around the library
+ * call. A line logged on any other ERTS thread (none today) is dropped
+ * rather than sent with the wrong env.
  */
+
 static ERL_NIF_TERM utf8_binary(ErlNifEnv *env, const char *s)
 {
     ERL_NIF_TERM bin;
@@ -821,8 +832,11 @@ static void on_log(void *user_data, hc_log_level level, const char *target, cons
                    const char *message)
 {
     (void)user_data;
+    ErlNifEnv *caller = log_env;
+    if (caller == NULL && enif_thread_type() != ERL_NIF_THR_UNDEFINED)
+        return;
     ErlNifPid pid;
-    if (!enif_whereis_pid(NULL, am_headcount_logger, &pid))
+    if (!enif_whereis_pid(caller, am_headcount_logger, &pid))
         return;
     ErlNifEnv *msg_env = enif_alloc_env();
     if (msg_env == NULL)
@@ -831,7 +845,7 @@ static void on_log(void *user_data, hc_log_level level, const char *target, cons
     ERL_NIF_TERM msg = enif_make_tuple5(msg_env, am_headcount_log, am_log_levels[l >= 1 && l <= 4 ? l : 4],
                                         utf8_binary(msg_env, target), utf8_binary(msg_env, node),
                                         utf8_binary(msg_env, message));
-    enif_send(NULL, &pid, msg_env, msg);
+    enif_send(caller, &pid, msg_env, msg);
     enif_free_env(msg_env);
 }
 
