@@ -214,7 +214,7 @@ fn connect_retrying<S>(mut f: impl FnMut() -> std::io::Result<S>) -> S {
 }
 
 /// The shape of every log line, the core's and the CLI's:
-/// `2026-05-01T09:14:03.512Z headcount INFO [a] message`.
+/// `2026-05-01T09:14:03.512Z INFO headcount::cli [a] message`.
 pub fn assert_log_format(log: &str) {
     for line in log.lines() {
         let mut parts = line.splitn(5, ' ');

@@ -67,6 +67,29 @@ static SINK: RwLock<Option<Sink>> = RwLock::new(None);
 /// not be called again; it is dropped. `sink` is called from any node
 /// thread, concurrently; it must return soon, and must not call `set_sink`
 /// (that would wait for itself). A panic in it is caught and the line lost.
+///
+/// ```
+/// use headcount::logging::{set_sink, Level, Record};
+/// use std::sync::{Arc, Mutex};
+///
+/// let lines = Arc::new(Mutex::new(Vec::new()));
+/// let keep = lines.clone();
+/// set_sink(Some(Box::new(move |r: &Record<'_>| {
+///     keep.lock().unwrap().push((r.level, r.target.to_owned(), r.node.to_owned(), r.message.to_owned()));
+/// })));
+/// let cfg = headcount::Config::builder().node_name("a").listen("127.0.0.1:0").secret("s").build()?;
+/// let node = headcount::Node::start(&cfg)?;
+/// set_sink(None); // from here on, stderr again
+/// if std::env::var_os("HEADCOUNT_LOG").is_none() {
+///     let lines = lines.lock().unwrap();
+///     assert!(lines.iter().any(|(level, target, node, message)| *level == Level::Info
+///         && target == "headcount::cluster::runtime"
+///         && node == "a"
+///         && message.contains("listening on 127.0.0.1:")));
+/// }
+/// # drop(node);
+/// # Ok::<(), headcount::Error>(())
+/// ```
 pub fn set_sink(sink: Option<Sink>) {
     let old = std::mem::replace(&mut *SINK.write(), sink);
     drop(old);
@@ -103,7 +126,7 @@ fn facade() -> bool {
 pub fn enabled(level: Level) -> bool {
     let max = match env_level() {
         Some(max) => max,
-        None if SINK.read().is_some() || facade() => Some(Level::Debug),
+        None if SINK.read_recursive().is_some() || facade() => Some(Level::Debug),
         None => Some(Level::Warn),
     };
     max.is_some_and(|max| level <= max)
@@ -137,7 +160,9 @@ impl NodeLog {
         let message = message.to_string();
         let record = Record { level, target, node: &self.node, message: &message };
         {
-            let sink = SINK.read();
+            // Recursive: a sink whose work logs again (a Python handler
+            // calling into a node) must not wait behind a queued set_sink.
+            let sink = SINK.read_recursive();
             if let Some(sink) = sink.as_ref() {
                 // A panicking sink loses its line, not the node's thread.
                 let _ = catch_unwind(AssertUnwindSafe(|| sink(&record)));
