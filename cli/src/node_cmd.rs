@@ -15,11 +15,12 @@
 //! that cannot be written, exits 1.
 
 use crate::feed;
-use crate::log::Log;
+use crate::log::{self, Log};
 use crate::protocol::{self, Next, MAX_LINE};
 use crate::secret::{self, SECRET_ENV};
 use crate::signals::{signal_name, LEAVE_SIGNALS};
 use clap::Args;
+use headcount::logging::LogFormat;
 use headcount::{Config, Node};
 use signal_hook::iterator::Signals;
 use std::io::{self, Write};
@@ -149,7 +150,8 @@ enum Event {
 }
 
 pub(crate) fn run(args: &NodeArgs) -> ExitCode {
-    let log = Log::new(&args.name);
+    log::default_to_info();
+    let log = Log::new(&args.name, LogFormat::Text);
     let cfg = match config(args) {
         Ok(cfg) => cfg,
         Err(e) => {

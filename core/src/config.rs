@@ -17,6 +17,7 @@
 //! runtime and every connection, so no layer copies settings field by field.
 
 use crate::error::{Error, Result};
+use crate::logging::LogFormat;
 use std::fmt;
 use std::time::Duration;
 
@@ -50,6 +51,11 @@ pub enum ValueKind {
         /// Largest value.
         max: u64,
     },
+    /// One of a few words (surrounding whitespace trimmed).
+    OneOf {
+        /// The words.
+        values: &'static [&'static str],
+    },
 }
 
 impl fmt::Display for ValueKind {
@@ -60,6 +66,10 @@ impl fmt::Display for ValueKind {
             ValueKind::AddressList => write!(f, "comma-separated `host:port`"),
             ValueKind::Secret => write!(f, "non-empty"),
             ValueKind::Integer { min, max } | ValueKind::Millis { min, max } => write!(f, "{min}..={max}"),
+            ValueKind::OneOf { values } => {
+                let words: Vec<String> = values.iter().map(|v| format!("`{v}`")).collect();
+                f.write_str(&words.join(" or "))
+            }
         }
     }
 }
@@ -257,6 +267,25 @@ impl Rule for Millis {
     }
 }
 
+struct Format;
+
+impl Format {
+    const fn kind(&self) -> ValueKind {
+        ValueKind::OneOf { values: LogFormat::NAMES }
+    }
+}
+
+impl Rule for Format {
+    type Value = LogFormat;
+    fn accept(&self, value: LogFormat) -> Result<LogFormat, String> {
+        Ok(value)
+    }
+    fn parse(&self, value: &str) -> Result<LogFormat, String> {
+        LogFormat::from_name(value.trim())
+            .ok_or_else(|| format!("{value:?} is not one of {}", LogFormat::NAMES.join(", ")))
+    }
+}
+
 /// `host:port` with a numeric port; the host is resolved when the node starts.
 pub(crate) fn address(value: &str) -> Result<String, String> {
     let value = value.trim();
@@ -409,6 +438,9 @@ config_keys! {
     /// address to serve `/metrics` (Prometheus), `/healthz` and `/readyz` on over HTTP (port 0: any free port; docs/OPERATIONS.md)
     "metrics_listen" => metrics_listen: Option<String> = None,
         Address -> impl Into<String>, default "none (no metrics server)";
+    /// format of this node's log lines on stderr: `text` for people, `json` (one object per line: ts, level, target, node, message) for log shippers (docs/OPERATIONS.md, "Logs")
+    "log_format" => log_format: LogFormat = LogFormat::Text,
+        Format -> LogFormat, default "`text`";
 }
 
 impl Settings {

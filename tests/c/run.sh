@@ -70,7 +70,7 @@ fi
 
 # --- 2b. the exported symbols are exactly the contract's (issues 4 and 14) ---
 contract="hc_add hc_config_free hc_config_new hc_config_set hc_count hc_count_info hc_count_local \
-hc_last_error hc_node_add_peer hc_node_free hc_node_local_addr hc_node_start hc_stats_json hc_status_str \
+hc_last_error hc_node_add_peer hc_node_free hc_node_local_addr hc_node_start hc_set_log_callback hc_stats_json hc_status_str \
 hc_total hc_track hc_untrack hc_untrack_all hc_version \
 hc_watch_new hc_watch_next hc_watch_fd hc_watch_free hc_top hc_list_len hc_list_get hc_list_free"
 contract="$(tr ' ' '\n' <<<"$contract" | sed '/^$/d' | sort | tr '\n' ' ')"

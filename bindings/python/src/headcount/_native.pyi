@@ -2,7 +2,7 @@
 # exactly the library's configuration keys, so a type checker flags a
 # misspelt one; tests/test_library.py checks them against CONFIG_KEYS.
 from types import TracebackType
-from typing import Any, Dict, Optional, Sequence, Tuple, Type, Union
+from typing import Any, Dict, Literal, Optional, Sequence, Tuple, Type, Union
 
 _Topic = Union[str, bytes, bytearray, memoryview]
 _Int = Union[int, str]
@@ -28,6 +28,7 @@ class Node:
         max_topic_len: Optional[_Int] = None,
         gc_after_ms: Optional[_Int] = None,
         metrics_listen: Optional[str] = None,
+        log_format: Optional[Literal["text", "json"]] = None,
     ) -> None: ...
     def track(self, topic: _Topic, conn: int) -> bool: ...
     def untrack(self, topic: _Topic, conn: int) -> bool: ...
