@@ -70,11 +70,14 @@ fn raise_fd_limit() {
     }
 }
 
+/// Polls `f` every 20 ms: each poll reads `Stats`, whose `total_local`
+/// scans every topic, so polling faster would compete with the flusher
+/// being measured (on a 2-CPU machine, visibly).
 fn wait(what: &str, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(120);
     while !f() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_micros(200));
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

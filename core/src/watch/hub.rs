@@ -55,6 +55,9 @@ use super::inbox::Inbox;
 use crate::sync::SharedBytes as Topic;
 use crate::sync::{Arc, AtomicUsize, Mutex, Ordering, RandomState};
 
+/// Offers handed to inboxes at a time by [`Hub::changed`].
+const OFFER_CHUNK: usize = 256;
+
 /// The inboxes watching one prefix (usually one).
 type Inboxes = SmallVec<[Arc<Inbox>; 1]>;
 
@@ -114,11 +117,20 @@ impl Hub {
     }
 
     /// Offers every matched topic's count, each inbox's run of consecutive
-    /// offers under one lock of it (one watch of everything: one lock).
+    /// offers under one lock of it (one watch of everything: one lock per
+    /// [`OFFER_CHUNK`] changes). The offers wait in a fixed buffer on the
+    /// stack: a heap buffer the size of a big flush, freed every flush, made
+    /// glibc consolidate its free lists on the flusher thread each time.
     fn publish<'a, X>(&self, items: impl IntoIterator<Item = (&'a Topic, X)>, count: impl Fn(&[u8], X) -> u64) {
         let ix = self.index.lock();
         let mut hits: SmallVec<[&Arc<Inbox>; 4]> = SmallVec::new();
-        let mut offers: Vec<(&Arc<Inbox>, &Topic, u64)> = Vec::new();
+        let mut offers: SmallVec<[(&Arc<Inbox>, &Topic, u64); OFFER_CHUNK]> = SmallVec::new();
+        let deliver = |offers: &mut SmallVec<[(&Arc<Inbox>, &Topic, u64); OFFER_CHUNK]>| {
+            for run in offers.chunk_by(|a, b| Arc::ptr_eq(a.0, b.0)) {
+                run[0].0.offer_all(run.iter().map(|&(_, t, n)| (t, n)), &self.backlog);
+            }
+            offers.clear();
+        };
         for (topic, x) in items {
             hits.clear();
             ix.matching(topic, |w| hits.push(w));
@@ -126,11 +138,14 @@ impl Hub {
                 continue;
             }
             let n = count(topic, x);
-            offers.extend(hits.iter().map(|w| (*w, topic, n)));
+            for w in &hits {
+                if offers.len() == OFFER_CHUNK {
+                    deliver(&mut offers);
+                }
+                offers.push((*w, topic, n));
+            }
         }
-        for run in offers.chunk_by(|a, b| Arc::ptr_eq(a.0, b.0)) {
-            run[0].0.offer_all(run.iter().map(|&(_, t, n)| (t, n)), &self.backlog);
-        }
+        deliver(&mut offers);
     }
 
     /// Registers a watch of `prefix`. With `initial`, `scan` is called (under

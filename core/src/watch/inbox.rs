@@ -44,6 +44,8 @@ struct Entry {
 struct State {
     entries: HashMap<Topic, Entry, RandomState>,
     queue: Vec<Topic>,
+    /// The previous queue's buffer, reused (see [`Inbox::take`]).
+    spare: Vec<Topic>,
     closed: bool,
     /// The fd's number was handed out: keep it in step for good.
     exposed: bool,
@@ -147,10 +149,13 @@ impl Inbox {
         if s.queue.is_empty() {
             return if s.closed { Err(()) } else { Ok(Vec::new()) };
         }
-        let queue = std::mem::take(&mut s.queue);
+        // The queue's buffer goes back as `spare`: freeing a big buffer every
+        // batch makes glibc consolidate its free lists each time.
+        let spare = std::mem::take(&mut s.spare);
+        let mut queue = std::mem::replace(&mut s.queue, spare);
         backlog.fetch_sub(queue.len(), Ordering::Relaxed);
         let mut out = Vec::with_capacity(queue.len());
-        for topic in queue {
+        for topic in queue.drain(..) {
             let Some(e) = s.entries.get_mut(&topic[..]) else { continue };
             e.queued = false;
             if e.latest != e.delivered {
@@ -165,6 +170,7 @@ impl Inbox {
             self.fd.reset();
             s.fd_set = false;
         }
+        s.spare = queue;
         Ok(out)
     }
 
