@@ -258,4 +258,13 @@ fn three_nodes_under_churn_every_watch_ends_with_every_count() {
             }
         }
     }
+    // A node comes (back): its snapshot reaches the survivors' watches.
+    let d = node("wd", &[addr(&a)], &kv);
+    for (i, t) in topics.iter().enumerate().take(10) {
+        d.track(t, 100 + i as u64).unwrap();
+    }
+    let all = [&a, &b, &d];
+    let truth = support::truth(&all, &topics);
+    assert!(wait_for(LONG, || support::all_agree(&all, &topics, &truth)).is_some());
+    converged(&mut watches, &[&a, &b]);
 }
