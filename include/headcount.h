@@ -12,8 +12,8 @@
  *  - Topics are arbitrary bytes (pointer + length), 1..=max_topic_len bytes.
  *  - No Rust panic ever unwinds into the caller: it becomes HC_ERR_PANIC.
  *  - hc_config is not thread-safe; hc_node is, except that hc_node_free must
- *    not race any other call on the same node. An hc_watch has one consumer
- *    thread at a time; an hc_list is immutable (read it from any thread).
+ *    not race any other call on the same node. Calls on one hc_watch must
+ *    not overlap; an hc_list is immutable (read it from any thread).
  *
  * Linking (static or shared): see "C ABI" in the README.
  */
@@ -143,9 +143,11 @@ typedef struct hc_node hc_node;
  * A watch of every topic starting with a prefix, from `hc_watch_new`.
  *
  * Free with `hc_watch_free`, before or after its node (a watch whose node
- * was freed reports `HC_ERR_CLOSED`). One thread at a time may call
- * `hc_watch_next` on a watch; `hc_watch_fd` may be called from any thread;
- * `hc_watch_free` must not race any other call on the same watch.
+ * was freed reports `HC_ERR_CLOSED`). Not thread-safe: calls on one watch
+ * must not overlap (use it from one thread at a time, or under a lock of
+ * your own). Its fd number never changes, so an event loop fetches it once
+ * with `hc_watch_fd` and then polls it while nothing else runs on the
+ * watch. Different watches are independent.
  */
 typedef struct hc_watch hc_watch;
 
@@ -471,8 +473,8 @@ hc_status hc_watch_new(const hc_node *node,
  * cluster-wide count, users), each topic at most once, that the caller
  * frees with `hc_list_free`. Returns `HC_ERR_NULL_ARG` for a NULL `watch`
  * or `list_out`, and `HC_ERR_CLOSED` once the node is closed and every
- * change delivered before was taken. May block up to `timeout_ms`; one
- * thread at a time per watch (see `hc_watch`).
+ * change delivered before was taken. May block up to `timeout_ms`; not
+ * concurrently with another call on the same watch (see `hc_watch`).
  */
 hc_status hc_watch_next(hc_watch *watch, int64_t timeout_ms, hc_list **list_out);
 
@@ -483,7 +485,8 @@ hc_status hc_watch_next(hc_watch *watch, int64_t timeout_ms, hc_list **list_out)
  * a NULL `watch`.
  *
  * Ownership: the fd belongs to the watch; do not read, write or close it,
- * and stop polling it before `hc_watch_free`. Thread-safe; never blocks.
+ * and stop polling it before `hc_watch_free`. Not concurrently with another
+ * call on the same watch (see `hc_watch`); never blocks.
  */
 int hc_watch_fd(const hc_watch *watch);
 

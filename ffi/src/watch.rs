@@ -25,9 +25,11 @@ pub const HC_WATCH_INITIAL: u32 = 1;
 /// A watch of every topic starting with a prefix, from `hc_watch_new`.
 ///
 /// Free with `hc_watch_free`, before or after its node (a watch whose node
-/// was freed reports `HC_ERR_CLOSED`). One thread at a time may call
-/// `hc_watch_next` on a watch; `hc_watch_fd` may be called from any thread;
-/// `hc_watch_free` must not race any other call on the same watch.
+/// was freed reports `HC_ERR_CLOSED`). Not thread-safe: calls on one watch
+/// must not overlap (use it from one thread at a time, or under a lock of
+/// your own). Its fd number never changes, so an event loop fetches it once
+/// with `hc_watch_fd` and then polls it while nothing else runs on the
+/// watch. Different watches are independent.
 #[derive(Debug)]
 pub struct hc_watch(Watch);
 
@@ -100,8 +102,8 @@ pub extern "C" fn hc_watch_new(
 /// cluster-wide count, users), each topic at most once, that the caller
 /// frees with `hc_list_free`. Returns `HC_ERR_NULL_ARG` for a NULL `watch`
 /// or `list_out`, and `HC_ERR_CLOSED` once the node is closed and every
-/// change delivered before was taken. May block up to `timeout_ms`; one
-/// thread at a time per watch (see `hc_watch`).
+/// change delivered before was taken. May block up to `timeout_ms`; not
+/// concurrently with another call on the same watch (see `hc_watch`).
 #[no_mangle]
 pub extern "C" fn hc_watch_next(watch: *mut hc_watch, timeout_ms: i64, list_out: *mut *mut hc_list) -> hc_status {
     guard("hc_watch_next", || {
@@ -124,7 +126,8 @@ pub extern "C" fn hc_watch_next(watch: *mut hc_watch, timeout_ms: i64, list_out:
 /// a NULL `watch`.
 ///
 /// Ownership: the fd belongs to the watch; do not read, write or close it,
-/// and stop polling it before `hc_watch_free`. Thread-safe; never blocks.
+/// and stop polling it before `hc_watch_free`. Not concurrently with another
+/// call on the same watch (see `hc_watch`); never blocks.
 #[no_mangle]
 pub extern "C" fn hc_watch_fd(watch: *const hc_watch) -> c_int {
     catch("hc_watch_fd", || {
