@@ -158,12 +158,13 @@ impl Inbox {
         for topic in queue.drain(..) {
             let Some(e) = s.entries.get_mut(&topic[..]) else { continue };
             e.queued = false;
-            if e.latest != e.delivered {
-                e.delivered = e.latest;
-                out.push((topic.clone(), e.latest));
-            }
-            if e.delivered == 0 {
+            let (changed, n) = (e.latest != e.delivered, e.latest);
+            e.delivered = n;
+            if n == 0 {
                 s.entries.remove(&topic[..]);
+            }
+            if changed {
+                out.push((topic, n));
             }
         }
         if s.fd_set && !s.closed {
