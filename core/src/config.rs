@@ -50,6 +50,11 @@ pub enum ValueKind {
         /// Largest value.
         max: u64,
     },
+    /// One of these words, exactly (surrounding whitespace trimmed).
+    Choice {
+        /// The words accepted.
+        values: &'static [&'static str],
+    },
 }
 
 impl fmt::Display for ValueKind {
@@ -60,6 +65,10 @@ impl fmt::Display for ValueKind {
             ValueKind::AddressList => write!(f, "comma-separated `host:port`"),
             ValueKind::Secret => write!(f, "non-empty"),
             ValueKind::Integer { min, max } | ValueKind::Millis { min, max } => write!(f, "{min}..={max}"),
+            ValueKind::Choice { values } => {
+                let quoted: Vec<String> = values.iter().map(|v| format!("`{v}`")).collect();
+                write!(f, "{}", quoted.join(" or "))
+            }
         }
     }
 }
@@ -257,6 +266,56 @@ impl Rule for Millis {
     }
 }
 
+/// When a node flushes its changes to its peers (`flush_mode`; the policy is
+/// `flush.rs`'s, docs/CLUSTER.md has the details).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FlushMode {
+    /// The first change after a quiet `flush_interval_ms` is shipped at
+    /// once; while changes keep coming, at most one flush per interval.
+    #[default]
+    Adaptive,
+    /// One flush every `flush_interval_ms`, changes or not.
+    Fixed,
+}
+
+impl FlushMode {
+    /// Every mode, in the order of [`FlushMode::NAMES`].
+    pub const ALL: [FlushMode; 2] = [FlushMode::Adaptive, FlushMode::Fixed];
+    /// The modes' names, as `flush_mode` takes them.
+    pub const NAMES: &'static [&'static str] = &["adaptive", "fixed"];
+
+    /// The mode's name, as `flush_mode` takes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FlushMode::Adaptive => "adaptive",
+            FlushMode::Fixed => "fixed",
+        }
+    }
+}
+
+struct FlushModeRule;
+
+impl FlushModeRule {
+    const fn kind(&self) -> ValueKind {
+        ValueKind::Choice { values: FlushMode::NAMES }
+    }
+}
+
+impl Rule for FlushModeRule {
+    type Value = FlushMode;
+    fn accept(&self, value: FlushMode) -> Result<FlushMode, String> {
+        Ok(value)
+    }
+    fn parse(&self, value: &str) -> Result<FlushMode, String> {
+        let value = value.trim();
+        FlushMode::ALL
+            .into_iter()
+            .find(|m| m.as_str() == value)
+            .ok_or_else(|| format!("{value:?} is not one of {}", FlushMode::NAMES.join(", ")))
+    }
+}
+
 /// `host:port` with a numeric port; the host is resolved when the node starts.
 pub(crate) fn address(value: &str) -> Result<String, String> {
     let value = value.trim();
@@ -391,9 +450,12 @@ config_keys! {
     /// shared secret for HMAC-SHA256 peer authentication; required with `listen` or `seeds`
     "secret" => secret: Option<Secret> = None,
         SecretRule -> impl Into<Secret>, default "none";
-    /// how often changed counts are shipped to peers, in milliseconds
+    /// how often changed counts are shipped to peers, in milliseconds (with `flush_mode` `adaptive`: at most how often)
     "flush_interval_ms" => flush_interval: Duration = Duration::from_millis(100),
         Millis { min: 1, max: 60_000 } -> Duration, default "100";
+    /// `adaptive`: the first change after a quiet interval is shipped at once, then at most one flush per interval; `fixed`: one flush per interval
+    "flush_mode" => flush_mode: FlushMode = FlushMode::Adaptive,
+        FlushModeRule -> FlushMode, default "`adaptive`";
     /// silence after which a peer is down, in milliseconds
     "down_after_ms" => down_after: Duration = Duration::from_millis(1000),
         Millis { min: 1, max: 3_600_000 } -> Duration, default "1000";
@@ -528,6 +590,7 @@ mod tests {
             ("cluster", "prod"),
             ("secret", "s3cret"),
             ("flush_interval_ms", "50"),
+            ("flush_mode", " fixed "),
             ("down_after_ms", "500"),
             ("down_grace_ms", "0"),
             ("max_topic_len", "512"),
@@ -536,6 +599,8 @@ mod tests {
         ] {
             cfg.set(k, v).unwrap_or_else(|e| panic!("{k}={v}: {e}"));
         }
+        assert_eq!(cfg.settings.flush_mode, FlushMode::Fixed);
+        assert_eq!(Config::new().settings.flush_mode, FlushMode::Adaptive);
         assert_eq!(cfg.settings.seeds, ["127.0.0.1:7401", "localhost:7402"]);
         assert_eq!(cfg.settings.max_topic_len, 512);
         assert_eq!(cfg.settings.flush_interval, Duration::from_millis(50));
@@ -547,6 +612,7 @@ mod tests {
         assert!(err("colour", "blue").contains("unknown key"));
         assert!(err("flush_interval_ms", "0").contains("out of range"));
         assert!(err("flush_interval_ms", "-5").contains("not a whole number"));
+        assert!(err("flush_mode", "Fixed").contains("not one of adaptive, fixed"));
         assert!(err("listen", "127.0.0.1").contains("not host:port"));
         assert!(err("listen", "127.0.0.1:99999").contains("port"));
         assert!(err("listen", ":80").contains("no host"));

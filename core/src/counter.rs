@@ -199,9 +199,8 @@ impl Counter {
         let core = &*self.core;
         let mut zeros = core.gc.lock_zeros();
         let guard = pin();
-        let segments = (core.table.high_water() as usize).div_ceil(crate::segvec::SEGMENT_LEN);
         let mut changed = 0;
-        core.dirty.drain(segments, |id| {
+        core.dirty.drain(self.segments(), |id| {
             let Some(entry) = core.table.by_id(id, &guard) else { return };
             let n = core.count(id);
             zeros.observe(TopicKey { id, gen: entry.gen }, n, now);
@@ -209,6 +208,22 @@ impl Counter {
             changed += 1;
         });
         changed
+    }
+
+    /// The segments topics have been created in.
+    fn segments(&self) -> usize {
+        (self.core.table.high_water() as usize).div_ceil(crate::segvec::SEGMENT_LEN)
+    }
+
+    /// Whether a topic changed since the last drain (what the flusher
+    /// checks once armed to sleep, see `wake.rs`).
+    pub(crate) fn has_changes(&self) -> bool {
+        self.core.dirty.any(self.segments())
+    }
+
+    /// The flusher's sleep, which the first change ends (`wake.rs`).
+    pub(crate) fn wake(&self) -> &crate::wake::Wake {
+        &self.core.dirty.wake
     }
 
     /// Runs one step of topic GC (see `docs/ARCHITECTURE.md`, "topic GC"): topics at zero for

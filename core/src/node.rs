@@ -86,7 +86,8 @@ impl Node {
             e
         };
         let flusher =
-            Flusher::start(&name, settings.flush_interval, counter.clone(), cluster.clone()).map_err(close_cluster)?;
+            Flusher::start(&name, settings.flush_mode, settings.flush_interval, counter.clone(), cluster.clone())
+                .map_err(close_cluster)?;
         let stats = StatsReader {
             name: name.clone(),
             counter: counter.clone(),
