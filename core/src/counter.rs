@@ -217,11 +217,13 @@ impl Counter {
 
     /// Whether a topic changed since the last drain (what the flusher
     /// checks once armed to sleep, see `wake.rs`).
+    #[cfg_attr(loom, allow(dead_code))]
     pub(crate) fn has_changes(&self) -> bool {
         self.core.dirty.any(self.segments())
     }
 
     /// The flusher's sleep, which the first change ends (`wake.rs`).
+    #[cfg_attr(loom, allow(dead_code))]
     pub(crate) fn wake(&self) -> &crate::wake::Wake {
         &self.core.dirty.wake
     }

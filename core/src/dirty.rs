@@ -101,6 +101,7 @@ impl Dirty {
 
     /// Whether any topic of the first `segments` segments is dirty (the
     /// flusher's check once armed to sleep; `SeqCst`, see the module docs).
+    #[cfg_attr(loom, allow(dead_code))]
     pub(crate) fn any(&self, segments: usize) -> bool {
         self.summary.iter().take(segments).any(|s| s.load(Ordering::SeqCst) != 0)
     }

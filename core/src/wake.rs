@@ -30,6 +30,7 @@ use std::time::Instant;
 use crate::sync::{current_thread, park_until, sc_order_point, AtomicBool, Mutex, Ordering, Thread};
 
 /// The flusher's sleep, and the writers' way to end it (see the module docs).
+/// The flusher is not built under loom; its model drives these directly.
 #[derive(Debug, Default)]
 pub(crate) struct Wake {
     sleeping: AtomicBool,
@@ -37,6 +38,7 @@ pub(crate) struct Wake {
     sleeper: Mutex<Option<Thread>>,
 }
 
+#[cfg_attr(loom, allow(dead_code))]
 impl Wake {
     /// Makes the calling thread the one [`Wake::sleep_until`] parks and
     /// [`Wake::notify`] unparks.
