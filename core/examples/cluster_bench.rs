@@ -115,6 +115,8 @@ fn latency() {
 
 /// What one load run measured.
 struct LoadRun {
+    /// Changes/s reached (the pacing may fall behind `rate`).
+    achieved: f64,
     frames_per_s: f64,
     bytes_per_topic: f64,
     p99: Duration,
@@ -133,7 +135,7 @@ fn load_run(mode: &str, rate: u64, secs: u64) -> LoadRun {
     let p = |n: &Node| n.stats().unwrap().peers[0].traffic;
     let t0 = p(&a);
     let stop = std::sync::atomic::AtomicBool::new(false);
-    let mut probes = std::thread::scope(|s| {
+    let probes = std::thread::scope(|s| {
         let probe = s.spawn(|| {
             let mut rng = Rng(7);
             let mut out = Vec::new();
@@ -163,15 +165,17 @@ fn load_run(mode: &str, rate: u64, secs: u64) -> LoadRun {
                 std::thread::sleep(d);
             }
         }
+        let wall = start.elapsed().as_secs_f64();
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        probe.join().unwrap()
+        (probe.join().unwrap(), wall)
     });
-    let wall = secs as f64;
+    let (mut probes, wall) = probes;
     // Let the last shipment go out, then read the counters.
     std::thread::sleep(Duration::from_millis(300));
     let t1 = p(&a);
     probes.sort();
     LoadRun {
+        achieved: (secs * 1000 * (rate / 1000)) as f64 / wall,
         frames_per_s: (t1.state_frames_out - t0.state_frames_out) as f64 / wall,
         bytes_per_topic: (t1.state_bytes_out - t0.state_bytes_out) as f64 / (t1.topics_out - t0.topics_out) as f64,
         p99: pct(&probes, 0.99),
@@ -185,8 +189,9 @@ fn load() {
         let runs: Vec<LoadRun> = MODES.iter().map(|m| load_run(m, rate, secs)).collect();
         for (mode, r) in MODES.iter().zip(&runs) {
             println!(
-                "{rate} changes/s for {secs} s, flush_mode {mode}: state frames {:.1}/s, {:.2} B per changed topic, \
+                "{rate} changes/s for {secs} s (reached {:.0}/s), flush_mode {mode}: state frames {:.1}/s, {:.2} B per changed topic, \
                  probe join p99 {:.1} ms (goal <= interval + 5 ms = 105 ms)",
+                r.achieved,
                 r.frames_per_s,
                 r.bytes_per_topic,
                 ms(r.p99)
