@@ -189,15 +189,14 @@ impl Signal {
     }
 
     /// Sleeps until `deadline`, a stop request or (`armed`) the first
-    /// change; may return early. `false` on a stop.
-    fn sleep_until(&self, deadline: Instant, armed: bool) -> bool {
+    /// change; may return early.
+    fn sleep_until(&self, deadline: Instant, armed: bool) {
         let wake = self.counter.wake();
         if armed {
             wake.sleep_until(deadline, || self.stopped() || self.counter.has_changes());
         } else if !self.stopped() {
             wake.rest_until(deadline);
         }
-        !self.stopped()
     }
 }
 
