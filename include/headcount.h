@@ -79,6 +79,29 @@ typedef enum {
 } hc_status;
 
 /**
+ * Severity of a log line given to an `hc_log_callback`. The numeric values
+ * are part of the ABI: a smaller number is more severe.
+ */
+typedef enum {
+    /**
+     * Something failed that an operator should look at.
+     */
+    HC_LOG_ERROR = 1,
+    /**
+     * Something unexpected that the node handled (a refused peer, a bad frame).
+     */
+    HC_LOG_WARN = 2,
+    /**
+     * Lifecycle: listening, a peer up, down or left.
+     */
+    HC_LOG_INFO = 3,
+    /**
+     * Detail: failed dials, duplicate connections.
+     */
+    HC_LOG_DEBUG = 4,
+} hc_log_level;
+
+/**
  * A node configuration: string keys and values, checked as they are set.
  *
  * Create with `hc_config_new`, fill with `hc_config_set`, free with
@@ -126,6 +149,19 @@ typedef struct {
     uint64_t oldest_report_age_ms;
 } hc_topic_count;
 
+/**
+ * A function that receives the library's log lines: `user_data` as given
+ * to `hc_set_log_callback`, the level, the target (the module that logged,
+ * e.g. `"headcount::cluster::registry"`), the node's name and the message.
+ * The three strings are NUL-terminated UTF-8, valid only during the call
+ * (an interior NUL is written `\0`).
+ */
+typedef void (*hc_log_callback)(void *user_data,
+                                hc_log_level level,
+                                const char *target,
+                                const char *node,
+                                const char *message);
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -158,6 +194,7 @@ hc_config *hc_config_new(void);
  * - `max_topic_len` (1..=65535; default 1024): longest topic, in bytes.
  * - `gc_after_ms` (0..=86400000; default 60000): how long a topic sits at zero before it is collected, in milliseconds.
  * - `metrics_listen` (`host:port`; default none (no metrics server)): address to serve `/metrics` (Prometheus), `/healthz` and `/readyz` on over HTTP (port 0: any free port; docs/OPERATIONS.md).
+ * - `log_format` (`text` or `json`; default `text`): format of this node's log lines on stderr: `text` for people, `json` (one object per line: ts, level, target, node, message) for log shippers (docs/OPERATIONS.md, "Logs").
  * <!-- /config-keys -->
  *
  * Returns `HC_ERR_NULL_ARG` if `cfg`, `key` or `value` is NULL, and
@@ -352,6 +389,24 @@ const char *hc_last_error(void);
  * NULL; do not free it. Thread-safe; never blocks.
  */
 const char *hc_version(void);
+
+/**
+ * Sends the library's log lines, every node's, to `callback` instead of
+ * stderr; `NULL` sends them back to stderr.
+ *
+ * `callback` is called on the thread that logs: any of the library's
+ * threads (and the caller's, inside `hc_node_start` and `hc_node_free`),
+ * possibly several at once. So it must be thread-safe, return quickly, and
+ * call no `hc_` function. Every level reaches it unless the
+ * `HEADCOUNT_LOG` environment variable is set (`off`, `error`, `warn`,
+ * `info`, `debug`), in which case only the lines it keeps do; the callback
+ * does its own filtering.
+ *
+ * When this returns, the previous callback is not running and will not be
+ * called again, so its `user_data` may be freed. Never fails: returns
+ * `HC_OK`.
+ */
+hc_status hc_set_log_callback(hc_log_callback callback, void *user_data);
 
 #ifdef __cplusplus
 }  // extern "C"

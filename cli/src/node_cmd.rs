@@ -12,11 +12,12 @@
 //! 0. A configuration error exits 2; a node that cannot start, or stdout
 //! that cannot be written, exits 1.
 
-use crate::log::Log;
+use crate::log::{self, Log};
 use crate::protocol::{self, Next, MAX_LINE};
 use crate::secret::{self, SECRET_ENV};
 use crate::signals::{signal_name, LEAVE_SIGNALS};
 use clap::Args;
+use headcount::logging::LogFormat;
 use headcount::{Config, Node};
 use signal_hook::iterator::Signals;
 use std::io::{self, Write};
@@ -141,7 +142,8 @@ enum Event {
 }
 
 pub(crate) fn run(args: &NodeArgs) -> ExitCode {
-    let log = Log::new(&args.name);
+    log::default_to_info();
+    let log = Log::new(&args.name, LogFormat::Text);
     let cfg = match config(args) {
         Ok(cfg) => cfg,
         Err(e) => {

@@ -17,6 +17,7 @@
 //! runtime and every connection, so no layer copies settings field by field.
 
 use crate::error::{Error, Result};
+use crate::logging::LogFormat;
 use std::fmt;
 use std::time::Duration;
 
@@ -50,9 +51,9 @@ pub enum ValueKind {
         /// Largest value.
         max: u64,
     },
-    /// One of these words, exactly (surrounding whitespace trimmed).
-    Choice {
-        /// The words accepted.
+    /// One of a few words (surrounding whitespace trimmed).
+    OneOf {
+        /// The words.
         values: &'static [&'static str],
     },
 }
@@ -65,9 +66,9 @@ impl fmt::Display for ValueKind {
             ValueKind::AddressList => write!(f, "comma-separated `host:port`"),
             ValueKind::Secret => write!(f, "non-empty"),
             ValueKind::Integer { min, max } | ValueKind::Millis { min, max } => write!(f, "{min}..={max}"),
-            ValueKind::Choice { values } => {
-                let quoted: Vec<String> = values.iter().map(|v| format!("`{v}`")).collect();
-                write!(f, "{}", quoted.join(" or "))
+            ValueKind::OneOf { values } => {
+                let words: Vec<String> = values.iter().map(|v| format!("`{v}`")).collect();
+                f.write_str(&words.join(" or "))
             }
         }
     }
@@ -280,13 +281,20 @@ pub enum FlushMode {
 }
 
 impl FlushMode {
-    /// Every mode, in the order of [`FlushMode::NAMES`].
-    pub const ALL: [FlushMode; 2] = [FlushMode::Adaptive, FlushMode::Fixed];
-    /// The modes' names, as `flush_mode` takes them.
+    /// Every mode's name, as `flush_mode` takes it.
     pub const NAMES: &'static [&'static str] = &["adaptive", "fixed"];
 
-    /// The mode's name, as `flush_mode` takes it.
-    pub fn as_str(self) -> &'static str {
+    /// The mode named `name` (`adaptive`, `fixed`).
+    pub fn from_name(name: &str) -> Option<FlushMode> {
+        match name {
+            "adaptive" => Some(FlushMode::Adaptive),
+            "fixed" => Some(FlushMode::Fixed),
+            _ => None,
+        }
+    }
+
+    /// The name `flush_mode` gives this mode.
+    pub fn name(self) -> &'static str {
         match self {
             FlushMode::Adaptive => "adaptive",
             FlushMode::Fixed => "fixed",
@@ -294,11 +302,17 @@ impl FlushMode {
     }
 }
 
+/// Parses one of `names` (surrounding whitespace trimmed) with `from_name`:
+/// the parse of every [`ValueKind::OneOf`] rule.
+fn one_of<T>(value: &str, names: &[&str], from_name: fn(&str) -> Option<T>) -> Result<T, String> {
+    from_name(value.trim()).ok_or_else(|| format!("{value:?} is not one of {}", names.join(", ")))
+}
+
 struct FlushModeRule;
 
 impl FlushModeRule {
     const fn kind(&self) -> ValueKind {
-        ValueKind::Choice { values: FlushMode::NAMES }
+        ValueKind::OneOf { values: FlushMode::NAMES }
     }
 }
 
@@ -308,11 +322,25 @@ impl Rule for FlushModeRule {
         Ok(value)
     }
     fn parse(&self, value: &str) -> Result<FlushMode, String> {
-        let value = value.trim();
-        FlushMode::ALL
-            .into_iter()
-            .find(|m| m.as_str() == value)
-            .ok_or_else(|| format!("{value:?} is not one of {}", FlushMode::NAMES.join(", ")))
+        one_of(value, FlushMode::NAMES, FlushMode::from_name)
+    }
+}
+
+struct Format;
+
+impl Format {
+    const fn kind(&self) -> ValueKind {
+        ValueKind::OneOf { values: LogFormat::NAMES }
+    }
+}
+
+impl Rule for Format {
+    type Value = LogFormat;
+    fn accept(&self, value: LogFormat) -> Result<LogFormat, String> {
+        Ok(value)
+    }
+    fn parse(&self, value: &str) -> Result<LogFormat, String> {
+        one_of(value, LogFormat::NAMES, LogFormat::from_name)
     }
 }
 
@@ -471,6 +499,9 @@ config_keys! {
     /// address to serve `/metrics` (Prometheus), `/healthz` and `/readyz` on over HTTP (port 0: any free port; docs/OPERATIONS.md)
     "metrics_listen" => metrics_listen: Option<String> = None,
         Address -> impl Into<String>, default "none (no metrics server)";
+    /// format of this node's log lines on stderr: `text` for people, `json` (one object per line: ts, level, target, node, message) for log shippers (docs/OPERATIONS.md, "Logs")
+    "log_format" => log_format: LogFormat = LogFormat::Text,
+        Format -> LogFormat, default "`text`";
 }
 
 impl Settings {

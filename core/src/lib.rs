@@ -44,6 +44,8 @@ mod config;
 #[cfg(not(loom))]
 mod flush;
 #[cfg(not(loom))]
+pub mod logging;
+#[cfg(not(loom))]
 mod metrics;
 #[cfg(not(loom))]
 mod node;

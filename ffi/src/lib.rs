@@ -26,12 +26,14 @@
 compile_error!("headcount-ffi must be built with panic = \"unwind\" (its panic boundary relies on it)");
 
 mod boundary;
+mod log;
 mod status;
 
 use boundary::{catch, guard, try_cstr, try_mut, try_ref, try_topic, Failure, Out, OutStr};
 use headcount::{Config, Node};
 use std::ffi::c_char;
 
+pub use log::{hc_log_callback, hc_log_level, hc_set_log_callback};
 pub use status::{hc_status, RawStatus};
 
 /// A node configuration: string keys and values, checked as they are set.
@@ -110,6 +112,7 @@ pub extern "C" fn hc_config_new() -> *mut hc_config {
 /// - `max_topic_len` (1..=65535; default 1024): longest topic, in bytes.
 /// - `gc_after_ms` (0..=86400000; default 60000): how long a topic sits at zero before it is collected, in milliseconds.
 /// - `metrics_listen` (`host:port`; default none (no metrics server)): address to serve `/metrics` (Prometheus), `/healthz` and `/readyz` on over HTTP (port 0: any free port; docs/OPERATIONS.md).
+/// - `log_format` (`text` or `json`; default `text`): format of this node's log lines on stderr: `text` for people, `json` (one object per line: ts, level, target, node, message) for log shippers (docs/OPERATIONS.md, "Logs").
 /// <!-- /config-keys -->
 ///
 /// Returns `HC_ERR_NULL_ARG` if `cfg`, `key` or `value` is NULL, and

@@ -110,7 +110,7 @@ fn accepts(key: &str, value: &str) -> bool {
         ValueKind::AddressList => value.split(',').map(str::trim).filter(|s| !s.is_empty()).all(address_ok),
         ValueKind::Secret => !value.is_empty(),
         ValueKind::Integer { min, max } | ValueKind::Millis { min, max } => integer_ok(value, min, max),
-        ValueKind::Choice { values } => values.contains(&value.trim()),
+        ValueKind::OneOf { values } => values.contains(&value.trim()),
         other => panic!("{key}: the oracle does not know values of kind {other:?}; teach it"),
     }
 }

@@ -70,13 +70,13 @@ fi
 
 # --- 2b. the exported symbols are exactly the contract's (issue 4) -----------
 contract="hc_add hc_config_free hc_config_new hc_config_set hc_count hc_count_info hc_count_local \
-hc_last_error hc_node_add_peer hc_node_free hc_node_local_addr hc_node_start hc_stats_json hc_status_str \
+hc_last_error hc_node_add_peer hc_node_free hc_node_local_addr hc_node_start hc_set_log_callback hc_stats_json hc_status_str \
 hc_total hc_track hc_untrack hc_untrack_all hc_version"
 contract="$(tr ' ' '\n' <<<"$contract" | sed '/^$/d' | sort | tr '\n' ' ')"
 exported="$(nm -D --defined-only "$libdir/libheadcount.so" | awk '$2 == "T" {print $3}' | sort | tr '\n' ' ')"
 declared="$(grep -oE '\bhc_[a-z_]+\(' include/headcount.h | tr -d '(' | sort -u | tr '\n' ' ')"
 if [ "$exported" = "$contract" ] && [ "$declared" = "$contract" ]; then
-    pass "libheadcount.so exports and the header declares exactly the 19 contract functions"
+    pass "libheadcount.so exports and the header declares exactly the 20 contract functions"
 else
     echo "  contract: $contract"; echo "  exported: $exported"; echo "  declared: $declared"
     fail "exported or declared functions differ from the contract"

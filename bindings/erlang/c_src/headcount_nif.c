@@ -100,7 +100,12 @@
 static ERL_NIF_TERM am_ok, am_error, am_undefined, am_closed, am_already_tracked,
     am_not_tracked, am_invalid_topic, am_invalid_argument, am_config, am_io, am_panic,
     am_noproc, am_enomem, am_unknown, am_count, am_local, am_peers_reporting,
-    am_peers_known, am_oldest_report_age_ms;
+    am_peers_known, am_oldest_report_age_ms, am_headcount_log, am_headcount_logger,
+    am_log_levels[5];
+
+/* The env of the NIF call on this thread while it is inside a library call
+ * that logs (see "Log lines" below), else NULL. */
+static _Thread_local ErlNifEnv *log_env;
 
 static ERL_NIF_TERM mk_atom(ErlNifEnv *env, const char *name)
 {
@@ -412,7 +417,9 @@ static ERL_NIF_TERM start_nif(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[
     }
 
     hc_node *node = NULL;
+    log_env = env;
     hc_status st = hc_node_start(cfg, &node);
+    log_env = NULL;
     hc_config_free(cfg);
     if (st != HC_OK)
         return status_error(env, st);
@@ -746,7 +753,9 @@ static ERL_NIF_TERM add_peer_nif(ErlNifEnv *env, int argc, const ERL_NIF_TERM ar
     if (!node)
         result = error_tuple(env, am_closed);
     else {
+        log_env = env;
         hc_status st = hc_node_add_peer(node, s);
+        log_env = NULL;
         release(res);
         result = st == HC_OK ? am_ok : status_error(env, st);
     }
@@ -792,6 +801,55 @@ static ERL_NIF_TERM beam_memory_nif(ErlNifEnv *env, int argc, const ERL_NIF_TERM
 }
 
 /* ------------------------------------------------------------------------ */
+/* Log lines                                                                  */
+
+/*
+ * The library's log lines (hc_set_log_callback, set at load) become messages
+ * `{headcount_log, Level, Target, Node, Message}` (Level an OTP logger level
+ * atom, the rest binaries) to the process registered as `headcount_logger`
+ * (headcount_logger.erl, started by headcount:start/1), which hands them to
+ * OTP's logger. With no such process the line is dropped.
+ *
+ * The callback runs on the library's own threads, where enif_whereis_pid
+ * and enif_send take a NULL caller env, and on the scheduler thread of a
+ * NIF call that logs (start and add_peer), where they must be given that
+ * call's env: those calls set `log_env` (a thread-local) around the library
+ * call. A line logged on any other ERTS thread (none today) is dropped
+ * rather than sent with the wrong env.
+ */
+
+static ERL_NIF_TERM utf8_binary(ErlNifEnv *env, const char *s)
+{
+    ERL_NIF_TERM bin;
+    size_t len = strlen(s);
+    unsigned char *p = enif_make_new_binary(env, len, &bin);
+    if (p != NULL)
+        memcpy(p, s, len);
+    return bin;
+}
+
+static void on_log(void *user_data, hc_log_level level, const char *target, const char *node,
+                   const char *message)
+{
+    (void)user_data;
+    ErlNifEnv *caller = log_env;
+    if (caller == NULL && enif_thread_type() != ERL_NIF_THR_UNDEFINED)
+        return;
+    ErlNifPid pid;
+    if (!enif_whereis_pid(caller, am_headcount_logger, &pid))
+        return;
+    ErlNifEnv *msg_env = enif_alloc_env();
+    if (msg_env == NULL)
+        return;
+    unsigned l = (unsigned)level;
+    ERL_NIF_TERM msg = enif_make_tuple5(msg_env, am_headcount_log, am_log_levels[l >= 1 && l <= 4 ? l : 4],
+                                        utf8_binary(msg_env, target), utf8_binary(msg_env, node),
+                                        utf8_binary(msg_env, message));
+    enif_send(caller, &pid, msg_env, msg);
+    enif_free_env(msg_env);
+}
+
+/* ------------------------------------------------------------------------ */
 /* Loading                                                                    */
 
 static int load(ErlNifEnv *env, void **priv, ERL_NIF_TERM info)
@@ -830,7 +888,22 @@ static int load(ErlNifEnv *env, void **priv, ERL_NIF_TERM info)
     am_peers_reporting = mk_atom(env, "peers_reporting");
     am_peers_known = mk_atom(env, "peers_known");
     am_oldest_report_age_ms = mk_atom(env, "oldest_report_age_ms");
-    return 0;
+    am_headcount_log = mk_atom(env, "headcount_log");
+    am_headcount_logger = mk_atom(env, "headcount_logger");
+    am_log_levels[0] = am_log_levels[4] = mk_atom(env, "debug");
+    am_log_levels[HC_LOG_ERROR] = mk_atom(env, "error");
+    am_log_levels[HC_LOG_WARN] = mk_atom(env, "warning");
+    am_log_levels[HC_LOG_INFO] = mk_atom(env, "info");
+    return hc_set_log_callback(on_log, NULL) == HC_OK ? 0 : 1;
+}
+
+/* The library's threads must not call into this code once it is unloaded:
+ * hc_set_log_callback returns only when no call of on_log is running. */
+static void unload(ErlNifEnv *env, void *priv)
+{
+    (void)env;
+    (void)priv;
+    hc_set_log_callback(NULL, NULL);
 }
 
 /*
@@ -858,4 +931,4 @@ static ErlNifFunc funcs[] = {
     {"version", 0, version_nif, 0},
 };
 
-ERL_NIF_INIT(headcount, funcs, load, NULL, NULL, NULL)
+ERL_NIF_INIT(headcount, funcs, load, NULL, NULL, unload)

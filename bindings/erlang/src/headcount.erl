@@ -85,7 +85,9 @@ start(Config) when is_map(Config) ->
 start(Config) when is_list(Config) ->
     KVs = lists:sort(pairs(Config)),
     case duplicate(KVs) of
-        none -> start_nif(KVs);
+        none ->
+            _ = headcount_logger:ensure_started(),
+            start_nif(KVs);
         Key -> {error, {config, <<"configuration key ", Key/binary, " is given twice">>}}
     end;
 start(_) ->

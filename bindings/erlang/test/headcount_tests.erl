@@ -8,6 +8,9 @@
 
 -include_lib("eunit/include/eunit.hrl").
 
+%% The logger handler callback of the log test.
+-export([log/2]).
+
 %% -------------------------------------------------------------------------
 %% Helpers
 
@@ -726,3 +729,55 @@ two_nodes_converge() ->
     ok = headcount:stop(C),
     ok = headcount:stop(A),
     [exit(P, kill) || P <- PB].
+
+%% -------------------------------------------------------------------------
+%% Logs: the library's lines reach OTP's logger through headcount_logger.
+
+%% A logger handler (this module's log/2) that forwards headcount's events
+%% to the process in its config.
+log(#{level := Level, msg := {Format, Args}, meta := #{domain := [headcount]} = Meta},
+    #{config := #{pid := Pid}}) ->
+    Pid ! {logged, Level, unicode:characters_to_binary(io_lib:format(Format, Args)), Meta};
+log(_, _) ->
+    ok.
+
+%% The first forwarded event at Level from node Node whose message holds
+%% Needle, within 10 s.
+logged(Level, Node, Needle) ->
+    receive
+        {logged, Level, Msg, #{node_name := Node} = Meta} = E ->
+            case binary:match(Msg, Needle) of
+                nomatch -> logged(Level, Node, Needle);
+                _ -> {Msg, Meta, E}
+            end
+    after 10000 ->
+        error({no_log_line, Level, Node, Needle})
+    end.
+
+log_lines_reach_otp_logger_test_() ->
+    {timeout, 60, fun log_lines_reach_otp_logger/0}.
+
+log_lines_reach_otp_logger() ->
+    #{level := Primary} = logger:get_primary_config(),
+    ok = logger:set_primary_config(level, all),
+    ok = logger:add_handler(hc_test_handler, ?MODULE, #{level => all, config => #{pid => self()}}),
+    try
+        Fast = #{flush_interval_ms => 20, down_after_ms => 300},
+        {ok, A} = headcount:start(Fast#{node_name => <<"logged">>, listen => <<"127.0.0.1:0">>,
+                                        secret => <<"right">>}),
+        ?assert(is_pid(whereis(headcount_logger))),
+        %% Logged on the dirty scheduler that ran start/1.
+        {_, Meta, _} = logged(info, <<"logged">>, <<"listening on 127.0.0.1:">>),
+        ?assertMatch(#{target := <<"headcount::cluster", _/binary>>}, Meta),
+        %% Logged on one of the library's own threads: a peer with the
+        %% wrong secret is refused with a warning.
+        {ok, X} = headcount:start(Fast#{node_name => <<"stranger">>, seeds => [headcount:local_addr(A)],
+                                        secret => <<"wrong">>}),
+        {_, Meta2, _} = logged(warning, <<"logged">>, <<"authentication failed">>),
+        ?assertMatch(#{target := <<"headcount::cluster::shared">>}, Meta2),
+        ok = headcount:stop(X),
+        ok = headcount:stop(A)
+    after
+        ok = logger:remove_handler(hc_test_handler),
+        ok = logger:set_primary_config(level, Primary)
+    end.

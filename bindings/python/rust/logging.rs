@@ -1,11 +1,13 @@
-//! The core's log lines to Python's `logging` (logger `headcount`).
+//! The core's log lines to Python's `logging`.
 //!
-//! The core writes through the `log` crate whenever a `log` logger is
-//! installed (see `core/src/cluster/log.rs`); this module installs one, at
-//! import, that hands each line to `logging.getLogger(target)` (the core's
-//! target is `headcount`), so Python's own logging configuration decides
-//! what is shown and where. With no configuration, Python's last-resort
-//! handler prints warnings and errors to stderr, as the core did before.
+//! At import this module sets the core's sink (`headcount::logging::set_sink`,
+//! see `core/src/logging/mod.rs`) to a function that hands each line to
+//! `logging.getLogger(target)`, the target's `::` written `.`
+//! (`headcount.cluster.registry`, ...: children of the logger `headcount`),
+//! with the node's name as the record's `node` attribute. Python's own
+//! logging configuration decides what is shown and where; with none, its
+//! last-resort handler prints warnings and errors to stderr, as the core did
+//! before. `HEADCOUNT_LOG`, when set, still filters first.
 //!
 //! Lines come from the node's background threads, which take the GIL to log.
 //! That cannot deadlock because the binding never waits for the core while
@@ -16,45 +18,37 @@
 //! This is why the bridge is these few lines rather than `pyo3-log`, which
 //! takes the GIL unconditionally.
 
+use headcount::logging::{set_sink, Level, Record};
 use pyo3::prelude::*;
+use pyo3::types::PyDict;
 
-/// Python's level number for a `log` level (`logging.ERROR` is 40, ...).
-fn python_level(level: log::Level) -> u32 {
+/// Python's level number for a core level (`logging.ERROR` is 40, ...).
+fn python_level(level: Level) -> u32 {
     match level {
-        log::Level::Error => 40,
-        log::Level::Warn => 30,
-        log::Level::Info => 20,
-        log::Level::Debug | log::Level::Trace => 10,
+        Level::Error => 40,
+        Level::Warn => 30,
+        Level::Info => 20,
+        // `Level` is non_exhaustive: a level added later is debug here.
+        _ => 10,
     }
 }
 
-#[derive(Debug)]
-struct Bridge;
-
-impl log::Log for Bridge {
-    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
-        // `logging` filters (deciding here would need the GIL).
-        true
-    }
-
-    fn log(&self, record: &log::Record<'_>) {
-        let _ = Python::try_attach(|py| -> PyResult<()> {
-            let logger = py.import("logging")?.call_method1("getLogger", (record.target().replace("::", "."),))?;
-            let level = python_level(record.level());
-            if logger.call_method1("isEnabledFor", (level,))?.is_truthy()? {
-                logger.call_method1("log", (level, "%s", record.args().to_string()))?;
-            }
-            Ok(())
-        });
-    }
-
-    fn flush(&self) {}
+fn forward(record: &Record<'_>) {
+    let _ = Python::try_attach(|py| -> PyResult<()> {
+        let logger = py.import("logging")?.call_method1("getLogger", (record.target.replace("::", "."),))?;
+        let level = python_level(record.level);
+        if logger.call_method1("isEnabledFor", (level,))?.is_truthy()? {
+            let extra = PyDict::new(py);
+            extra.set_item("node", record.node)?;
+            let kwargs = PyDict::new(py);
+            kwargs.set_item("extra", extra)?;
+            logger.call_method("log", (level, "%s", record.message), Some(&kwargs))?;
+        }
+        Ok(())
+    });
 }
 
-/// Installs the bridge as the process's `log` logger, unless another logger
-/// was installed first (then the core's lines go to that one).
+/// Makes the bridge the core's sink: every node's lines go to `logging`.
 pub(crate) fn install() {
-    if log::set_boxed_logger(Box::new(Bridge)).is_ok() {
-        log::set_max_level(log::LevelFilter::Debug);
-    }
+    set_sink(Some(Box::new(forward)));
 }

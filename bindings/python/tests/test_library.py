@@ -140,7 +140,7 @@ with headcount.Node(node_name="a", listen="127.0.0.1:0", secret="right", **fast)
         while time.monotonic() < deadline and not any("authentication failed" in r.getMessage() for r in records):
             time.sleep(0.01)
 for r in records:
-    print(r.name, r.levelname, r.getMessage())
+    print(r.name, r.levelname, r.node, r.getMessage())
 """
 
 
@@ -151,11 +151,34 @@ def test_library_log_lines_go_to_logging(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert any(
-        line.startswith("headcount WARNING [a] ") and "authentication failed" in line for line in lines
+        line.startswith("headcount.cluster.shared WARNING a ") and "authentication failed" in line for line in lines
     ), out.stdout
     # A handler is configured, so logging's last-resort stderr handler stays
     # silent and the core writes nothing to stderr itself.
     assert "authentication failed" not in out.stderr, out.stderr
+
+
+def test_log_records_reach_caplog_with_level_target_and_node(caplog: pytest.LogCaptureFixture) -> None:
+    # In this process: a node's threads log through the bridge, and pytest's
+    # caplog (a logging handler) sees the records, at their levels.
+    import logging
+    import time
+
+    caplog.set_level(logging.DEBUG, logger="headcount")
+    fast = dict(flush_interval_ms=20, down_after_ms=300)
+    with headcount.Node(node_name="logged", listen="127.0.0.1:0", secret="right", **fast) as a:
+        with headcount.Node(node_name="stranger", seeds=[a.local_addr], secret="wrong", **fast):
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and not any(
+                "authentication failed" in r.getMessage() for r in caplog.records
+            ):
+                time.sleep(0.01)
+    ours = [r for r in caplog.records if r.name.startswith("headcount.")]
+    auth = [r for r in ours if "authentication failed" in r.getMessage()]
+    seen = [(r.levelno, r.name, getattr(r, "node")) for r in auth]
+    assert (logging.WARNING, "headcount.cluster.shared", "logged") in seen, seen
+    listening = [r for r in ours if "listening on 127.0.0.1:" in r.getMessage()]
+    assert any(r.levelno == logging.INFO and getattr(r, "node") == "logged" for r in listening), listening
 
 
 def test_exit_with_an_open_cluster_node_is_clean(tmp_path: Path) -> None:

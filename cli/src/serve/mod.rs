@@ -13,7 +13,7 @@ mod api;
 mod session;
 pub(crate) mod settings;
 
-use crate::log::{Log, LOG_ENV};
+use crate::log::{self, Log};
 use crate::signals::{signal_name, LEAVE_SIGNALS};
 use clap::{Arg, ArgAction, ArgMatches, Command};
 use headcount::Node;
@@ -114,13 +114,9 @@ pub(crate) fn run(args: &ServeArgs) -> ExitCode {
         print_check(&resolved);
         return ExitCode::SUCCESS;
     }
-    if std::env::var_os(LOG_ENV).is_none() {
-        // A service logs what it does; the core's default is warn. Set
-        // before any thread starts.
-        std::env::set_var(LOG_ENV, "info");
-    }
+    log::default_to_info();
     let name = node_name(&resolved);
-    let log = Log::new(&name);
+    let log = Log::new(&name, resolved.config.settings().log_format);
     let mut signals = match Signals::new(LEAVE_SIGNALS) {
         Ok(s) => s,
         Err(e) => {

@@ -68,6 +68,11 @@ pub struct ServeProc {
 impl ServeProc {
     /// Starts it and waits for its `ready` log line.
     pub fn start(args: &[&str], env: &[(&str, &str)]) -> ServeProc {
+        Self::start_until(args, env, "] ready: ")
+    }
+
+    /// Starts it and waits for a log line containing `ready`.
+    pub fn start_until(args: &[&str], env: &[(&str, &str)], ready: &str) -> ServeProc {
         let mut child =
             serve_cmd(args, env).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn headcount serve");
         let stderr = child.stderr.take().expect("stderr");
@@ -84,7 +89,7 @@ impl ServeProc {
             });
         }
         let s = ServeProc { child, log };
-        s.wait_log("] ready: ");
+        s.wait_log(ready);
         s
     }
 
@@ -209,18 +214,22 @@ fn connect_retrying<S>(mut f: impl FnMut() -> std::io::Result<S>) -> S {
 }
 
 /// The shape of every log line, the core's and the CLI's:
-/// `2026-05-01T09:14:03.512Z headcount INFO [a] message`.
+/// `2026-05-01T09:14:03.512Z INFO headcount::cli [a] message`.
 pub fn assert_log_format(log: &str) {
     for line in log.lines() {
         let mut parts = line.splitn(5, ' ');
-        let (ts, tool, level, node) = (parts.next(), parts.next(), parts.next(), parts.next());
-        let ok = ts
-            .is_some_and(|t| t.len() == 24 && t.ends_with('Z') && t.as_bytes()[10] == b'T' && t.as_bytes()[19] == b'.')
-            && tool == Some("headcount")
+        let (ts, level, target, node) = (parts.next(), parts.next(), parts.next(), parts.next());
+        let ok = ts.is_some_and(is_log_time)
             && matches!(level, Some("ERROR" | "WARN" | "INFO" | "DEBUG"))
+            && target.is_some_and(|t| t == "headcount" || t.starts_with("headcount::"))
             && node.is_some_and(|n| n.starts_with('[') && n.ends_with(']'))
             && parts.next().is_some_and(|m| !m.is_empty());
-        assert!(ok, "log line not `<time> headcount <LEVEL> [<node>] <message>`: {line:?}");
+        assert!(ok, "log line not `<time> <LEVEL> <target> [<node>] <message>`: {line:?}");
         assert!(!line.contains("Some(") && !line.contains(" None"), "a Debug value leaked into the log: {line:?}");
     }
+}
+
+/// `2026-05-01T09:14:03.512Z`: UTC, to the millisecond.
+pub fn is_log_time(t: &str) -> bool {
+    t.len() == 24 && t.ends_with('Z') && t.as_bytes()[10] == b'T' && t.as_bytes()[19] == b'.'
 }

@@ -22,11 +22,11 @@
 //! [`Reader`], and point the reader's `learned` addresses back at
 //! [`add_addr`].
 
+use crate::logging::{log, Level};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
 use super::conn::Role;
-use super::log::{log, Level};
 use super::reader::Reader;
 use super::shared::Shared;
 use crate::error::Result;
@@ -108,18 +108,18 @@ impl Listener {
                     counters.accepted.fetch_add(1, Ordering::Relaxed);
                     if counters.handshakes.load(Ordering::Acquire) >= MAX_HANDSHAKES {
                         counters.refused_busy.fetch_add(1, Ordering::Relaxed);
-                        log!(Level::Warn, shared.name(), "refusing {remote}: too many pending handshakes");
+                        log!(Level::Warn, shared.log(), "refusing {remote}: too many pending handshakes");
                         continue;
                     }
                     let c = shared.clone();
                     if let Err(e) = shared.spawn("conn", move || {
                         run_connection(&c, stream, remote, Role::Acceptor, None);
                     }) {
-                        log!(Level::Error, shared.name(), "cannot start a connection thread: {e}");
+                        log!(Level::Error, shared.log(), "cannot start a connection thread: {e}");
                     }
                 }
                 Err(e) => {
-                    log!(Level::Warn, shared.name(), "accept failed: {e}");
+                    log!(Level::Warn, shared.log(), "accept failed: {e}");
                     shared.sleep(Duration::from_millis(20));
                 }
             }
@@ -155,7 +155,7 @@ impl Dialer {
             }
             let now = shared.now_ms();
             if !seed && self.failing_since.is_some_and(|t| now.saturating_sub(t) > FORGET_ADDR_AFTER_MS) {
-                log!(Level::Info, shared.name(), "forgetting {addr}: unreachable for a minute");
+                log!(Level::Info, shared.log(), "forgetting {addr}: unreachable for a minute");
                 shared.forget_addr(&addr);
                 return;
             }
@@ -169,7 +169,7 @@ impl Dialer {
                     run_connection(&shared, s, sa, Role::Dialer, Some(addr.clone()))
                 }
                 Err(e) => {
-                    log!(Level::Debug, shared.name(), "dial {addr}: {e}");
+                    log!(Level::Debug, shared.log(), "dial {addr}: {e}");
                     false
                 }
             };

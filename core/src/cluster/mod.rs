@@ -32,8 +32,6 @@ mod link;
 #[cfg(not(loom))]
 mod lock;
 #[cfg(not(loom))]
-pub(crate) mod log;
-#[cfg(not(loom))]
 mod reader;
 #[cfg(not(loom))]
 mod registry;

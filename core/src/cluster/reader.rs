@@ -22,6 +22,7 @@
 //! callback of [`Reader::run`], which `dial.rs` (the reader's only caller)
 //! points at its dialers.
 
+use crate::logging::{log, Level};
 use std::net::{SocketAddr, TcpStream};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -29,7 +30,6 @@ use std::time::Duration;
 use super::conn::{Conn, Event, PeerIdentity, Role};
 use super::identity::random_bytes;
 use super::link::Link;
-use super::log::{log, Level};
 use super::registry::dialable;
 use super::shared::Shared;
 use super::wire::{ByeCode, FrameDecoder, MAX_HANDSHAKE_FRAME_LEN, NONCE_LEN};
@@ -101,7 +101,7 @@ impl Reader {
         let handshake = Handshake::begin(shared);
         let mut nonce = [0u8; NONCE_LEN];
         if let Err(e) = random_bytes(&mut nonce) {
-            log!(Level::Error, shared.name(), "{e}");
+            log!(Level::Error, shared.log(), "{e}");
             return None;
         }
         let _ = stream.set_nodelay(true);
@@ -109,7 +109,7 @@ impl Reader {
         let writer_stream = match stream.try_clone() {
             Ok(s) => s,
             Err(e) => {
-                log!(Level::Warn, shared.name(), "{remote}: {e}");
+                log!(Level::Warn, shared.log(), "{remote}: {e}");
                 return None;
             }
         };
@@ -125,7 +125,7 @@ impl Reader {
         let writer = match writer {
             Ok(w) => Some(w),
             Err(e) => {
-                log!(Level::Error, shared.name(), "cannot start a writer thread: {e}");
+                log!(Level::Error, shared.log(), "cannot start a writer thread: {e}");
                 link.kill();
                 None
             }

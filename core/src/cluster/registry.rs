@@ -31,9 +31,9 @@ use std::net::SocketAddr;
 
 use super::conn::{PeerIdentity, Role};
 use super::link::Link;
-use super::log::{log, Level};
 use super::view::{View, MAX_SLOTS};
 use super::wire::ByeCode;
+use crate::logging::{log, Level, NodeLog};
 use crate::stats::{PeerState as Status, PeerStats, Traffic};
 use crate::sync::{Arc, Ordering};
 
@@ -116,8 +116,8 @@ pub(super) struct Registry {
     me: u64,
     /// How long a down peer's counts are still summed.
     down_grace_ms: u64,
-    /// Our node name, for logs.
-    name: String,
+    /// Where our log lines go.
+    log: NodeLog,
     peers: HashMap<u64, Peer>,
     addrs: HashMap<String, Dial>,
     links: HashMap<u64, Arc<Link>>,
@@ -125,11 +125,11 @@ pub(super) struct Registry {
 }
 
 impl Registry {
-    pub(super) fn new(me: u64, down_grace_ms: u64, name: &str) -> Registry {
+    pub(super) fn new(me: u64, down_grace_ms: u64, log: NodeLog) -> Registry {
         Registry {
             me,
             down_grace_ms,
-            name: name.to_owned(),
+            log,
             peers: HashMap::new(),
             addrs: HashMap::new(),
             links: HashMap::new(),
@@ -209,7 +209,7 @@ impl Registry {
         if p.incarnation != id.incarnation {
             log!(
                 Level::Info,
-                &self.name,
+                &self.log,
                 "{} restarted (incarnation {:016x} -> {:016x}); dropping its old counts",
                 id.node_name,
                 p.incarnation,
@@ -228,7 +228,7 @@ impl Registry {
             if !keep_new {
                 return Admission::Duplicate;
             }
-            log!(Level::Debug, &self.name, "{}: replacing duplicate connection to {}", link.remote, id.node_name);
+            log!(Level::Debug, &self.log, "{}: replacing duplicate connection to {}", link.remote, id.node_name);
             old.close(ByeCode::DUPLICATE, "duplicate connection", now);
         }
         p.name = id.node_name.clone();
@@ -271,7 +271,7 @@ impl Registry {
         let peer_id = link.peer_id();
         if let Some(p) = self.peers.get_mut(&peer_id) {
             if p.is_current(link) {
-                log!(Level::Info, &self.name, "peer {} left", p.name);
+                log!(Level::Info, &self.log, "peer {} left", p.name);
                 p.status = Status::Left;
                 p.since_ms = now;
                 view.set_owner(p.slot, 0);
@@ -298,7 +298,7 @@ impl Registry {
                 p.link = None;
                 view.set_owner(p.slot, 0);
                 if p.status != Status::Left {
-                    log!(Level::Info, &self.name, "peer {} down: {reason}", p.name);
+                    log!(Level::Info, &self.log, "peer {} down: {reason}", p.name);
                     p.status = Status::Down;
                     p.since_ms = now;
                     if self.down_grace_ms == 0 {

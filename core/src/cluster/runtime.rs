@@ -36,6 +36,7 @@
 //! registry before any link, one link at a time, a link holder never takes
 //! the registry; the view is a leaf.
 
+use crate::logging::{log, Level};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
@@ -43,7 +44,6 @@ use super::conn::{AuthKey, ConnParams, Topic, DEFAULT_ID_SOFT_CAP};
 use super::dial::{add_addr, Listener};
 use super::identity::{node_id_for, random_u64};
 use super::link::OUTBOX_CAP;
-use super::log::{log, Level};
 use super::shared::{millis, Shared};
 use super::wire::ByeCode;
 use crate::config::{Secret, Settings};
@@ -103,7 +103,7 @@ impl Cluster {
         let shared = Arc::new(Shared::new(name, settings, params, counter, listen_addr));
         log!(
             Level::Info,
-            shared.name(),
+            shared.log(),
             "node id {node_id:016x} incarnation {incarnation:016x} {}",
             listen_addr.map_or_else(|| "not listening".to_owned(), |a| format!("listening on {a}"))
         );

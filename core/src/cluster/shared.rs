@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 use super::conn::{ConnError, ConnParams, PeerIdentity};
 use super::link::Link;
 use super::lock::{Ranked, RankedCondvar, LEAF, REGISTRY};
-use super::log::{log, Level};
 use super::registry::{Admission, Registry};
 use super::view::View;
 use super::wire::ByeCode;
@@ -25,6 +24,7 @@ use super::xorshift::Rng;
 use crate::config::Settings;
 use crate::counter::Counter;
 use crate::error::Result;
+use crate::logging::{log, Level, NodeLog};
 use crate::stats::{ClusterStats, PeerStats};
 use crate::sync::{Arc, AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
@@ -43,7 +43,7 @@ pub(super) struct Counters {
 /// See the module docs.
 #[derive(Debug)]
 pub(super) struct Shared {
-    name: String,
+    log: NodeLog,
     settings: Arc<Settings>,
     params: ConnParams,
     counter: Counter,
@@ -71,9 +71,10 @@ impl Shared {
         listen_addr: Option<SocketAddr>,
     ) -> Shared {
         let down_grace_ms = millis(settings.down_grace);
+        let log = NodeLog::new(name, settings.log_format);
         Shared {
-            name: name.to_owned(),
-            reg: Ranked::new(Registry::new(params.node_id, down_grace_ms, name)),
+            reg: Ranked::new(Registry::new(params.node_id, down_grace_ms, log.clone())),
+            log,
             jitter: Ranked::new(Rng(params.incarnation | 1)),
             settings,
             params,
@@ -94,7 +95,12 @@ impl Shared {
 
     /// The node's name (for logs and thread names).
     pub(super) fn name(&self) -> &str {
-        &self.name
+        self.log.node()
+    }
+
+    /// Where the node's log lines go (`log!(level, shared.log(), ...)`).
+    pub(super) fn log(&self) -> &NodeLog {
+        &self.log
     }
 
     pub(super) fn settings(&self) -> &Settings {
@@ -149,7 +155,7 @@ impl Shared {
     /// Runs `f` on a new thread named after `what` and the node, joined at
     /// shutdown.
     pub(super) fn spawn(&self, what: &str, f: impl FnOnce() + Send + 'static) -> Result<()> {
-        let h = std::thread::Builder::new().name(format!("hc-{what}-{}", self.name)).spawn(f)?;
+        let h = std::thread::Builder::new().name(format!("hc-{what}-{}", self.name())).spawn(f)?;
         let mut t = self.threads.lock();
         t.retain(|h| !h.is_finished());
         t.push(h);
@@ -208,7 +214,7 @@ impl Shared {
             Admission::Admitted { slot, dial } => {
                 log!(
                     Level::Info,
-                    &self.name,
+                    &self.log,
                     "{}: peer {} ({:016x}) authenticated",
                     link.remote,
                     id.node_name,
@@ -218,12 +224,12 @@ impl Shared {
             }
             Admission::Closing => None,
             Admission::TooManyPeers => {
-                log!(Level::Warn, &self.name, "{}: too many peers; refusing {}", link.remote, id.node_name);
+                log!(Level::Warn, &self.log, "{}: too many peers; refusing {}", link.remote, id.node_name);
                 link.close(ByeCode::PROTOCOL_ERROR, "too many peers", now);
                 None
             }
             Admission::Duplicate => {
-                log!(Level::Debug, &self.name, "{}: duplicate connection to {}; closing it", link.remote, id.node_name);
+                log!(Level::Debug, &self.log, "{}: duplicate connection to {}; closing it", link.remote, id.node_name);
                 link.close(ByeCode::DUPLICATE, "duplicate connection", now);
                 None
             }
@@ -261,11 +267,11 @@ impl Shared {
         match e {
             ConnError::AuthFailed => {
                 self.counters.auth_failures.fetch_add(1, Ordering::Relaxed);
-                log!(Level::Warn, &self.name, "{}: authentication failed (wrong secret?); dropped", link.remote);
+                log!(Level::Warn, &self.log, "{}: authentication failed (wrong secret?); dropped", link.remote);
             }
             ConnError::RejectedByPeer { code, .. } if *code == ByeCode::AUTH_FAILED => {
                 self.counters.auth_failures.fetch_add(1, Ordering::Relaxed);
-                log!(Level::Warn, &self.name, "{}: {e}", link.remote);
+                log!(Level::Warn, &self.log, "{}: {e}", link.remote);
             }
             ConnError::SelfConnection => {
                 if let Some(a) = &link.dialed {
@@ -273,11 +279,11 @@ impl Shared {
                 }
             }
             ConnError::PeerSilent(_) | ConnError::HandshakeTimeout => {
-                log!(Level::Info, &self.name, "{}: {e}", link.remote);
+                log!(Level::Info, &self.log, "{}: {e}", link.remote);
             }
             _ => {
                 self.counters.protocol_errors.fetch_add(1, Ordering::Relaxed);
-                log!(Level::Warn, &self.name, "{}: closing: {e}", link.remote);
+                log!(Level::Warn, &self.log, "{}: closing: {e}", link.remote);
             }
         }
     }

@@ -12,13 +12,13 @@
 //! (SNAPSHOT, DELTA) their number, topic entries and bytes, which make the
 //! exact per-peer `state_frames_out`, `topics_out` and `state_bytes_out`.
 
+use crate::logging::{log, Level};
 use std::io::Write;
 use std::net::{Shutdown, TcpStream};
 use std::time::Duration;
 
 use super::conn::ConnError;
 use super::link::{Link, LinkGuard};
-use super::log::{log, Level};
 use super::shared::Shared;
 use super::wire::{self, ByeCode, Delta, Frame, Snapshot};
 use crate::sync::{Arc, Ordering};
@@ -69,7 +69,7 @@ impl Writer {
             }
             if !self.out.is_empty() {
                 if let Err(e) = self.stream.write_all(&self.out) {
-                    log!(Level::Info, self.shared.name(), "{}: write failed: {e}", self.link.remote);
+                    log!(Level::Info, self.shared.log(), "{}: write failed: {e}", self.link.remote);
                     break;
                 }
                 let t = &self.link.stats.traffic;
@@ -134,7 +134,7 @@ impl Writer {
             if let Err(e) = wire::encode_frame(&f, &mut self.out) {
                 // Our own frames always fit; should one not, fail the
                 // connection rather than send garbage.
-                log!(Level::Error, self.shared.name(), "cannot encode {}: {e}", f.frame_type().name());
+                log!(Level::Error, self.shared.log(), "cannot encode {}: {e}", f.frame_type().name());
                 st.conn.close(ByeCode::PROTOCOL_ERROR, "internal encoding error", now);
             } else if let Frame::Snapshot(Snapshot { entries, .. }) | Frame::Delta(Delta { entries, .. }) = &f {
                 round.state_frames += 1;

@@ -49,9 +49,9 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::cluster::log::{log, Level};
 use crate::config::Settings;
 use crate::error::{Error, Result};
+use crate::logging::{log, Level, NodeLog};
 use crate::stats::Stats;
 use crate::sync::{Arc, AtomicBool, Mutex, Ordering};
 use exposition::Format;
@@ -96,13 +96,14 @@ impl Server {
         settings: Arc<Settings>,
     ) -> Result<Server> {
         let addr = listener.local_addr()?;
+        let node_log = NodeLog::new(name, settings.log_format);
         let stop = Arc::new(AtomicBool::new(false));
         let endpoints = Endpoints { stats, settings };
         let s = stop.clone();
         let thread = std::thread::Builder::new()
             .name(format!("hc-metrics-{name}"))
             .spawn(move || endpoints.serve(&listener, &s))?;
-        log!(Level::Info, name, "metrics on http://{addr}/metrics");
+        log!(Level::Info, &node_log, "metrics on http://{addr}/metrics");
         Ok(Server { addr, stop, thread: Mutex::new(Some(thread)) })
     }
 

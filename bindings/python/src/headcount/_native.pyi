@@ -2,7 +2,7 @@
 # exactly the library's configuration keys, so a type checker flags a
 # misspelt one; tests/test_library.py checks them against CONFIG_KEYS.
 from types import TracebackType
-from typing import Any, Dict, Optional, Sequence, Tuple, Type, Union
+from typing import Any, Dict, Literal, Optional, Sequence, Tuple, Type, Union
 
 _Topic = Union[str, bytes, bytearray, memoryview]
 _Int = Union[int, str]
@@ -23,12 +23,13 @@ class Node:
         cluster: Optional[str] = None,
         secret: Optional[Union[str, bytes]] = None,
         flush_interval_ms: Optional[_Int] = None,
-        flush_mode: Optional[str] = None,
+        flush_mode: Optional[Literal["adaptive", "fixed"]] = None,
         down_after_ms: Optional[_Int] = None,
         down_grace_ms: Optional[_Int] = None,
         max_topic_len: Optional[_Int] = None,
         gc_after_ms: Optional[_Int] = None,
         metrics_listen: Optional[str] = None,
+        log_format: Optional[Literal["text", "json"]] = None,
     ) -> None: ...
     def track(self, topic: _Topic, conn: int) -> bool: ...
     def untrack(self, topic: _Topic, conn: int) -> bool: ...
