@@ -6,9 +6,10 @@
 //! cargo run --release -p headcount --example cluster_bench -- latency  # one part
 //! ```
 //!
-//! Parts: `latency`, `bytes`, `sync`, `kill`, `kill9`, `cpu`. Nodes run in
-//! this process on 127.0.0.1 with the default configuration
-//! (flush_interval_ms 100) unless stated.
+//! Parts: `latency`, `load`, `bytes`, `sync`, `kill`, `kill9`, `cpu`. Nodes
+//! run in this process on 127.0.0.1 with the default configuration
+//! (flush_interval_ms 100, flush_mode adaptive) unless stated; `latency` and
+//! `load` run a pair per `flush_mode`, side by side.
 //!
 //! `kill9` runs separate `headcount node` processes instead: build them first
 //! with `cargo build --release -p headcount-cli` (the binary is looked up
@@ -62,30 +63,146 @@ fn pct(sorted: &[Duration], p: f64) -> Duration {
     sorted[i.min(sorted.len() - 1)]
 }
 
+/// A connected pair with `flush_mode = mode` (default interval, 100 ms).
+fn pair_in(mode: &str) -> (Node, Node) {
+    let kv = [("flush_mode", mode)];
+    let a = support::node(&format!("bench-{mode}-a"), &[], &kv);
+    let b = support::node(&format!("bench-{mode}-b"), &[addr(&a)], &kv);
+    a.track(b"warmup", 1).unwrap();
+    wait(Duration::from_secs(5), || b.count(b"warmup").unwrap() == 1).expect("pair never connected");
+    (a, b)
+}
+
+const MODES: [&str; 2] = ["adaptive", "fixed"];
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Single joins on a quiet pair, one pair per mode, alternating: each join
+/// comes a quiet interval plus a random part of another after the last
+/// (random phase against the flush cycle).
 fn latency() {
-    let (a, b) = pair();
+    let pairs: Vec<(Node, Node)> = MODES.iter().map(|m| pair_in(m)).collect();
     let mut rng = Rng(0x1234_5678);
-    let n = 300;
-    let mut samples = Vec::with_capacity(n);
+    let n = 200;
+    let mut samples = vec![Vec::with_capacity(n); MODES.len()];
     for i in 0..n {
-        // A random pause of up to one interval, so joins land uniformly over
-        // the flush cycle.
-        std::thread::sleep(Duration::from_micros(rng.next() % 100_000));
-        let topic = format!("lat:{i}");
-        let t = Instant::now();
-        a.track(topic.as_bytes(), 7).unwrap();
-        wait(Duration::from_secs(5), || b.count(topic.as_bytes()).unwrap() == 1).expect("join never arrived");
-        samples.push(t.elapsed());
+        for ((a, b), s) in pairs.iter().zip(&mut samples) {
+            std::thread::sleep(Duration::from_micros(100_000 + rng.next() % 100_000));
+            let topic = format!("lat:{i}");
+            let t = Instant::now();
+            a.track(topic.as_bytes(), 7).unwrap();
+            wait(Duration::from_secs(5), || b.count(topic.as_bytes()).unwrap() == 1).expect("join never arrived");
+            s.push(t.elapsed());
+        }
     }
-    samples.sort();
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    println!(
-        "propagation A->B of single joins, flush_interval 100 ms, n={n}: p50 {:.1} ms  p99 {:.1} ms  max {:.1} ms   \
-         (Phoenix.Tracker: p50 922 ms, max 1430 ms; goal p99 <= 105 ms)",
-        ms(pct(&samples, 0.5)),
-        ms(pct(&samples, 0.99)),
-        ms(*samples.last().unwrap())
-    );
+    let mut p50 = Vec::new();
+    for (mode, s) in MODES.iter().zip(&mut samples) {
+        s.sort();
+        p50.push(pct(s, 0.5));
+        println!(
+            "propagation A->B of single joins on a quiet pair, flush_mode {mode}, flush_interval 100 ms, n={n}: \
+             p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms   (Phoenix.Tracker: p50 922 ms, max 1430 ms; \
+             goal adaptive p50 <= 2 ms, p99 <= 5 ms)",
+            ms(pct(s, 0.5)),
+            ms(pct(s, 0.99)),
+            ms(*s.last().unwrap())
+        );
+    }
+    println!("  p50 fixed / adaptive: {:.0}x", p50[1].as_secs_f64() / p50[0].as_secs_f64());
+}
+
+/// What one load run measured.
+struct LoadRun {
+    /// Changes/s reached (the pacing may fall behind `rate`).
+    achieved: f64,
+    frames_per_s: f64,
+    bytes_per_topic: f64,
+    p99: Duration,
+}
+
+/// `rate` changes/s (±1 on random topics of 10k) on A for `secs`, paced
+/// in 1 ms steps, while a probe thread times single joins A -> B.
+fn load_run(mode: &str, rate: u64, secs: u64) -> LoadRun {
+    let (a, b) = pair_in(mode);
+    let topics: Vec<String> = (0..10_000).map(|i| format!("load:{i}")).collect();
+    for t in &topics {
+        a.add(t.as_bytes(), 1_000).unwrap();
+    }
+    wait(Duration::from_secs(10), || b.count(b"load:9999").unwrap() == 1_000).expect("b never synced");
+    std::thread::sleep(Duration::from_millis(300));
+    let p = |n: &Node| n.stats().unwrap().peers[0].traffic;
+    let t0 = p(&a);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let probes = std::thread::scope(|s| {
+        let probe = s.spawn(|| {
+            let mut rng = Rng(7);
+            let mut out = Vec::new();
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_micros(rng.next() % 100_000));
+                let topic = format!("probe:{i}");
+                i += 1;
+                let t = Instant::now();
+                a.track(topic.as_bytes(), 1).unwrap();
+                while b.count(topic.as_bytes()).unwrap() != 1 {
+                    std::thread::sleep(Duration::from_micros(100));
+                }
+                out.push(t.elapsed());
+            }
+            out
+        });
+        let mut rng = Rng(99);
+        let start = Instant::now();
+        let per_ms = rate / 1000;
+        for step in 0..secs * 1000 {
+            for _ in 0..per_ms {
+                let t = &topics[(rng.next() % 10_000) as usize];
+                a.add(t.as_bytes(), if rng.next() % 2 == 0 { 1 } else { -1 }).unwrap();
+            }
+            if let Some(d) = Duration::from_millis(step + 1).checked_sub(start.elapsed()) {
+                std::thread::sleep(d);
+            }
+        }
+        let wall = start.elapsed().as_secs_f64();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        (probe.join().unwrap(), wall)
+    });
+    let (mut probes, wall) = probes;
+    // Let the last shipment go out, then read the counters.
+    std::thread::sleep(Duration::from_millis(300));
+    let t1 = p(&a);
+    probes.sort();
+    LoadRun {
+        achieved: (secs * 1000 * (rate / 1000)) as f64 / wall,
+        frames_per_s: (t1.state_frames_out - t0.state_frames_out) as f64 / wall,
+        bytes_per_topic: (t1.state_bytes_out - t0.state_bytes_out) as f64 / (t1.topics_out - t0.topics_out) as f64,
+        p99: pct(&probes, 0.99),
+    }
+}
+
+/// Frames and bytes under load, adaptive against fixed.
+fn load() {
+    let secs = 5;
+    for rate in [10_000, 100_000] {
+        let runs: Vec<LoadRun> = MODES.iter().map(|m| load_run(m, rate, secs)).collect();
+        for (mode, r) in MODES.iter().zip(&runs) {
+            println!(
+                "{rate} changes/s for {secs} s (reached {:.0}/s), flush_mode {mode}: state frames {:.1}/s, {:.2} B per changed topic, \
+                 probe join p99 {:.1} ms (goal <= interval + 5 ms = 105 ms)",
+                r.achieved,
+                r.frames_per_s,
+                r.bytes_per_topic,
+                ms(r.p99)
+            );
+        }
+        println!(
+            "  adaptive / fixed at {rate}/s: frames {:.3}, bytes per changed topic {:.3} (goal within 10%)",
+            runs[0].frames_per_s / runs[1].frames_per_s,
+            runs[0].bytes_per_topic / runs[1].bytes_per_topic
+        );
+    }
 }
 
 fn bytes() {
@@ -407,6 +524,9 @@ fn main() {
     }
     if run("latency") {
         latency();
+    }
+    if run("load") {
+        load();
     }
     if run("bytes") {
         bytes();

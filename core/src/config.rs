@@ -267,6 +267,65 @@ impl Rule for Millis {
     }
 }
 
+/// When a node flushes its changes to its peers (`flush_mode`; the policy is
+/// `flush.rs`'s, docs/CLUSTER.md has the details).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FlushMode {
+    /// The first change after a quiet `flush_interval_ms` is shipped at
+    /// once; while changes keep coming, at most one flush per interval.
+    #[default]
+    Adaptive,
+    /// One flush every `flush_interval_ms`, changes or not.
+    Fixed,
+}
+
+impl FlushMode {
+    /// Every mode's name, as `flush_mode` takes it.
+    pub const NAMES: &'static [&'static str] = &["adaptive", "fixed"];
+
+    /// The mode named `name` (`adaptive`, `fixed`).
+    pub fn from_name(name: &str) -> Option<FlushMode> {
+        match name {
+            "adaptive" => Some(FlushMode::Adaptive),
+            "fixed" => Some(FlushMode::Fixed),
+            _ => None,
+        }
+    }
+
+    /// The name `flush_mode` gives this mode.
+    pub fn name(self) -> &'static str {
+        match self {
+            FlushMode::Adaptive => "adaptive",
+            FlushMode::Fixed => "fixed",
+        }
+    }
+}
+
+/// Parses one of `names` (surrounding whitespace trimmed) with `from_name`:
+/// the parse of every [`ValueKind::OneOf`] rule.
+fn one_of<T>(value: &str, names: &[&str], from_name: fn(&str) -> Option<T>) -> Result<T, String> {
+    from_name(value.trim()).ok_or_else(|| format!("{value:?} is not one of {}", names.join(", ")))
+}
+
+struct FlushModeRule;
+
+impl FlushModeRule {
+    const fn kind(&self) -> ValueKind {
+        ValueKind::OneOf { values: FlushMode::NAMES }
+    }
+}
+
+impl Rule for FlushModeRule {
+    type Value = FlushMode;
+    fn accept(&self, value: FlushMode) -> Result<FlushMode, String> {
+        Ok(value)
+    }
+    fn parse(&self, value: &str) -> Result<FlushMode, String> {
+        one_of(value, FlushMode::NAMES, FlushMode::from_name)
+    }
+}
+
 struct Format;
 
 impl Format {
@@ -281,8 +340,7 @@ impl Rule for Format {
         Ok(value)
     }
     fn parse(&self, value: &str) -> Result<LogFormat, String> {
-        LogFormat::from_name(value.trim())
-            .ok_or_else(|| format!("{value:?} is not one of {}", LogFormat::NAMES.join(", ")))
+        one_of(value, LogFormat::NAMES, LogFormat::from_name)
     }
 }
 
@@ -420,9 +478,12 @@ config_keys! {
     /// shared secret for HMAC-SHA256 peer authentication; required with `listen` or `seeds`
     "secret" => secret: Option<Secret> = None,
         SecretRule -> impl Into<Secret>, default "none";
-    /// how often changed counts are shipped to peers, in milliseconds
+    /// how often changed counts are shipped to peers, in milliseconds (with `flush_mode` `adaptive`: at most how often)
     "flush_interval_ms" => flush_interval: Duration = Duration::from_millis(100),
         Millis { min: 1, max: 60_000 } -> Duration, default "100";
+    /// `adaptive`: the first change after a quiet interval is shipped at once, then at most one flush per interval; `fixed`: one flush per interval
+    "flush_mode" => flush_mode: FlushMode = FlushMode::Adaptive,
+        FlushModeRule -> FlushMode, default "`adaptive`";
     /// silence after which a peer is down, in milliseconds
     "down_after_ms" => down_after: Duration = Duration::from_millis(1000),
         Millis { min: 1, max: 3_600_000 } -> Duration, default "1000";
@@ -560,6 +621,7 @@ mod tests {
             ("cluster", "prod"),
             ("secret", "s3cret"),
             ("flush_interval_ms", "50"),
+            ("flush_mode", " fixed "),
             ("down_after_ms", "500"),
             ("down_grace_ms", "0"),
             ("max_topic_len", "512"),
@@ -568,6 +630,8 @@ mod tests {
         ] {
             cfg.set(k, v).unwrap_or_else(|e| panic!("{k}={v}: {e}"));
         }
+        assert_eq!(cfg.settings.flush_mode, FlushMode::Fixed);
+        assert_eq!(Config::new().settings.flush_mode, FlushMode::Adaptive);
         assert_eq!(cfg.settings.seeds, ["127.0.0.1:7401", "localhost:7402"]);
         assert_eq!(cfg.settings.max_topic_len, 512);
         assert_eq!(cfg.settings.flush_interval, Duration::from_millis(50));
@@ -579,6 +643,7 @@ mod tests {
         assert!(err("colour", "blue").contains("unknown key"));
         assert!(err("flush_interval_ms", "0").contains("out of range"));
         assert!(err("flush_interval_ms", "-5").contains("not a whole number"));
+        assert!(err("flush_mode", "Fixed").contains("not one of adaptive, fixed"));
         assert!(err("listen", "127.0.0.1").contains("not host:port"));
         assert!(err("listen", "127.0.0.1:99999").contains("port"));
         assert!(err("listen", ":80").contains("no host"));

@@ -212,9 +212,8 @@ impl Counter {
         let core = &*self.core;
         let mut zeros = core.gc.lock_zeros();
         let guard = pin();
-        let segments = (core.table.high_water() as usize).div_ceil(crate::segvec::SEGMENT_LEN);
         let mut changed = 0;
-        core.dirty.drain(segments, |id| {
+        core.dirty.drain(self.segments(), |id| {
             let Some(entry) = core.table.by_id(id, &guard) else { return };
             let n = core.count(id);
             zeros.observe(TopicKey { id, gen: entry.gen }, n, now);
@@ -222,6 +221,24 @@ impl Counter {
             changed += 1;
         });
         changed
+    }
+
+    /// The segments topics have been created in.
+    fn segments(&self) -> usize {
+        (self.core.table.high_water() as usize).div_ceil(crate::segvec::SEGMENT_LEN)
+    }
+
+    /// Whether a topic changed since the last drain (what the flusher
+    /// checks once armed to sleep, see `wake.rs`).
+    #[cfg_attr(loom, allow(dead_code))]
+    pub(crate) fn has_changes(&self) -> bool {
+        self.core.dirty.any(self.segments())
+    }
+
+    /// The flusher's sleep, which the first change ends (`wake.rs`).
+    #[cfg_attr(loom, allow(dead_code))]
+    pub(crate) fn wake(&self) -> &crate::wake::Wake {
+        &self.core.dirty.wake
     }
 
     /// Runs one step of topic GC (see `docs/ARCHITECTURE.md`, "topic GC"): topics at zero for
@@ -255,5 +272,46 @@ impl Counter {
     /// Number of counter stripes.
     pub fn stripes(&self) -> usize {
         self.core.stripes.len()
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod wake_tests {
+    //! Who wakes the flusher when (`wake.rs`), seen through the counter.
+    use super::Counter;
+    use std::time::Instant;
+
+    #[test]
+    fn the_first_change_of_a_clean_topic_notifies_a_later_one_does_not() {
+        let c = Counter::new();
+        c.add(b"t", 1).unwrap();
+        c.drain(Instant::now(), |_, _| {});
+        c.wake().arm();
+        c.add(b"t", 1).unwrap();
+        assert!(!c.wake().is_armed(), "the first change after a drain did not notify");
+        // Its bit is still set: the next write costs no notify.
+        c.wake().arm();
+        c.add(b"t", 1).unwrap();
+        assert!(c.wake().is_armed(), "a write to a dirty topic notified");
+    }
+
+    /// A new topic is born dirty; a flusher woken by that birth would ship
+    /// the topic's 0 and the first add only an interval later. The notify
+    /// must come after the first write.
+    #[test]
+    fn a_new_topic_notifies_only_once_its_first_write_is_in() {
+        let c = Counter::new();
+        let core = &*c.core;
+        c.wake().arm();
+        let armed_during_write = core.write(b"new", |e| {
+            let armed = c.wake().is_armed();
+            core.add_to(e.id, 1);
+            armed
+        });
+        assert!(armed_during_write.unwrap(), "the flusher was woken before the new topic's first write");
+        assert!(!c.wake().is_armed(), "nobody woke the flusher for the new topic");
+        let mut shipped = Vec::new();
+        c.drain(Instant::now(), |t, n| shipped.push((t.to_vec(), n)));
+        assert_eq!(shipped, [(b"new".to_vec(), 1)]);
     }
 }

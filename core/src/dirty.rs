@@ -33,9 +33,17 @@
 //! fall in one total order: if the writer's load saw the bit set, it came
 //! before the drainer's swap, so the add did too, so the drainer's read,
 //! after its swap, sees the add. The same argument covers the summary level.
+//!
+//! **Waking the flusher.** A writer that sets a bit then calls
+//! [`Wake::notify`] (one load while the flusher is awake; see `wake.rs`),
+//! and the flusher checks [`Dirty::any`] once it is armed to sleep. A new
+//! topic is marked without a notify ([`Dirty::mark_quiet`]): its creator
+//! notifies once its first write is in (`Core::write`), so the flusher it
+//! wakes ships that write and not the topic's 0.
 
 use crate::segvec::{SegVec, MAX_SEGMENTS, SEGMENT_LEN};
 use crate::sync::{sc_order_point, AtomicU64, Ordering};
+use crate::wake::Wake;
 
 const WORDS_PER_SEGMENT: usize = SEGMENT_LEN.div_ceil(64);
 
@@ -43,11 +51,17 @@ const WORDS_PER_SEGMENT: usize = SEGMENT_LEN.div_ceil(64);
 pub(crate) struct Dirty {
     summary: Box<[AtomicU64]>,
     words: SegVec<AtomicU64, WORDS_PER_SEGMENT>,
+    /// The flusher's sleep, ended by the first change.
+    pub(crate) wake: Wake,
 }
 
 impl Dirty {
     pub(crate) fn new() -> Self {
-        Self { summary: (0..MAX_SEGMENTS).map(|_| AtomicU64::new(0)).collect(), words: SegVec::new() }
+        Self {
+            summary: (0..MAX_SEGMENTS).map(|_| AtomicU64::new(0)).collect(),
+            words: SegVec::new(),
+            wake: Wake::default(),
+        }
     }
 
     /// Allocates the words of segment `seg` (under the table's insert lock).
@@ -55,15 +69,25 @@ impl Dirty {
         self.words.ensure(seg);
     }
 
-    /// Marks topic `id` dirty. Call after the counter write it reports.
+    /// Marks topic `id` dirty and, if that set its bit, wakes a flusher
+    /// asleep waiting for a change. Call after the counter write it reports.
     #[inline]
     pub(crate) fn mark(&self, id: u32) {
+        if self.mark_quiet(id) {
+            self.wake.notify();
+        }
+    }
+
+    /// Marks topic `id` dirty without waking the flusher; `true` if this
+    /// set its bit (then someone must notify, see the module docs).
+    #[inline]
+    pub(crate) fn mark_quiet(&self, id: u32) -> bool {
         let id = id as usize;
         let (seg, w, bit) = (id / SEGMENT_LEN, (id % SEGMENT_LEN) / 64, 1u64 << (id % 64));
-        let Some(word) = self.words.get(seg * WORDS_PER_SEGMENT + w) else { return };
+        let Some(word) = self.words.get(seg * WORDS_PER_SEGMENT + w) else { return false };
         sc_order_point();
         if word.load(Ordering::SeqCst) & bit != 0 {
-            return;
+            return false;
         }
         word.fetch_or(bit, Ordering::SeqCst);
         let summary = &self.summary[seg];
@@ -72,6 +96,14 @@ impl Dirty {
         if summary.load(Ordering::SeqCst) & wbit == 0 {
             summary.fetch_or(wbit, Ordering::SeqCst);
         }
+        true
+    }
+
+    /// Whether any topic of the first `segments` segments is dirty (the
+    /// flusher's check once armed to sleep; `SeqCst`, see the module docs).
+    #[cfg_attr(loom, allow(dead_code))]
+    pub(crate) fn any(&self, segments: usize) -> bool {
+        self.summary.iter().take(segments).any(|s| s.load(Ordering::SeqCst) != 0)
     }
 
     /// Takes every dirty bit of the first `segments` segments, calling `f`

@@ -3,13 +3,23 @@
 //!
 //! # When: [`Schedule`]
 //!
-//! Fixed-rate: one flush every `flush_interval_ms`, the first one interval
-//! after the start. A flush that ends past the next deadline does not cause a
-//! burst of catch-up flushes: the next one is due one interval after it ends.
-//! [`Schedule`] is a pure value (time is passed in, like `Conn`'s), so its
-//! tests use made-up instants; a different policy (an adaptive one that
-//! ships the first change after a quiet period at once) replaces this type
-//! and its use in [`Flusher::run`], nothing else.
+//! Two modes (`flush_mode`):
+//!
+//! * **fixed**: one flush every `flush_interval_ms`, the first one interval
+//!   after the start. A flush that ends past the next deadline does not
+//!   cause a burst of catch-up flushes: the next one is due one interval
+//!   after it ends.
+//! * **adaptive** (the default): a flush that ships changes starts at least
+//!   one interval after the previous one that did (the trailing edge, so
+//!   under load frames and bytes are those of fixed mode), and as soon as
+//!   that allows once a change is pending: the first change after a quiet
+//!   interval is shipped at once (the leading edge). With nothing pending,
+//!   a flush still runs one interval after the last (housekeeping and GC
+//!   keep fixed mode's pace). The flusher sleeps armed ([`crate::wake::Wake`]), so the
+//!   first change wakes it; `Dirty::mark` notifies.
+//!
+//! [`Schedule`] is a pure value (time and "a change is pending" are passed
+//! in, like `Conn`'s), so its tests use made-up instants.
 //!
 //! # What: [`Flush::run`]
 //!
@@ -19,7 +29,7 @@
 //! |------|------|-------------------|
 //! | drain | every dirty topic once, with its absolute count | `Counter::drain` |
 //! | distribute | the same changes into every peer's outbox (which coalesces) | `Cluster::distribute`, `Link::enqueue` |
-//! | publish | the same changes to the matching watches (nothing without watches) | `Feed::changed` ([`crate::watch`]) |
+//! | publish | the same changes to the matching watches (nothing without watches) | `Feed::flushed` ([`crate::watch`]): counts read by id, before GC can recycle one |
 //! | housekeeping | expire down peers past their grace, forget long-gone ones | `Cluster::housekeeping` |
 //! | GC | collect topics at zero for `gc_after_ms` | `Counter::collect_garbage` |
 //! | stats | count the flush, its duration (into the fixed buckets of [`FlushDurations`]), topics drained and collected | [`FlushCounters`] |
@@ -34,37 +44,63 @@ use std::time::{Duration, Instant};
 
 use crate::cluster::conn::Topic;
 use crate::cluster::runtime::Cluster;
+use crate::config::FlushMode;
 use crate::counter::Counter;
 use crate::error::Result;
 use crate::stats::{FlushDurations, FlushStats};
-use crate::sync::{Arc, AtomicBool, AtomicU64, Condvar, Mutex, Ordering};
+use crate::sync::{Arc, AtomicBool, AtomicU64, Mutex, Ordering};
 use crate::watch::Feed;
 
 /// When flushes are due (see the module docs).
 #[derive(Debug, Clone)]
 pub(crate) struct Schedule {
+    mode: FlushMode,
     interval: Duration,
+    /// When the next flush is due with nothing pending (every flush, in
+    /// fixed mode).
     next: Instant,
+    /// Adaptive: the earliest a flush may ship changes.
+    ship_at: Instant,
 }
 
 impl Schedule {
-    /// A schedule whose first flush is due one `interval` after `now`.
-    pub(crate) fn new(interval: Duration, now: Instant) -> Schedule {
-        Schedule { interval, next: now + interval }
+    /// A schedule started at `now`: a fixed one's first flush is due one
+    /// `interval` later; an adaptive one ships a first change at once.
+    pub(crate) fn new(mode: FlushMode, interval: Duration, now: Instant) -> Schedule {
+        Schedule { mode, interval, next: now + interval, ship_at: now }
     }
 
-    /// When the next flush is due.
-    pub(crate) fn deadline(&self) -> Instant {
-        self.next
+    /// Whether the flusher should sleep armed, woken by the first change.
+    pub(crate) fn wakes_on_change(&self) -> bool {
+        self.mode == FlushMode::Adaptive
     }
 
-    /// Records a flush that ended at `now`: the next is due one interval
-    /// after the last deadline, or one interval after `now` if that is
-    /// already past.
-    pub(crate) fn flushed(&mut self, now: Instant) {
-        self.next += self.interval;
-        if self.next < now {
-            self.next = now + self.interval;
+    /// When the next flush is due, `pending` saying whether a change waits
+    /// to be shipped (fixed mode ignores it).
+    pub(crate) fn deadline(&self, pending: bool) -> Instant {
+        match self.mode {
+            FlushMode::Adaptive if pending => self.ship_at,
+            _ => self.next,
+        }
+    }
+
+    /// Records a flush that started at `start` and ended at `end`,
+    /// `shipped` saying whether it drained any change. Fixed: the next is
+    /// due one interval after the last deadline; adaptive: one interval
+    /// after `start`; both one interval after `end` if that is already
+    /// past. An adaptive flush that shipped also holds the next shipment
+    /// back until then.
+    pub(crate) fn flushed(&mut self, start: Instant, end: Instant, shipped: bool) {
+        let base = match self.mode {
+            FlushMode::Fixed => self.next,
+            _ => start,
+        };
+        self.next = base + self.interval;
+        if self.next < end {
+            self.next = end + self.interval;
+        }
+        if shipped {
+            self.ship_at = self.next;
         }
     }
 }
@@ -124,8 +160,8 @@ struct Flush {
 }
 
 impl Flush {
-    /// One flush, started at `start`.
-    fn run(&mut self, start: Instant) {
+    /// One flush, started at `start`; returns how many topics it drained.
+    fn run(&mut self, start: Instant) -> usize {
         // Collected even on a local-only node: the feed decides only after
         // the drain whether anyone watches (see `watch::hub` for why).
         let drained = self.counter.drain_ids(start, |t, id, n| {
@@ -148,25 +184,31 @@ impl Flush {
         }
         let collected = self.counter.collect_garbage(start);
         self.counters.record(start.elapsed(), drained, collected);
+        drained
     }
 }
 
-/// Stop request and wake-up for the flusher thread.
-#[derive(Debug, Default)]
+/// Stop request for the flusher thread; it sleeps on its counter's [`crate::wake::Wake`].
+#[derive(Debug)]
 struct Signal {
     stop: AtomicBool,
-    lock: Mutex<()>,
-    wake: Condvar,
+    counter: Counter,
 }
 
 impl Signal {
-    /// Waits until `deadline` or a stop request; `false` on a stop.
-    fn wait_until(&self, deadline: Instant) -> bool {
-        let mut g = self.lock.lock();
-        while !self.stop.load(Ordering::Acquire) && Instant::now() < deadline {
-            self.wake.wait_until(&mut g, deadline);
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    /// Sleeps until `deadline`, a stop request or (`armed`) the first
+    /// change; may return early.
+    fn sleep_until(&self, deadline: Instant, armed: bool) {
+        let wake = self.counter.wake();
+        if armed {
+            wake.sleep_until(deadline, || self.stopped() || self.counter.has_changes());
+        } else if !self.stopped() {
+            wake.rest_until(deadline);
         }
-        !self.stop.load(Ordering::Acquire)
     }
 }
 
@@ -182,15 +224,16 @@ impl Flusher {
     /// Starts the flusher thread of node `name`.
     pub(crate) fn start(
         name: &str,
+        mode: FlushMode,
         interval: Duration,
         counter: Counter,
         cluster: Option<Arc<Cluster>>,
         feed: Feed,
     ) -> Result<Flusher> {
-        let signal = Arc::new(Signal::default());
+        let signal = Arc::new(Signal { stop: AtomicBool::new(false), counter: counter.clone() });
         let counters = Arc::new(FlushCounters::default());
         let flush = Flush { counter, cluster, feed, changes: Vec::new(), ids: Vec::new(), counters: counters.clone() };
-        let schedule = Schedule::new(interval, Instant::now());
+        let schedule = Schedule::new(mode, interval, Instant::now());
         let s = signal.clone();
         let thread = std::thread::Builder::new()
             .name(format!("headcount-flush-{name}"))
@@ -199,9 +242,20 @@ impl Flusher {
     }
 
     fn run(mut schedule: Schedule, mut flush: Flush, signal: &Signal) {
-        while signal.wait_until(schedule.deadline()) {
-            flush.run(Instant::now());
-            schedule.flushed(Instant::now());
+        // Registered before the first check of `stop`, so a stop request
+        // either is seen or unparks this thread.
+        signal.counter.wake().register();
+        let armed = schedule.wakes_on_change();
+        while !signal.stopped() {
+            let pending = armed && signal.counter.has_changes();
+            let deadline = schedule.deadline(pending);
+            if Instant::now() < deadline {
+                signal.sleep_until(deadline, armed && !pending);
+                continue;
+            }
+            let start = Instant::now();
+            let drained = flush.run(start);
+            schedule.flushed(start, Instant::now(), drained > 0);
         }
     }
 
@@ -214,9 +268,8 @@ impl Flusher {
     /// Asks the thread to stop after the flush it may be starting or
     /// running; does not wait.
     pub(crate) fn request_stop(&self) {
-        let _g = self.signal.lock.lock();
-        self.signal.stop.store(true, Ordering::Release);
-        self.signal.wake.notify_all();
+        self.signal.stop.store(true, Ordering::SeqCst);
+        self.signal.counter.wake().wake_up();
     }
 
     /// Stops the thread and waits for it. Idempotent.
@@ -232,28 +285,80 @@ impl Flusher {
 mod tests {
     use super::*;
 
-    #[test]
-    fn flushes_are_one_interval_apart_from_the_start() {
-        let t0 = Instant::now();
-        let ms = Duration::from_millis;
-        let mut s = Schedule::new(ms(100), t0);
-        assert_eq!(s.deadline(), t0 + ms(100));
-        // A flush that ends early or a little late keeps the fixed rate.
-        s.flushed(t0 + ms(103));
-        assert_eq!(s.deadline(), t0 + ms(200));
-        s.flushed(t0 + ms(250));
-        assert_eq!(s.deadline(), t0 + ms(300));
+    const MS: fn(u64) -> Duration = Duration::from_millis;
+
+    fn fixed(t0: Instant) -> Schedule {
+        Schedule::new(FlushMode::Fixed, MS(100), t0)
+    }
+
+    fn adaptive(t0: Instant) -> Schedule {
+        Schedule::new(FlushMode::Adaptive, MS(100), t0)
     }
 
     #[test]
-    fn a_late_flush_does_not_cause_a_burst() {
+    fn fixed_flushes_are_one_interval_apart_from_the_start_changes_or_not() {
         let t0 = Instant::now();
-        let ms = Duration::from_millis;
-        let mut s = Schedule::new(ms(100), t0);
+        let mut s = fixed(t0);
+        assert!(!s.wakes_on_change());
+        assert_eq!((s.deadline(false), s.deadline(true)), (t0 + MS(100), t0 + MS(100)));
+        // A flush that ends early or a little late keeps the fixed rate.
+        s.flushed(t0 + MS(100), t0 + MS(103), true);
+        assert_eq!(s.deadline(true), t0 + MS(200));
+        s.flushed(t0 + MS(249), t0 + MS(250), false);
+        assert_eq!(s.deadline(true), t0 + MS(300));
+    }
+
+    #[test]
+    fn a_late_fixed_flush_does_not_cause_a_burst() {
+        let t0 = Instant::now();
+        let mut s = fixed(t0);
         // The flush due at 100 ended at 450: the next is due at 550, not at
         // 200, 300 and 400 in a row.
-        s.flushed(t0 + ms(450));
-        assert_eq!(s.deadline(), t0 + ms(550));
+        s.flushed(t0 + MS(100), t0 + MS(450), true);
+        assert_eq!(s.deadline(true), t0 + MS(550));
+    }
+
+    #[test]
+    fn adaptive_ships_a_change_after_a_quiet_interval_at_once() {
+        let t0 = Instant::now();
+        let mut s = adaptive(t0);
+        assert!(s.wakes_on_change());
+        // Nothing pending: housekeeping one interval after the start; a
+        // first change may ship at once.
+        assert_eq!(s.deadline(false), t0 + MS(100));
+        assert!(s.deadline(true) <= t0);
+        // A housekeeping flush that drained nothing does not hold back the
+        // next change.
+        s.flushed(t0 + MS(100), t0 + MS(101), false);
+        assert_eq!(s.deadline(false), t0 + MS(200));
+        assert!(s.deadline(true) <= t0 + MS(130), "a change at 130 waits");
+        // A lone change at 130 shipped at once; the next housekeeping is an
+        // interval after that flush.
+        s.flushed(t0 + MS(130), t0 + MS(131), true);
+        assert_eq!(s.deadline(false), t0 + MS(230));
+        // A change at 500, after a quiet interval, goes at once too.
+        s.flushed(t0 + MS(230), t0 + MS(231), false);
+        s.flushed(t0 + MS(330), t0 + MS(331), false);
+        assert!(s.deadline(true) <= t0 + MS(500));
+    }
+
+    #[test]
+    fn adaptive_ships_at_most_once_per_interval_under_load() {
+        let t0 = Instant::now();
+        let mut s = adaptive(t0);
+        // The first change of a burst at 10 goes at once; every later one
+        // waits for the trailing edge, one interval after the last shipment.
+        let mut start = t0 + MS(10);
+        for _ in 0..5 {
+            assert!(s.deadline(true) <= start);
+            s.flushed(start, start + MS(2), true);
+            assert_eq!(s.deadline(true), start + MS(100));
+            start += MS(100);
+        }
+        // A shipment that took longer than an interval: the next one is an
+        // interval after it ended, not at once.
+        s.flushed(start, start + MS(150), true);
+        assert_eq!(s.deadline(true), start + MS(250));
     }
 
     #[test]

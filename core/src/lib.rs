@@ -37,6 +37,7 @@ mod shared;
 mod stripes;
 mod sync;
 mod table;
+mod wake;
 #[cfg_attr(loom, allow(dead_code))]
 mod watch;
 
@@ -71,7 +72,9 @@ pub mod internals {
 }
 
 #[cfg(not(loom))]
-pub use config::{Config, ConfigBuilder, KeyInfo, Secret, Settings, ValueKind, CONFIG_TABLE, KEYS as CONFIG_KEYS};
+pub use config::{
+    Config, ConfigBuilder, FlushMode, KeyInfo, Secret, Settings, ValueKind, CONFIG_TABLE, KEYS as CONFIG_KEYS,
+};
 pub use counter::{Counter, CounterConfig, DEFAULT_GC_AFTER, DEFAULT_MAX_TOPIC_LEN};
 pub use cpu::{cpu_source, CpuSource};
 pub use error::{Error, Result};

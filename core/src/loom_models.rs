@@ -86,6 +86,53 @@ fn drain_after_last_write_ships_final_count() {
     });
 }
 
+/// A flusher (the model's main thread) that sleeps with `sleep` until a
+/// change while a writer changes a clean topic, then drains.
+fn change_while_the_flusher_sleeps(sleep: fn(&Counter)) {
+    loom::model(move || {
+        let c = counter(Duration::from_secs(3600));
+        c.add(b"t", 1).unwrap();
+        let now = Instant::now();
+        c.drain(now, |_, _| {}); // "t" is clean
+        c.wake().register();
+        let writer = {
+            let c = c.clone();
+            thread::spawn(move || c.add(b"t", 1).unwrap())
+        };
+        // No clock under loom: the sleep ends only by a wake-up, and a lost
+        // one leaves this thread parked for ever, which loom reports.
+        let mut shipped = None;
+        while shipped.is_none() {
+            sleep(&c);
+            c.drain(now, |_, n| shipped = Some(n));
+        }
+        writer.join().unwrap();
+        assert_eq!(shipped, Some(2), "the flusher was woken before the change was visible");
+        synchronize();
+    });
+}
+
+/// **Invariant (`wake.rs`): no lost wake-up: a change marked while the
+/// flusher goes to sleep is always flushed.** Whichever way the writer's
+/// dirty bit and its check of `sleeping` interleave with the flusher's
+/// arming and its check of the bits, the flusher either sees the change
+/// before it parks or is unparked, and its drain ships the new count.
+///
+/// Checked to fail when broken: [`checking_before_arming_is_caught`].
+#[test]
+fn a_change_marked_while_the_flusher_sleeps_is_flushed() {
+    change_while_the_flusher_sleeps(|c| c.wake().sleep_until(Instant::now(), || c.has_changes()));
+}
+
+/// The same model with a flusher that checks for changes before arming
+/// ([`crate::wake::Wake::sleep_until_checking_first`]): loom finds the
+/// schedule where the change falls in between and nobody wakes it.
+#[test]
+#[should_panic(expected = "deadlock")]
+fn checking_before_arming_is_caught() {
+    change_while_the_flusher_sleeps(|c| c.wake().sleep_until_checking_first(Instant::now(), || c.has_changes()));
+}
+
 /// **Invariant: GC never frees a topic a concurrent track is using.** A
 /// track racing every step of topic GC is counted on its topic (never lost,
 /// never landed on a recycled id), and the topic is found afterwards.

@@ -89,8 +89,15 @@ impl Node {
             }
             e
         };
-        let flusher = Flusher::start(&name, settings.flush_interval, counter.clone(), cluster.clone(), feed.clone())
-            .map_err(close_cluster)?;
+        let flusher = Flusher::start(
+            &name,
+            settings.flush_mode,
+            settings.flush_interval,
+            counter.clone(),
+            cluster.clone(),
+            feed.clone(),
+        )
+        .map_err(close_cluster)?;
         let stats = StatsReader {
             name: name.clone(),
             counter: counter.clone(),

@@ -64,14 +64,21 @@ impl Core {
         let guard = pin();
         let hash = self.table.hash(topic);
         loop {
-            let entry = self.find_or_insert(topic, hash, &guard)?;
+            let (entry, new) = self.find_or_insert(topic, hash, &guard)?;
             if self.enter(entry) {
-                return Ok(f(entry));
+                let r = f(entry);
+                if new {
+                    // Its birth mark woke nobody and `f`'s found the bit
+                    // set: wake the flusher now that the write is in.
+                    self.dirty.wake.notify();
+                }
+                return Ok(r);
             }
         }
     }
 
-    fn find_or_insert<'g>(&self, topic: &[u8], hash: u64, guard: &'g Guard) -> Result<&'g Entry> {
+    /// The entry of `topic`, and whether this call created it.
+    fn find_or_insert<'g>(&self, topic: &[u8], hash: u64, guard: &'g Guard) -> Result<(&'g Entry, bool)> {
         let found = self.table.find_or_insert(topic, hash, guard, |seg| {
             self.stripes.ensure_segment(seg);
             self.dirty.ensure_segment(seg);
@@ -79,10 +86,11 @@ impl Core {
         let (entry, new) = found.map_err(|TableFull| Error::TooManyTopics)?;
         if new {
             // A new topic is born dirty, so a drain sees it even if nothing
-            // is ever added (and GC can then collect it).
-            self.dirty.mark(entry.id);
+            // is ever added (and GC can then collect it); quietly, so a
+            // flusher woken by it does not ship the 0 before the first add.
+            self.dirty.mark_quiet(entry.id);
         }
-        Ok(entry)
+        Ok((entry, new))
     }
 
     /// Adds `delta` to the calling CPU's cell of `id`, then marks it dirty.

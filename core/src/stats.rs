@@ -60,6 +60,8 @@ traffic! {
     frames_in => "frames_in",
     /// Frames sent.
     frames_out => "frames_out",
+    /// SNAPSHOT and DELTA frames sent.
+    state_frames_out => "state_frames_out",
     /// Topic entries in the SNAPSHOT and DELTA frames sent.
     topics_out => "topics_out",
     /// Bytes of those SNAPSHOT and DELTA frames (header and CRC included).
@@ -358,6 +360,7 @@ mod tests {
                 bytes_out: 10,
                 frames_in: 11,
                 frames_out: 12,
+                state_frames_out: 20,
                 topics_out: 13,
                 state_bytes_out: 14,
                 outbox_coalesces: 15,
@@ -408,7 +411,7 @@ mod tests {
             peers: vec![peer()],
             metrics_listen: None,
         };
-        let peer = r#"{"address":"127.0.0.1:7402","bytes_in":9,"bytes_out":10,"connects":19,"counted":true,"frames_in":11,"frames_out":12,"incarnation":"0000000000000002","last_frame_age_ms":5,"name":"b","node_id":"00000000000000ab","outbox_coalesces":15,"outbox_overflows":17,"outbox_pending":16,"snapshots_sent":18,"state":"up","state_age_ms":6,"state_bytes_out":14,"topics":7,"topics_out":13,"total":8}"#;
+        let peer = r#"{"address":"127.0.0.1:7402","bytes_in":9,"bytes_out":10,"connects":19,"counted":true,"frames_in":11,"frames_out":12,"incarnation":"0000000000000002","last_frame_age_ms":5,"name":"b","node_id":"00000000000000ab","outbox_coalesces":15,"outbox_overflows":17,"outbox_pending":16,"snapshots_sent":18,"state":"up","state_age_ms":6,"state_bytes_out":14,"state_frames_out":20,"topics":7,"topics_out":13,"total":8}"#;
         assert_eq!(s.peers_json(), format!("[{peer}]"));
         assert_eq!(
             s.to_json(),

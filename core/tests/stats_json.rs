@@ -73,7 +73,7 @@ fn metrics_listen_adds_one_key() {
     );
 }
 
-const PEER_KEYS: &str = r#"{"address":"","bytes_in":0,"bytes_out":0,"connects":0,"counted":false,"frames_in":0,"frames_out":0,"incarnation":"","last_frame_age_ms":0,"name":"","node_id":"","outbox_coalesces":0,"outbox_overflows":0,"outbox_pending":0,"snapshots_sent":0,"state":"","state_age_ms":0,"state_bytes_out":0,"topics":0,"topics_out":0,"total":0}"#;
+const PEER_KEYS: &str = r#"{"address":"","bytes_in":0,"bytes_out":0,"connects":0,"counted":false,"frames_in":0,"frames_out":0,"incarnation":"","last_frame_age_ms":0,"name":"","node_id":"","outbox_coalesces":0,"outbox_overflows":0,"outbox_pending":0,"snapshots_sent":0,"state":"","state_age_ms":0,"state_bytes_out":0,"state_frames_out":0,"topics":0,"topics_out":0,"total":0}"#;
 
 fn node_keys(listen: &str, peers: &str) -> String {
     format!(

@@ -110,7 +110,8 @@ pub extern "C" fn hc_config_new() -> *mut hc_config {
 /// - `seeds` (comma-separated `host:port`; default none): nodes to join (one live member is enough).
 /// - `cluster` (1..=255 bytes of UTF-8; default `headcount`): cluster name; nodes of other clusters are refused.
 /// - `secret` (non-empty; default none): shared secret for HMAC-SHA256 peer authentication; required with `listen` or `seeds`.
-/// - `flush_interval_ms` (1..=60000; default 100): how often changed counts are shipped to peers, in milliseconds.
+/// - `flush_interval_ms` (1..=60000; default 100): how often changed counts are shipped to peers, in milliseconds (with `flush_mode` `adaptive`: at most how often).
+/// - `flush_mode` (`adaptive` or `fixed`; default `adaptive`): `adaptive`: the first change after a quiet interval is shipped at once, then at most one flush per interval; `fixed`: one flush per interval.
 /// - `down_after_ms` (1..=3600000; default 1000): silence after which a peer is down, in milliseconds.
 /// - `down_grace_ms` (0..=3600000; default 0): how long a down peer's counts are still summed, in milliseconds.
 /// - `max_topic_len` (1..=65535; default 1024): longest topic, in bytes.

@@ -56,6 +56,9 @@ const EDGES: &[&str] = &[
     "1e3",
     "",
     " ",
+    "adaptive",
+    " fixed ",
+    "Fixed",
 ];
 
 impl Value {

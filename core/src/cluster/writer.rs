@@ -9,8 +9,8 @@
 //! stops reading blocks only this thread, for at most `SO_SNDTIMEO`.
 //!
 //! It also counts what went out: bytes and frames, and for the state frames
-//! (SNAPSHOT, DELTA) their topic entries and bytes, which make the exact
-//! per-peer `topics_out` and `state_bytes_out`.
+//! (SNAPSHOT, DELTA) their number, topic entries and bytes, which make the
+//! exact per-peer `state_frames_out`, `topics_out` and `state_bytes_out`.
 
 use crate::logging::{log, Level};
 use std::io::Write;
@@ -42,6 +42,8 @@ pub(super) struct Writer {
 #[derive(Debug, Default)]
 struct Round {
     frames: u64,
+    /// State frames (SNAPSHOT, DELTA) in the round.
+    state_frames: u64,
     /// Entries of the state frames (SNAPSHOT, DELTA) in the round.
     topics: u64,
     /// Bytes of those state frames.
@@ -73,6 +75,7 @@ impl Writer {
                 let t = &self.link.stats.traffic;
                 t.bytes_out.fetch_add(self.out.len() as u64, Ordering::Relaxed);
                 t.frames_out.fetch_add(round.frames, Ordering::Relaxed);
+                t.state_frames_out.fetch_add(round.state_frames, Ordering::Relaxed);
                 t.topics_out.fetch_add(round.topics, Ordering::Relaxed);
                 t.state_bytes_out.fetch_add(round.state_bytes, Ordering::Relaxed);
                 self.out.clear();
@@ -134,6 +137,7 @@ impl Writer {
                 log!(Level::Error, self.shared.log(), "cannot encode {}: {e}", f.frame_type().name());
                 st.conn.close(ByeCode::PROTOCOL_ERROR, "internal encoding error", now);
             } else if let Frame::Snapshot(Snapshot { entries, .. }) | Frame::Delta(Delta { entries, .. }) = &f {
+                round.state_frames += 1;
                 round.topics += entries.len() as u64;
                 round.state_bytes += (self.out.len() - start) as u64;
             }

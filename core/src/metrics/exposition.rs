@@ -164,6 +164,7 @@ static PEER: &[Series<PeerStats>] = &[
     Series::bytes("headcount_peer_sent", "Bytes sent to the peer.", |p| p.traffic.bytes_out),
     Series::new("headcount_peer_received_frames", "Frames received from the peer.", Counter(|p| p.traffic.frames_in)),
     Series::new("headcount_peer_sent_frames", "Frames sent to the peer.", Counter(|p| p.traffic.frames_out)),
+    Series::new("headcount_peer_sent_state_frames", "SNAPSHOT and DELTA frames sent to the peer.", Counter(|p| p.traffic.state_frames_out)),
     Series::new("headcount_peer_sent_topic_updates", "Topic entries in the SNAPSHOT and DELTA frames sent to the peer.", Counter(|p| p.traffic.topics_out)),
     Series::new("headcount_peer_outbox_coalesces", "Outbox entries overwritten by a newer count before they were sent.", Counter(|p| p.traffic.outbox_coalesces)),
     Series::new("headcount_peer_outbox_pending", "Outbox entries waiting for the peer's writer.", Gauge(|p| p.outbox_pending as u64)),

@@ -38,6 +38,22 @@ impl<T> RwLock<T> {
     }
 }
 
+/// A loom thread's handle, to unpark it (`wake.rs`).
+pub(crate) use loom::thread::Thread;
+
+/// The calling model thread's handle.
+#[allow(dead_code)] // only the models call it
+pub(crate) fn current_thread() -> Thread {
+    loom::thread::current()
+}
+
+/// Parks until unparked: loom has no clock, so the deadline is ignored and a
+/// lost wake-up shows as a deadlock, which loom reports.
+#[allow(dead_code)] // only the models call it
+pub(crate) fn park_until(_deadline: std::time::Instant) {
+    loom::thread::park();
+}
+
 /// A `SeqCst` fence, which loom models (see the module docs of `sync`).
 #[inline(always)]
 pub(crate) fn sc_order_point() {

@@ -15,6 +15,7 @@
 //! | `Mutex`, `RwLock` (no poisoning) | `parking_lot` | `loom::sync`, poison ignored |
 //! | `MutexGuard` | `parking_lot` | none: only the cluster's ranked locks name it |
 //! | `Condvar` | `parking_lot` | none: only the networked node's threads wait, and no model runs them |
+//! | `Thread`, `current_thread`, `park_until` | `std::thread` (`park_timeout`) | `loom::thread` (`park`, no deadline: a lost wake-up is a deadlock loom reports) |
 //! | `pin`, `Guard` | `crossbeam_epoch` | a shared hold on a grace lock (below) |
 //! | `synchronize` | none | waits for a grace period, runs deferred work (models only) |
 //! | `RandomState` | seeded per instance | fixed seed (executions must replay) |

@@ -20,6 +20,20 @@ pub(crate) type RwLock<T> = parking_lot::RwLock<T>;
 /// Condition variable paired with [`Mutex`].
 pub(crate) type Condvar = parking_lot::Condvar;
 
+/// A thread's handle, to unpark it (`wake.rs`).
+pub(crate) use std::thread::Thread;
+
+/// The calling thread's handle.
+pub(crate) fn current_thread() -> Thread {
+    std::thread::current()
+}
+
+/// Parks the calling thread until it is unparked or `deadline` passes (or
+/// spuriously: callers re-check).
+pub(crate) fn park_until(deadline: std::time::Instant) {
+    std::thread::park_timeout(deadline.saturating_duration_since(std::time::Instant::now()));
+}
+
 /// A no-op: the `SeqCst` accesses around it already carry the order (see
 /// the module docs of `sync`).
 #[inline(always)]

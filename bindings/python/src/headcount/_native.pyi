@@ -23,6 +23,7 @@ class Node:
         cluster: Optional[str] = None,
         secret: Optional[Union[str, bytes]] = None,
         flush_interval_ms: Optional[_Int] = None,
+        flush_mode: Optional[Literal["adaptive", "fixed"]] = None,
         down_after_ms: Optional[_Int] = None,
         down_grace_ms: Optional[_Int] = None,
         max_topic_len: Optional[_Int] = None,
