@@ -36,8 +36,10 @@ fn parse(line: &str) -> Value {
 fn local_node_stats_are_exactly_these_bytes() {
     let mut cfg = Config::new();
     cfg.set("node_name", "solo").unwrap();
-    // No flush runs during the test.
+    // No flush runs during the test: in adaptive mode a lone change would
+    // ship at once, so the schedule is the fixed one-minute tick.
     cfg.set("flush_interval_ms", "60000").unwrap();
+    cfg.set("flush_mode", "fixed").unwrap();
     let n = Node::start(&cfg).unwrap();
     n.track(b"room:1", 7).unwrap();
     let stripes = parse(&n.stats_json().unwrap())["stripes"].as_u64().unwrap();
