@@ -101,7 +101,8 @@ fn churn(nodes: &[Node]) -> (u64, u64, Duration, Option<Duration>) {
         for k in 0..per_step {
             // Joins while few are joined, then alternately a join and a leave.
             if joined.len() < 1_000 || k % 2 == 0 {
-                let (t, c, at) = ((rng.next() % CHURN_TOPICS as u64) as usize, rng.next(), changes as usize % nodes.len());
+                let (t, c, at) =
+                    ((rng.next() % CHURN_TOPICS as u64) as usize, rng.next(), changes as usize % nodes.len());
                 if nodes[at].track(&topics[t], c).unwrap() {
                     joined.push((t, c, at));
                 }
@@ -133,7 +134,7 @@ fn join(nodes: &[Node]) -> (Option<Duration>, u64, u64) {
     }
     let want: u64 = nodes.iter().map(|x| stats(x)["total_local"].as_u64().unwrap()).sum();
     if wait_for(Duration::from_secs(60), || nodes.iter().all(|x| x.total().unwrap() == want)).is_none() {
-        let connects = nodes.iter().map(|x| peer_sum(std::slice::from_ref(x), "connects")).sum::<u64>();
+        let connects = peer_sum(nodes, "connects");
         eprintln!(
             "{} nodes: not in sync 60 s after each tracked {JOIN_TOPICS_PER_NODE} topics ({connects} link connects \
              in all, {} links); the join is not measured",
@@ -187,6 +188,61 @@ fn opt_ms(d: Option<Duration>) -> String {
     d.map_or("did not".into(), |d| format!("{:.0} ms", ms(d)))
 }
 
+/// Least-squares line `y = a + b x` through the points.
+fn fit(points: &[(f64, f64)]) -> (f64, f64) {
+    let n = points.len() as f64;
+    let (sx, sy) = points.iter().fold((0.0, 0.0), |(sx, sy), (x, y)| (sx + x, sy + y));
+    let (mx, my) = (sx / n, sy / n);
+    let sxx: f64 = points.iter().map(|(x, _)| (x - mx).powi(2)).sum();
+    let sxy: f64 = points.iter().map(|(x, y)| (x - mx) * (y - my)).sum();
+    let b = if sxx > 0.0 { sxy / sxx } else { 0.0 };
+    (my - b * mx, b)
+}
+
+/// Cluster-wide change rate the projection assumes.
+const MODEL_CHANGES_PER_SEC: f64 = 100_000.0;
+
+/// Per-node costs at 100 and 1,000 nodes, from lines fitted to the
+/// measured rows against the number of links per node (N - 1): threads,
+/// descriptors, heartbeat bytes, and the cluster-wide bytes and CPU one
+/// change costs (the change is sent over N - 1 links and applied by N - 1
+/// peers); a join receives every node's topics at the largest run's rate.
+fn model(rows: &[Row]) {
+    let line = |f: &dyn Fn(&Row) -> f64| fit(&rows.iter().map(|r| ((r.n - 1) as f64, f(r))).collect::<Vec<_>>());
+    let threads = line(&|r| r.threads);
+    let fds = line(&|r| r.fds);
+    let idle = line(&|r| r.idle_bps);
+    let bytes = line(&|r| r.bytes_per_change * r.n as f64);
+    let cpu = line(&|r| r.cpu_us_per_change * r.n as f64);
+    let joined = rows.iter().filter(|r| r.join.is_some()).max_by_key(|r| r.n);
+    println!(
+        "\nModel (fitted on N - 1 links per node: threads {:.1} + {:.2}/link, fds {:.1} + {:.2}/link, idle {:.0} B/s \
+         per link; per change, cluster-wide: {:.1} B + {:.1} B/link, {:.2} µs + {:.2} µs/link), at \
+         {MODEL_CHANGES_PER_SEC:.0} changes/s cluster-wide and {JOIN_TOPICS_PER_NODE} topics per node:\n",
+        threads.0, threads.1, fds.0, fds.1, idle.1, bytes.0, bytes.1, cpu.0, cpu.1
+    );
+    println!("| nodes | threads / node | fds / node | idle bytes/s / node | bytes out/s / node | CPU / node (cores) | join: topics | join: bytes in | join: time |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for n in [100.0f64, 1000.0] {
+        let at = |(a, b): (f64, f64)| a + b * (n - 1.0);
+        let per_node = MODEL_CHANGES_PER_SEC / n;
+        let topics = n * JOIN_TOPICS_PER_NODE as f64;
+        let (join_bytes, join_time) = joined.map_or(("-".into(), "-".into()), |r| {
+            let measured = (r.n as u64 * JOIN_TOPICS_PER_NODE) as f64;
+            let secs = r.join.unwrap().as_secs_f64() * topics / measured;
+            (format!("{:.0} MB", r.join_bytes as f64 * topics / measured / 1e6), format!("{secs:.1} s"))
+        });
+        println!(
+            "| {n:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} | {topics:.0} | {join_bytes} | {join_time} |",
+            at(threads),
+            at(fds),
+            idle.0 + idle.1 * (n - 1.0),
+            at(bytes) * per_node,
+            at(cpu) * 1e-6 * per_node,
+        );
+    }
+}
+
 fn main() {
     let sizes: Vec<usize> = std::env::args().skip(1).map(|a| a.parse().expect("sizes are node counts")).collect();
     let sizes = if sizes.is_empty() { vec![4, 8, 16, 32] } else { sizes };
@@ -196,6 +252,7 @@ fn main() {
          join: bytes in | join: reconnects |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let mut rows = Vec::new();
     for n in sizes {
         let r = run(n);
         println!(
@@ -214,5 +271,9 @@ fn main() {
             r.join_bytes,
             r.join_reconnects
         );
+        rows.push(r);
+    }
+    if rows.len() >= 2 {
+        model(&rows);
     }
 }
