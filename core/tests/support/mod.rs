@@ -92,6 +92,8 @@ pub fn disagreement(nodes: &[&Node], topics: &[Vec<u8>], expect: &[u64]) -> Stri
 
 /// Deterministic xorshift for load generators: the library's own generator
 /// (its redial jitter), compiled in from its source file.
+pub mod cpu;
+
 #[path = "../../src/cluster/xorshift.rs"]
 mod xorshift;
 pub(crate) use xorshift::Rng;
