@@ -14,8 +14,10 @@
 //! kept. An address that turns out to be our own (SELF_CONNECTION) is marked
 //! and never dialed again.
 //!
-//! The listener accepts at most [`MAX_HANDSHAKES`] unauthenticated
-//! connections at once and closes the rest at accept.
+//! The listener admits an accepted connection only through the
+//! pre-authentication gate (`gate.rs`: 32 handshakes at once, 8 per
+//! source, counted at accept) and closes the rest at once, before any thread
+//! is spawned for them.
 //!
 //! This module is where connections come from, so it is the one that runs
 //! them: the [`Listener`] and every [`Dialer`] hand their sockets to a
@@ -27,13 +29,12 @@ use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
 use super::conn::Role;
+use super::gate::{Refusal, Ticket};
 use super::reader::Reader;
 use super::shared::Shared;
 use crate::error::Result;
 use crate::sync::{Arc, Ordering};
 
-/// Connections accepted but not yet authenticated, at most.
-const MAX_HANDSHAKES: usize = 64;
 /// Dial timeout.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(1_000);
 /// First and largest redial delay (before jitter).
@@ -70,8 +71,9 @@ fn run_connection(
     remote: SocketAddr,
     role: Role,
     dialed: Option<String>,
+    ticket: Option<Ticket>,
 ) -> bool {
-    let Some(reader) = Reader::start(shared, stream, remote, role, dialed) else { return false };
+    let Some(reader) = Reader::start(shared, stream, remote, role, dialed, ticket) else { return false };
     reader.run(|addr, node_id| {
         add_addr(shared, addr, false);
         if let Some(id) = node_id {
@@ -106,14 +108,25 @@ impl Listener {
                 Ok((stream, remote)) => {
                     let counters = shared.counters();
                     counters.accepted.fetch_add(1, Ordering::Relaxed);
-                    if counters.handshakes.load(Ordering::Acquire) >= MAX_HANDSHAKES {
-                        counters.refused_busy.fetch_add(1, Ordering::Relaxed);
-                        log!(Level::Warn, shared.log(), "refusing {remote}: too many pending handshakes");
-                        continue;
-                    }
+                    let ticket = match shared.gate().enter(remote.ip()) {
+                        Ok(t) => t,
+                        Err(refusal) => {
+                            // Dropping the stream closes it.
+                            let (counter, why) = match refusal {
+                                Refusal::Busy => (&counters.refused_busy, "too many pending handshakes"),
+                                Refusal::Source => (&counters.refused_source, "too many pending handshakes from it"),
+                            };
+                            // Logged at 1, 2, 4, 8... refusals: a squatter cannot flood the log.
+                            let n = counter.fetch_add(1, Ordering::Relaxed) + 1;
+                            if n.is_power_of_two() {
+                                log!(Level::Warn, shared.log(), "refusing {remote}: {why} ({n} refused so far)");
+                            }
+                            continue;
+                        }
+                    };
                     let c = shared.clone();
                     if let Err(e) = shared.spawn("conn", move || {
-                        run_connection(&c, stream, remote, Role::Acceptor, None);
+                        run_connection(&c, stream, remote, Role::Acceptor, None, Some(ticket));
                     }) {
                         log!(Level::Error, shared.log(), "cannot start a connection thread: {e}");
                     }
@@ -166,7 +179,7 @@ impl Dialer {
             let authenticated = match stream {
                 Ok((s, sa)) => {
                     shared.counters().dialed.fetch_add(1, Ordering::Relaxed);
-                    run_connection(&shared, s, sa, Role::Dialer, Some(addr.clone()))
+                    run_connection(&shared, s, sa, Role::Dialer, Some(addr.clone()), None)
                 }
                 Err(e) => {
                     log!(Level::Debug, shared.log(), "dial {addr}: {e}");

@@ -26,6 +26,8 @@ pub mod conn;
 #[cfg(not(loom))]
 mod dial;
 #[cfg(not(loom))]
+mod gate;
+#[cfg(not(loom))]
 mod identity;
 #[cfg(not(loom))]
 mod link;

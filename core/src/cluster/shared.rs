@@ -15,6 +15,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::conn::{ConnError, ConnParams, PeerIdentity};
+use super::gate::Gate;
 use super::link::Link;
 use super::lock::{Ranked, RankedCondvar, LEAF, REGISTRY};
 use super::registry::{Admission, Registry};
@@ -26,7 +27,7 @@ use crate::counter::Counter;
 use crate::error::Result;
 use crate::logging::{log, Level, NodeLog};
 use crate::stats::{ClusterStats, PeerStats};
-use crate::sync::{Arc, AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use crate::sync::{Arc, AtomicBool, AtomicU64, Ordering};
 use crate::watch::Feed;
 
 /// Node-wide connection counters.
@@ -36,9 +37,14 @@ pub(super) struct Counters {
     pub(super) protocol_errors: AtomicU64,
     pub(super) accepted: AtomicU64,
     pub(super) dialed: AtomicU64,
+    /// Closed at accept: the gate's total was reached.
     pub(super) refused_busy: AtomicU64,
-    /// Connections not yet authenticated (the listener caps them).
-    pub(super) handshakes: AtomicUsize,
+    /// Closed at accept: the gate's share of their source was reached.
+    pub(super) refused_source: AtomicU64,
+    /// Handshakes (accepted or dialed) not done in `handshake_timeout_ms`.
+    pub(super) handshakes_timed_out: AtomicU64,
+    /// Addresses learned and not kept (malformed, or the table full).
+    pub(super) addresses_dropped: AtomicU64,
 }
 
 /// See the module docs.
@@ -58,6 +64,8 @@ pub(super) struct Shared {
     threads: Ranked<Vec<JoinHandle<()>>, LEAF>,
     next_link: AtomicU64,
     counters: Counters,
+    /// Accepted connections in their handshake (the listener's limits).
+    gate: Arc<Gate>,
     /// Redial jitter (dial.rs), seeded from the incarnation.
     jitter: Ranked<Rng, LEAF>,
 }
@@ -90,6 +98,7 @@ impl Shared {
             threads: Ranked::new(Vec::new()),
             next_link: AtomicU64::new(1),
             counters: Counters::default(),
+            gate: Arc::default(),
         }
     }
 
@@ -131,6 +140,11 @@ impl Shared {
 
     pub(super) fn counters(&self) -> &Counters {
         &self.counters
+    }
+
+    /// The pre-authentication gate of accepted connections.
+    pub(super) fn gate(&self) -> &Arc<Gate> {
+        &self.gate
     }
 
     /// Milliseconds since the node started (the clock of every `Conn`).
@@ -280,7 +294,11 @@ impl Shared {
                     self.reg.lock().mark_self(a);
                 }
             }
-            ConnError::PeerSilent(_) | ConnError::HandshakeTimeout => {
+            ConnError::HandshakeTimeout => {
+                self.counters.handshakes_timed_out.fetch_add(1, Ordering::Relaxed);
+                log!(Level::Debug, &self.log, "{}: {e}", link.remote);
+            }
+            ConnError::PeerSilent(_) => {
                 log!(Level::Info, &self.log, "{}: {e}", link.remote);
             }
             _ => {
@@ -352,9 +370,13 @@ impl Shared {
             connections_accepted: c.accepted.load(Ordering::Relaxed),
             connections_dialed: c.dialed.load(Ordering::Relaxed),
             connections_refused_busy: c.refused_busy.load(Ordering::Relaxed),
+            connections_refused_source: c.refused_source.load(Ordering::Relaxed),
+            handshakes_pending: self.gate.pending(),
+            handshakes_timed_out: c.handshakes_timed_out.load(Ordering::Relaxed),
             auth_failures: c.auth_failures.load(Ordering::Relaxed),
             protocol_errors: c.protocol_errors.load(Ordering::Relaxed),
             known_addresses: reg.known_addresses(),
+            addresses_dropped: c.addresses_dropped.load(Ordering::Relaxed),
         };
         (stats, peers)
     }
