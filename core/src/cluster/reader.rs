@@ -27,11 +27,11 @@ use std::net::{SocketAddr, TcpStream};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use super::addr::dialable;
 use super::conn::{Conn, Event, PeerIdentity, Role};
 use super::gate::Ticket;
 use super::identity::random_bytes;
 use super::link::Link;
-use super::registry::dialable;
 use super::shared::Shared;
 use super::wire::{ByeCode, FrameDecoder, MAX_HANDSHAKE_FRAME_LEN, NONCE_LEN};
 use super::writer::Writer;
@@ -217,7 +217,10 @@ impl Reader {
             }
             Event::Peers(addrs) => {
                 for a in addrs {
-                    learned(&dialable(&a, self.link.remote), None);
+                    match dialable(&a, self.link.remote) {
+                        Some(d) => learned(&d, None),
+                        None => self.shared.drop_addr(&a, "not a host:port this node dials"),
+                    }
                 }
             }
             Event::Bye { code, message } => {

@@ -14,11 +14,12 @@ use std::net::SocketAddr;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use super::addr::canonical;
 use super::conn::{ConnError, ConnParams, PeerIdentity};
 use super::gate::Gate;
 use super::link::Link;
 use super::lock::{Ranked, RankedCondvar, LEAF, REGISTRY};
-use super::registry::{Admission, Registry};
+use super::registry::{Admission, Claim, Registry};
 use super::view::View;
 use super::wire::ByeCode;
 use super::xorshift::Rng;
@@ -66,6 +67,8 @@ pub(super) struct Shared {
     counters: Counters,
     /// Accepted connections in their handshake (the listener's limits).
     gate: Arc<Gate>,
+    /// Canonical spellings of where we listen and what we advertise.
+    own_addrs: Vec<String>,
     /// Redial jitter (dial.rs), seeded from the incarnation.
     jitter: Ranked<Rng, LEAF>,
 }
@@ -82,6 +85,7 @@ impl Shared {
     ) -> Shared {
         let down_grace_ms = millis(settings.down_grace);
         let log = NodeLog::new(name, settings.log_format);
+        let own_addrs = own_addrs(&params.listen, listen_addr);
         Shared {
             reg: Ranked::new(Registry::new(params.node_id, down_grace_ms, log.clone())),
             log,
@@ -99,6 +103,7 @@ impl Shared {
             next_link: AtomicU64::new(1),
             counters: Counters::default(),
             gate: Arc::default(),
+            own_addrs,
         }
     }
 
@@ -291,7 +296,7 @@ impl Shared {
             }
             ConnError::SelfConnection => {
                 if let Some(a) = &link.dialed {
-                    self.reg.lock().mark_self(a);
+                    self.mark_self(a, link.remote);
                 }
             }
             ConnError::HandshakeTimeout => {
@@ -321,8 +326,42 @@ impl Shared {
     // ---- the dialers' bookkeeping (dial.rs) ----------------------------
 
     /// See [`Registry::claim_dial`].
-    pub(super) fn claim_dial(&self, addr: &str, seed: bool) -> bool {
+    pub(super) fn claim_dial(&self, addr: &str, seed: bool) -> Claim {
         self.reg.lock().claim_dial(addr, seed)
+    }
+
+    /// Whether `addr` (canonical) is the address we listen on or advertise.
+    pub(super) fn is_own_addr(&self, addr: &str) -> bool {
+        self.own_addrs.iter().any(|a| a == addr)
+    }
+
+    /// Whether dialing `target` would reach this node: our listen address
+    /// (any loopback address with our port, when we listen on all
+    /// addresses), or a target that reached us before.
+    pub(super) fn reaches_self(&self, target: SocketAddr) -> bool {
+        let ours = self.listen_addr.is_some_and(|l| {
+            l == target
+                || (l.ip().is_unspecified()
+                    && l.port() == target.port()
+                    && (target.ip().is_loopback() || target.ip().is_unspecified()))
+        });
+        ours || self.reg.lock().is_self_target(target)
+    }
+
+    /// `addr`, resolved to `target`, reached this node itself (by node id,
+    /// or [`Shared::reaches_self`]): it is never dialed again.
+    pub(super) fn mark_self(&self, addr: &str, target: SocketAddr) {
+        log!(Level::Info, &self.log, "{addr} ({target}) is this node; not dialing it");
+        self.reg.lock().mark_self(addr, target);
+    }
+
+    /// Counts an address learned and not kept (`why`); logged at the 1st,
+    /// 2nd, 4th, 8th... so that a flood of gossip cannot flood the log.
+    pub(super) fn drop_addr(&self, addr: &str, why: &str) {
+        let n = self.counters.addresses_dropped.fetch_add(1, Ordering::Relaxed) + 1;
+        if n.is_power_of_two() {
+            log!(Level::Warn, &self.log, "dropping address {addr:?}: {why} ({n} dropped so far)");
+        }
     }
 
     /// See [`Registry::dial_status`].
@@ -380,6 +419,12 @@ impl Shared {
         };
         (stats, peers)
     }
+}
+
+/// The canonical spellings of `advertised` and of `listen_addr`.
+fn own_addrs(advertised: &str, listen_addr: Option<SocketAddr>) -> Vec<String> {
+    let bound = listen_addr.map(|a| a.to_string());
+    [Some(advertised), bound.as_deref()].into_iter().flatten().filter_map(canonical).collect()
 }
 
 /// A configured duration in whole milliseconds (what the protocol counts in).
