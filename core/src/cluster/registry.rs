@@ -3,8 +3,12 @@
 //!
 //! The [`Registry`] (behind the rank-1 lock of `shared.rs`) maps node id ->
 //! [`Peer`] (name, incarnation, dialable address, status, current link, view
-//! slot), listen address -> [`Dial`] (the dialer's bookkeeping), and link id
-//! -> every open link. Its methods are the membership rules, applied under
+//! slot), listen address (canonical, `addr.rs`) -> [`Dial`] (the dialer's
+//! bookkeeping; at most [`MAX_SLOTS`] learned ones, seeds beyond), and link
+//! id -> every open link. Addresses that turned out to be our own are not in
+//! that table: the last [`MAX_SELVES`] of them are remembered apart, so that
+//! neither they nor dead addresses (forgotten by their dialers after a
+//! minute) hold a place in it for ever. Its methods are the membership rules, applied under
 //! that lock on the events that change membership: a link registered, a
 //! peer authenticated ([`Registry::admit`]), its first snapshot arrived, it
 //! said BYE SHUTDOWN, its link closed, time passed ([`Registry::expire`]).
