@@ -58,6 +58,16 @@ pub(super) fn dialable(listen: &str, remote: SocketAddr) -> Option<String> {
     }
 }
 
+/// Whether a dial of `target` reaches a listener bound to `listen`: the
+/// same address, or, for a listener on all addresses, our port on a
+/// loopback or unspecified address (other local addresses are found out by
+/// the HELLO's node id).
+pub(super) fn listener_reaches(listen: SocketAddr, target: SocketAddr) -> bool {
+    let ip = unmapped(target.ip());
+    listen.port() == target.port()
+        && (unmapped(listen.ip()) == ip || (listen.ip().is_unspecified() && (ip.is_loopback() || ip.is_unspecified())))
+}
+
 enum Host {
     Ip(IpAddr),
     Name(String),
@@ -210,6 +220,23 @@ mod tests {
         }
         assert_eq!(canonical(&format!("{}:1", "a".repeat(64))), None);
         assert_eq!(canonical(&format!("{}.b:1", "a.".repeat(127))), None);
+    }
+
+    #[test]
+    fn a_listener_is_reached_by_its_address_and_on_all_addresses_by_loopback() {
+        let sa = |s: &str| s.parse::<SocketAddr>().unwrap();
+        let one = sa("127.0.0.1:7000");
+        assert!(listener_reaches(one, one));
+        assert!(listener_reaches(one, sa("[::ffff:127.0.0.1]:7000")));
+        assert!(!listener_reaches(one, sa("127.0.0.2:7000")));
+        assert!(!listener_reaches(one, sa("127.0.0.1:7001")));
+        for any in [sa("0.0.0.0:7000"), sa("[::]:7000")] {
+            for t in ["127.0.0.1:7000", "127.9.8.7:7000", "0.0.0.0:7000", "[::1]:7000", "[::]:7000"] {
+                assert!(listener_reaches(any, sa(t)), "{any} {t}");
+            }
+            assert!(!listener_reaches(any, sa("10.0.0.1:7000")));
+            assert!(!listener_reaches(any, sa("127.0.0.1:7001")));
+        }
     }
 
     #[test]

@@ -62,6 +62,7 @@ pub(super) fn add_addr(shared: &Arc<Shared>, addr: &str, seed: bool) {
         return;
     };
     if shared.is_own_addr(&addr) {
+        // Ours: no dialer, no entry, whatever the spelling.
         return;
     }
     match shared.claim_dial(&addr, seed) {

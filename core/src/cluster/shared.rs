@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::addr::canonical;
+use super::addr::{canonical, listener_reaches};
 use super::conn::{ConnError, ConnParams, PeerIdentity};
 use super::gate::Gate;
 use super::link::Link;
@@ -330,22 +330,17 @@ impl Shared {
         self.reg.lock().claim_dial(addr, seed)
     }
 
-    /// Whether `addr` (canonical) is the address we listen on or advertise.
+    /// Whether `addr` (canonical) is known to be this node without a dial:
+    /// the address we advertise, or a numeric address that
+    /// [`Shared::reaches_self`].
     pub(super) fn is_own_addr(&self, addr: &str) -> bool {
-        self.own_addrs.iter().any(|a| a == addr)
+        self.own_addrs.iter().any(|a| a == addr) || addr.parse().is_ok_and(|sa| self.reaches_self(sa))
     }
 
-    /// Whether dialing `target` would reach this node: our listen address
-    /// (any loopback address with our port, when we listen on all
-    /// addresses), or a target that reached us before.
+    /// Whether dialing `target` would reach this node: our listener
+    /// ([`listener_reaches`]), or a target that reached us before.
     pub(super) fn reaches_self(&self, target: SocketAddr) -> bool {
-        let ours = self.listen_addr.is_some_and(|l| {
-            l == target
-                || (l.ip().is_unspecified()
-                    && l.port() == target.port()
-                    && (target.ip().is_loopback() || target.ip().is_unspecified()))
-        });
-        ours || self.reg.lock().is_self_target(target)
+        self.listen_addr.is_some_and(|l| listener_reaches(l, target)) || self.reg.lock().is_self_target(target)
     }
 
     /// `addr`, resolved to `target`, reached this node itself (by node id,
