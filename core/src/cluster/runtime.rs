@@ -188,7 +188,7 @@ impl Cluster {
 
     fn shutdown(&self, graceful: bool) {
         let shared = &self.shared;
-        if !shared.set_closed() {
+        if !shared.set_closed(graceful) {
             return;
         }
         let now = shared.now_ms();

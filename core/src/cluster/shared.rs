@@ -4,8 +4,9 @@
 //!
 //! It holds the node's identity and settings, the local counter (for
 //! snapshots), the remote [`View`], the [`Registry`] behind the rank-1 lock
-//! of `lock.rs`, the lifecycle (closed flag, wake-ups, the thread list) and
-//! the node-wide connection counters. Every registry method below takes the
+//! of `lock.rs`, the pre-authentication gate (`gate.rs`), the lifecycle
+//! (running, closing or aborting; wake-ups, the thread list) and the
+//! node-wide connection counters. Every registry method below takes the
 //! lock, applies one rule of `registry.rs`, releases it, and only then acts
 //! on what the rule returned (closing a link, logging), so no caller can
 //! hold the registry while doing anything else.
@@ -28,7 +29,7 @@ use crate::counter::Counter;
 use crate::error::Result;
 use crate::logging::{log, Level, NodeLog};
 use crate::stats::{ClusterStats, PeerStats};
-use crate::sync::{Arc, AtomicBool, AtomicU64, Ordering};
+use crate::sync::{Arc, AtomicU32, AtomicU64, Ordering};
 use crate::watch::Feed;
 
 /// Node-wide connection counters.
@@ -48,6 +49,11 @@ pub(super) struct Counters {
     pub(super) addresses_dropped: AtomicU64,
 }
 
+/// [`Shared`]'s lifecycle: running, then closing (gracefully) or aborting.
+const RUNNING: u32 = 0;
+const CLOSING: u32 = 1;
+const ABORTING: u32 = 2;
+
 /// See the module docs.
 #[derive(Debug)]
 pub(super) struct Shared {
@@ -57,7 +63,8 @@ pub(super) struct Shared {
     counter: Counter,
     view: View,
     reg: Ranked<Registry, REGISTRY>,
-    closed: AtomicBool,
+    /// [`RUNNING`], [`CLOSING`] or [`ABORTING`].
+    lifecycle: AtomicU32,
     epoch: Instant,
     listen_addr: Option<SocketAddr>,
     wake_lock: Ranked<(), LEAF>,
@@ -94,7 +101,7 @@ impl Shared {
             params,
             counter,
             view: View::with_feed(Some(feed)),
-            closed: AtomicBool::new(false),
+            lifecycle: AtomicU32::new(RUNNING),
             epoch: Instant::now(),
             listen_addr,
             wake_lock: Ranked::new(()),
@@ -165,12 +172,15 @@ impl Shared {
     // ---- lifecycle ------------------------------------------------------
 
     pub(super) fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::Acquire)
+        self.lifecycle.load(Ordering::Acquire) != RUNNING
     }
 
-    /// Marks the node closed; `false` if it already was.
-    pub(super) fn set_closed(&self) -> bool {
-        !self.closed.swap(true, Ordering::AcqRel)
+    /// Marks the node closed, `graceful`ly (`close`: BYE SHUTDOWN to every
+    /// peer) or not (`abort`: no BYE, as a killed process); `false` if it
+    /// already was.
+    pub(super) fn set_closed(&self, graceful: bool) -> bool {
+        let to = if graceful { CLOSING } else { ABORTING };
+        self.lifecycle.compare_exchange(RUNNING, to, Ordering::AcqRel, Ordering::Acquire).is_ok()
     }
 
     /// Runs `f` on a new thread named after `what` and the node, joined at
@@ -227,7 +237,13 @@ impl Shared {
             let a = reg.admit(&self.view, now, closing, link, id);
             if a == Admission::Closing {
                 // Under the lock, as shutdown collects the links to close.
-                link.close(ByeCode::SHUTDOWN, "node closing", now);
+                // An abort sends no BYE: the peer learns of it when the
+                // socket closes, as for a killed process.
+                if self.lifecycle.load(Ordering::Acquire) == ABORTING {
+                    link.stop();
+                } else {
+                    link.close(ByeCode::SHUTDOWN, "node closing", now);
+                }
             }
             a
         };
@@ -425,4 +441,58 @@ fn own_addrs(advertised: &str, listen_addr: Option<SocketAddr>) -> Vec<String> {
 /// A configured duration in whole milliseconds (what the protocol counts in).
 pub(super) fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{TcpListener, TcpStream};
+
+    use super::super::conn::{tests::params, Conn, Role};
+    use super::super::wire::Frame;
+    use super::*;
+
+    /// A node's shared state, and a link (over a loopback socket) that has
+    /// just authenticated a peer.
+    fn node_and_link() -> (Shared, Arc<Link>, PeerIdentity) {
+        let p = params("me", 1, b"s");
+        let counter = Counter::new();
+        let feed = Feed::new(counter.clone());
+        let shared = Shared::new("me", p.settings.clone(), p.clone(), counter, feed, None);
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let _client = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (stream, remote) = l.accept().unwrap();
+        let conn = Conn::new(&p, Role::Acceptor, [3; 32], 0);
+        let link = Arc::new(Link::new(1, Role::Acceptor, remote, None, stream, conn));
+        let id = PeerIdentity {
+            node_id: 2,
+            incarnation: 1,
+            node_name: "peer".into(),
+            listen: String::new(),
+            role: Role::Dialer,
+        };
+        (shared, link, id)
+    }
+
+    /// The BYE codes queued on `link`.
+    fn byes(link: &Link) -> Vec<ByeCode> {
+        let mut st = link.lock();
+        std::iter::from_fn(|| st.conn.poll_transmit())
+            .filter_map(|f| if let Frame::Bye { code, .. } = f { Some(code) } else { None })
+            .collect()
+    }
+
+    #[test]
+    fn a_link_authenticating_during_close_gets_bye_shutdown_and_during_abort_no_bye() {
+        let (shared, link, id) = node_and_link();
+        assert!(shared.set_closed(true));
+        assert!(!shared.set_closed(false), "closed once");
+        assert_eq!(shared.admit(&link, &id), None);
+        assert_eq!(byes(&link), [ByeCode::SHUTDOWN]);
+
+        let (shared, link, id) = node_and_link();
+        assert!(shared.set_closed(false));
+        assert_eq!(shared.admit(&link, &id), None);
+        assert_eq!(byes(&link), []);
+        assert!(link.lock().stop, "the writer must still stop");
+    }
 }
