@@ -147,6 +147,10 @@ static CLUSTER: &[Series<ClusterStats>] = &[
     Series::new("headcount_peer_connections_accepted", "Peer connections accepted (refused ones included).", Counter(|c| c.connections_accepted)),
     Series::new("headcount_peer_connections_dialed", "Peer connections dialed.", Counter(|c| c.connections_dialed)),
     Series::new("headcount_peer_connections_refused_busy", "Peer connections closed at accept: too many handshakes pending.", Counter(|c| c.connections_refused_busy)),
+    Series::new("headcount_peer_connections_refused_source", "Peer connections closed at accept: too many handshakes pending from their source address.", Counter(|c| c.connections_refused_source)),
+    Series::new("headcount_peer_handshakes_pending", "Accepted peer connections in their handshake now.", Gauge(|c| c.handshakes_pending as u64)),
+    Series::new("headcount_peer_handshakes_timed_out", "Peer handshakes not finished within handshake_timeout_ms.", Counter(|c| c.handshakes_timed_out)),
+    Series::new("headcount_peer_addresses_dropped", "Peer addresses learned and not kept: malformed, or the address table was full.", Counter(|c| c.addresses_dropped)),
     Series::new("headcount_auth_failures", "Peer handshakes that failed authentication.", Counter(|c| c.auth_failures)),
     Series::new("headcount_protocol_errors", "Peer connections closed for a protocol error.", Counter(|c| c.protocol_errors)),
 ];

@@ -25,6 +25,7 @@ class Node:
         flush_interval_ms: Optional[_Int] = None,
         flush_mode: Optional[Literal["adaptive", "fixed"]] = None,
         down_after_ms: Optional[_Int] = None,
+        handshake_timeout_ms: Optional[_Int] = None,
         down_grace_ms: Optional[_Int] = None,
         max_topic_len: Optional[_Int] = None,
         gc_after_ms: Optional[_Int] = None,

@@ -636,4 +636,4 @@ fn truncate_utf8(s: &mut String, max: usize) {
 }
 
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;
