@@ -59,7 +59,7 @@ class Server:
 
     def counts(self) -> Dict[str, int]:
         with urllib.request.urlopen(self.url + "/counts", timeout=5) as r:
-            return {k[len("room:"):]: v for k, v in json.load(r).items()}
+            return dict(json.load(r))
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc.poll() is None:

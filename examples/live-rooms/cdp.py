@@ -189,7 +189,8 @@ class Browser:
             if reply.get("id") == self.next_id:
                 if "error" in reply:
                     raise RuntimeError(f"{method}: {reply['error']}")
-                return reply.get("result", {})
+                result: Dict[str, Any] = reply.get("result", {})
+                return result
 
     def open(self, url: str) -> Page:
         target = self.call("Target.createTarget", url=url)["targetId"]

@@ -26,7 +26,6 @@ import re
 import select
 import signal
 import socket
-import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -42,6 +41,14 @@ PAGE = (Path(__file__).resolve().parent / "page.html").read_text()
 #: How often a stream checks that its browser is still there, and how often
 #: it sends a comment line to keep proxies from timing it out.
 CHECK_S, KEEPALIVE_S = 0.25, 10.0
+
+
+def room_of(topic: "str | bytes") -> str:
+    """The room of a ``room:`` topic (one not UTF-8, which this server
+    never tracks but another program on the cluster might, with its bad
+    bytes replaced)."""
+    text = topic if isinstance(topic, str) else topic.decode(errors="replace")
+    return text[len(PREFIX):]
 
 
 class Stream:
@@ -80,8 +87,7 @@ class Rooms:
         for batch in self.watch:  # ends when the watch is closed
             changes = {}
             for c in batch:
-                topic = c.topic if isinstance(c.topic, str) else c.topic.decode(errors="replace")
-                changes[topic[len(PREFIX):]] = c.count
+                changes[room_of(c.topic)] = c.count
             with self.lock:
                 for room, n in changes.items():
                     if n:
@@ -143,7 +149,8 @@ def make_handler(node: headcount.Node, rooms: Rooms, name: str) -> type:
                     return
                 self.events(room)
             elif url.path == "/counts":  # for curl: every room, as JSON
-                body = json.dumps(dict(node.top(1000, PREFIX))).encode()
+                top = node.top(1000, PREFIX)
+                body = json.dumps({room_of(t): n for t, n in top}).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
@@ -230,4 +237,4 @@ def main(argv: Optional[List[str]] = None) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
