@@ -8,11 +8,12 @@ import asyncio
 import random
 import threading
 import time
+from pathlib import Path
 from typing import Dict, Iterator, List, Tuple, Union
 
 import pytest
 
-from _support import FAST, wait_until
+from _support import FAST, mypy, wait_until
 from headcount import Change, HeadcountError, Node, Status, Watch
 
 TopicT = Union[str, bytes]
@@ -458,3 +459,38 @@ def test_two_node_cluster_watch_sees_peer_changes_and_departure() -> None:
                 assert a.count("room:1") == 1 and a.top(5, "room:") == [("room:1", 1)]
         finally:
             b.close()
+
+
+def test_the_stub_types_watches_and_top(tmp_path: Path) -> None:
+    pytest.importorskip("mypy")
+    good = mypy(
+        tmp_path,
+        """
+        import asyncio
+        from typing import List, Tuple, Union
+        import headcount
+
+        with headcount.Node() as n:
+            top: List[Tuple[Union[str, bytes], int]] = n.top(3, prefix="r")
+            with n.watch("r", initial=True) as w:
+                batch: List[headcount.Change] = w.next(timeout=0.1)
+                fd: int = w.fileno()
+                for b in w:
+                    count: int = b[0].count
+                    break
+
+            async def main(w: headcount.Watch) -> None:
+                async for b in w:
+                    topic: Union[str, bytes] = b[0].topic
+        """,
+    )
+    assert good.returncode == 0, good.stdout + good.stderr
+    bad = mypy(
+        tmp_path,
+        """
+        import headcount
+        with headcount.Node() as n:
+            n.watch("r", True)
+        """,
+    )
+    assert bad.returncode != 0 and "Too many positional arguments" in bad.stdout, bad.stdout
