@@ -5,7 +5,9 @@ and ``Node.top`` against a brute-force answer."""
 from __future__ import annotations
 
 import asyncio
+import os
 import random
+import signal
 import threading
 import time
 from pathlib import Path
@@ -85,18 +87,18 @@ def test_an_unread_watch_coalesces_to_the_latest_value_per_topic(fast: Node) -> 
             fast.track("c:emptied", round_)
             fast.untrack("c:emptied", round_)
             time.sleep(0.005)
+            # Unread, the watch holds at most one entry per topic.
+            assert fast.stats()["watch_backlog"] <= 2
         fast.track("c:emptied", 1000)
         fast.untrack("c:emptied", 1000)
-        wait_until(lambda: fast.count("c:busy"), lambda n: n == 100, what="c:busy == 100")
-        time.sleep(0.1)  # let the last flush publish
-        batch = w.next(timeout=1)
-        # Each topic once, with its latest value: 0 for the emptied one
-        # (delivered, since a non-zero value may have been queued before),
-        # or nothing at all for it if every flush saw it at 0.
-        by_topic = {c.topic: c.count for c in batch}
-        assert len(by_topic) == len(batch)
-        assert by_topic["c:busy"] == 100
-        assert by_topic.get("c:emptied", 0) == 0
+        wait_until(lambda: fast.stats()["watch_backlog"], lambda n: n >= 1, what="a pending change")
+        time.sleep(0.1)  # let the last flushes publish
+        assert fast.stats()["watch_backlog"] <= 2
+        # Each topic once per batch, with its latest value: c:emptied ends
+        # at 0 (or never appears, if every flush saw it at 0).
+        seen: Dict[TopicT, int] = {}
+        drain(w, seen, {"c:busy": 100})
+        assert seen.get("c:emptied", 0) == 0
         assert w.next(timeout=0.05) == []
 
 
@@ -206,7 +208,7 @@ def test_iteration_blocks_per_batch(fast: Node) -> None:
             last = {c.topic: c.count for c in batch}.get("it:a", last)
             if last == 5:
                 break
-        assert last == 5 and batches >= 2
+        assert last == 5 and batches >= 1
 
 
 def test_next_releases_the_gil(fast: Node) -> None:
@@ -228,6 +230,28 @@ def test_next_releases_the_gil(fast: Node) -> None:
         stop.set()
         t.join(5)
         assert progressed > 1000, "Python threads did not run while next() waited"
+
+
+def test_a_signal_handler_runs_while_next_waits(fast: Node) -> None:
+    class Interrupted(Exception):
+        pass
+
+    def handler(signum: int, frame: object) -> None:
+        raise Interrupted
+
+    old = signal.signal(signal.SIGUSR1, handler)
+    timer = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGUSR1))
+    try:
+        with fast.watch("s") as w:
+            timer.start()
+            t0 = time.monotonic()
+            with pytest.raises(Interrupted):
+                w.next(timeout=20)
+            assert time.monotonic() - t0 < 10, "the handler waited for next()'s timeout"
+            assert w.next(timeout=0) == []  # still usable
+    finally:
+        timer.cancel()
+        signal.signal(signal.SIGUSR1, old)
 
 
 def test_a_watch_outlives_its_node(fast: Node) -> None:
@@ -365,7 +389,7 @@ def test_async_for_with_a_timeout(fast: Node) -> None:
 
             fast.track("a:1", 2)
             with pytest.raises(asyncio.TimeoutError):
-                await asyncio.wait_for(read_all(), 0.5)
+                await asyncio.wait_for(read_all(), 1.5)
             assert got == [Change("a:1", 2, 2)]
 
     asyncio.run(asyncio.wait_for(main(), 30))
