@@ -1,38 +1,38 @@
 //! Waiting for a watch's changes *or* its `close()`: the watch's own fd and
-//! a wake-up eventfd, polled together.
+//! a wake-up socket, polled together.
 //!
 //! The core's `Watch::next_batch` waits on the watch's fd alone, so a
 //! thread blocked in it could not be woken by `close()` from another thread
 //! before its timeout. The binding instead polls the watch's fd (readable
 //! while changes are pending or once the node closed) together with a
-//! [`Wake`] fd that `close()` makes readable for good, then takes what is
+//! [`Wake`] socket that `close()` makes readable for good, then takes what is
 //! pending without waiting.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::io::Write;
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-/// An eventfd that, once [`Wake::set`], stays readable.
+/// A socket pair whose reading end, once [`Wake::set`], stays readable
+/// (nobody reads it). Plain std: no fd of our own to open or close.
 #[derive(Debug)]
-pub(crate) struct Wake(OwnedFd);
+pub(crate) struct Wake {
+    rx: UnixStream,
+    tx: UnixStream,
+}
 
 impl Wake {
     pub(crate) fn new() -> io::Result<Wake> {
-        // SAFETY: eventfd takes no pointers; a negative result is an error.
-        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `fd` was just opened and is owned by nobody else.
-        Ok(Wake(unsafe { OwnedFd::from_raw_fd(fd) }))
+        let (rx, tx) = UnixStream::pair()?;
+        tx.set_nonblocking(true)?;
+        Ok(Wake { rx, tx })
     }
 
-    /// Makes the fd readable (for good: nobody reads it).
+    /// Makes the reading end readable, for good. Never blocks: once the
+    /// socket buffer is full (many calls), it is readable anyway.
     pub(crate) fn set(&self) {
-        let one: u64 = 1;
-        // SAFETY: writes 8 bytes from a live u64 to an fd we own. It fails
-        // only with EAGAIN at a counter near u64::MAX, readable anyway.
-        unsafe { libc::write(self.0.as_raw_fd(), (&one as *const u64).cast(), 8) };
+        let _ = (&self.tx).write(&[1]);
     }
 }
 
@@ -54,7 +54,7 @@ pub(crate) fn wait(watch_fd: RawFd, wake: &Wake, timeout: Option<Duration>) -> W
     };
     let mut fds = [
         libc::pollfd { fd: watch_fd, events: libc::POLLIN, revents: 0 },
-        libc::pollfd { fd: wake.0.as_raw_fd(), events: libc::POLLIN, revents: 0 },
+        libc::pollfd { fd: wake.rx.as_raw_fd(), events: libc::POLLIN, revents: 0 },
     ];
     // SAFETY: two valid pollfds in a live array, nfds 2; both fds stay open
     // while the caller holds the watch (see `watch.rs`).
