@@ -151,6 +151,7 @@ class Browser:
                 "--no-default-browser-check",
                 "--disable-extensions",
                 "--disable-background-networking",
+                "--no-proxy-server",  # loopback only, whatever the environment says
                 "--disable-background-timer-throttling",
                 "--disable-renderer-backgrounding",
                 "--disable-backgrounding-occluded-windows",

@@ -154,8 +154,9 @@ impl PyWatch {
 /// The instant a `next(timeout)` gives up (`None`: never).
 fn deadline(timeout: Option<f64>) -> PyResult<Option<Instant>> {
     let Some(t) = timeout else { return Ok(None) };
-    let t = Duration::try_from_secs_f64(t)
-        .map_err(|_| PyValueError::new_err(format!("timeout must be a non-negative number of seconds, got {t}")))?;
+    let t = Duration::try_from_secs_f64(t).map_err(|_| {
+        PyValueError::new_err(format!("timeout must be a finite, non-negative number of seconds or None, got {t}"))
+    })?;
     Ok(Instant::now().checked_add(t))
 }
 

@@ -123,6 +123,11 @@ def test_close_and_context_manager(fast: Node) -> None:
         assert e.value.status == Status.CLOSED
     w.close()  # idempotent
     assert list(w) == []  # iteration of a closed watch ends at once
+    assert fast.stats()["watches"] == 0  # closing unregistered it
+    unclosed = fast.watch("y")
+    assert fast.stats()["watches"] == 1
+    del unclosed  # a watch never closed ends when it is collected
+    assert fast.stats()["watches"] == 0
     fast.track("x", 1)  # the node is unaffected
     assert fast.count("x") == 1
 
@@ -143,6 +148,10 @@ def test_bad_arguments(fast: Node) -> None:
             w.next("1")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="non-negative"):
         fast.top(-1)
+    with pytest.raises(ValueError, match="non-negative"):
+        fast.top(2**64)
+    fast.track("t", 1)
+    assert fast.top(2**64 - 1) == [("t", 1)]  # no k-sized allocation
     with pytest.raises(TypeError):
         fast.top(True)
     with pytest.raises(TypeError, match="prefix"):
