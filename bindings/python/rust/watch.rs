@@ -13,6 +13,14 @@
 //! ends), releasing the mutex, so `close()` returns promptly and no
 //! consumer ever uses a dropped watch or polls a closed fd.
 //!
+//! No wake-up can be lost, whatever the interleaving: the wake socket is
+//! never read, so once `close()` wrote to it every later poll returns at
+//! once, and the consumer checks `closed` before each poll. A consumer that
+//! checked `closed` just before it was set polls, returns at once, and sees
+//! it on its next turn; no memory ordering beyond the mutex is relied on
+//! for more than saving that turn. (No loom model: the only shared state
+//! besides the mutex is this level-triggered kernel object.)
+//!
 //! The watch keeps its `Node` object alive; closing the node ends the
 //! watch (the changes delivered before are still returned, then `CLOSED`).
 

@@ -102,6 +102,25 @@ def test_an_unread_watch_coalesces_to_the_latest_value_per_topic(fast: Node) -> 
         assert w.next(timeout=0.05) == []
 
 
+def test_an_unread_watch_of_many_churning_topics_is_bounded_by_topics(fast: Node) -> None:
+    topics = [f"m:{i}" for i in range(10_000)]
+    with fast.watch("m:") as w:
+        for round_ in range(6):
+            for t in topics:
+                fast.add(t, 1 if round_ % 2 == 0 else -1)
+            fast.add(topics[round_], 5)
+            time.sleep(0.03)
+            assert fast.stats()["watch_backlog"] <= len(topics)
+        wait_until(lambda: fast.stats()["watch_backlog"], lambda n: n > 0, what="pending changes")
+        seen: Dict[TopicT, int] = {}
+        drain(w, seen, {t: fast.count(t) for t in topics[:6]})
+        time.sleep(0.1)
+        for c in w.next(0):
+            seen[c.topic] = c.count
+        assert all(seen.get(t, 0) == fast.count(t) for t in topics)
+        assert fast.stats()["watch_backlog"] == 0
+
+
 def test_a_topic_that_empties_ends_at_zero(fast: Node) -> None:
     with fast.watch("z:") as w:
         fast.track("z:1", 1)
@@ -454,6 +473,27 @@ def test_closing_a_watch_ends_async_for_in_the_loop(fast: Node) -> None:
         w.close()
         await asyncio.wait_for(ended.wait(), 5)
         await task
+
+    asyncio.run(asyncio.wait_for(main(), 30))
+
+
+def test_closing_the_node_ends_async_for() -> None:
+    async def main() -> None:
+        node = Node(node_name="n", flush_interval_ms=10)
+        w = node.watch("n:")
+        node.track("n:1", 1)
+        got: List[Change] = []
+
+        async def consume() -> None:
+            async for batch in w:
+                got.extend(batch)
+
+        task = asyncio.ensure_future(consume())
+        await asyncio.sleep(0.2)
+        node.close()
+        await asyncio.wait_for(task, 5)
+        assert got == [Change("n:1", 1, 1)]
+        w.close()
 
     asyncio.run(asyncio.wait_for(main(), 30))
 
