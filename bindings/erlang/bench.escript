@@ -9,6 +9,8 @@
 %%   make -C bindings/erlang bench BASE=<git rev>
 %%                                    # also the NIF of that revision, loaded
 %%                                    # beside this one as module headcount_base
+%%   ./bench.escript --watch          # the change feed, per change as a message
+%%                                    # (see watch_bench/0)
 %%
 %% Each VM runs its comparators side by side, interleaved, RUNS times, on
 %% fresh idle "user" processes (USERS per scheduler; one driver process per
@@ -45,6 +47,9 @@
 main(["--here"]) ->
     setup(),
     run();
+main(["--watch"]) ->
+    setup(),
+    watch_bench();
 main([]) ->
     setup(),
     Script = escript:script_name(),
@@ -56,7 +61,7 @@ main([]) ->
                end || _ <- lists:seq(1, ?ROUNDS), S <- [1, 2]],
     summary(Results);
 main(_) ->
-    io:format("usage: bench.escript [--here]~n"),
+    io:format("usage: bench.escript [--here | --watch]~n"),
     halt(2).
 
 setup() ->
@@ -339,3 +344,107 @@ summary(Results) ->
     MemT = Get(1, mem_tracked) ++ Get(2, mem_tracked),
     io:format("  BEAM memory per tracked process / per plain monitor = ~s~n",
               [Range([T / M || {T, M} <- lists:zip(MemT, MemM)])]).
+
+%% -------------------------------------------------------------------------
+%% The change feed
+
+-define(WATCH_TOPICS, 1000000).
+-define(PER_FLUSH, 10000).
+-define(WATCH_RUNS, 5).
+
+%% One watch on all of 1M topics, per change delivered as an Erlang message
+%% (medians of ?WATCH_RUNS), beside an Erlang process sending the same
+%% message (built from the same binaries) to the same receiver:
+%%
+%%   initial          watch(..., #{initial => true}) to its 1M-change
+%%                    message received: the library's scan, the NIF thread
+%%                    building and sending the terms, the receive.
+%%   Erlang send      a process builds [{Topic, Count, Users}] of 1M and
+%%                    sends it: the floor of any message of that shape.
+%%   churn            ?PER_FLUSH topics change per round (a second process
+%%                    joins them, 1 -> 2, or leaves them again, 2 -> 1;
+%%                    flush_interval_ms 1), from the first call to the last
+%%                    change received.
+%%   calls alone      the same rounds with no watch: what the calls cost.
+%%   churn - calls    what delivering each change costs on top.
+watch_bench() ->
+    io:format("~nheadcount ~s change feed bench: OTP ~s, ~b scheduler(s), ~b CPUs, load ~s, ~s~n",
+              [headcount:version(), erlang:system_info(otp_release), erlang:system_info(schedulers_online),
+               erlang:system_info(logical_processors_available), loadavg(), get(lib)]),
+    {ok, N} = headcount:start(#{flush_interval_ms => 1}),
+    Topics = list_to_tuple([iolist_to_binary(io_lib:format("room:~7..0b", [I]))
+                            || I <- lists:seq(1, ?WATCH_TOPICS)]),
+    User = spawn(fun idle/0),
+    each(Topics, fun(_, T) -> ok = headcount:track(N, T, User) end),
+    Initial = [watch_initial(N) || _ <- lists:seq(1, ?WATCH_RUNS)],
+    Send = [erlang_send(Topics) || _ <- lists:seq(1, ?WATCH_RUNS)],
+    {ok, W} = headcount:watch(N, <<>>),
+    drain(W, 200),
+    Other = spawn(fun idle/0),
+    Churn = [churn_round(N, Topics, Other, R, W) || R <- lists:seq(1, 2 * ?WATCH_RUNS)],
+    ok = headcount:unwatch(N, W),
+    Calls = [churn_round(N, Topics, Other, R, none) || R <- lists:seq(1, 2 * ?WATCH_RUNS)],
+    PerChange = fun(Us, K) -> Us * 1000 / K end,
+    I = PerChange(median(Initial), ?WATCH_TOPICS),
+    E = PerChange(median(Send), ?WATCH_TOPICS),
+    C = PerChange(median(Churn), ?PER_FLUSH),
+    A = PerChange(median(Calls), ?PER_FLUSH),
+    io:format("  ~-44s ~8.1f ns/change~n", ["initial, 1M topics (watch to message)", I]),
+    io:format("  ~-44s ~8.1f ns/change  (initial / this: ~.2f)~n", ["Erlang send of the same 1M-entry list", E, I / E]),
+    io:format("  ~-44s ~8.1f ns/change~n", ["churn, 10k changes per round (end to end)", C]),
+    io:format("  ~-44s ~8.1f ns/change~n", ["  the same calls, no watch", A]),
+    io:format("  ~-44s ~8.1f ns/change  (goal <= 1000)~n", ["  churn - calls: delivery per change", C - A]),
+    exit(User, kill),
+    exit(Other, kill),
+    ok = headcount:stop(N).
+
+watch_initial(N) ->
+    T0 = erlang:monotonic_time(microsecond),
+    {ok, W} = headcount:watch(N, <<>>, #{initial => true}),
+    K = receive {headcount_changes, W, L} -> length(L) after 60000 -> error(no_initial_batch) end,
+    Us = erlang:monotonic_time(microsecond) - T0,
+    ?WATCH_TOPICS = K,
+    ok = headcount:unwatch(N, W),
+    Us.
+
+erlang_send(Topics) ->
+    Self = self(),
+    T0 = erlang:monotonic_time(microsecond),
+    spawn(fun() -> Self ! {changes, self(), [{T, 1, 1} || T <- tuple_to_list(Topics)]} end),
+    K = receive {changes, _, L} -> length(L) end,
+    Us = erlang:monotonic_time(microsecond) - T0,
+    ?WATCH_TOPICS = K,
+    Us.
+
+%% Round R changes ?PER_FLUSH topics: in odd rounds User joins a range of
+%% them, in even rounds it leaves it again. With a watch W, waits until each
+%% of them was delivered at its new count.
+churn_round(N, Topics, User, R, W) ->
+    First = ((R - 1) div 2 * ?PER_FLUSH) rem (?WATCH_TOPICS - ?PER_FLUSH),
+    Range = [element(First + J, Topics) || J <- lists:seq(1, ?PER_FLUSH)],
+    {Call, Want} = case R rem 2 of
+                       1 -> {fun(T) -> ok = headcount:track(N, T, User) end, 2};
+                       0 -> {fun(T) -> ok = headcount:untrack(N, T, User) end, 1}
+                   end,
+    Left = maps:from_keys(Range, true),
+    T0 = erlang:monotonic_time(microsecond),
+    lists:foreach(Call, Range),
+    case W of
+        none -> ok;
+        _ -> await(W, Want, Left)
+    end,
+    erlang:monotonic_time(microsecond) - T0.
+
+await(_W, _Want, Left) when map_size(Left) =:= 0 -> ok;
+await(W, Want, Left) ->
+    receive
+        {headcount_changes, W, L} ->
+            await(W, Want, lists:foldl(fun({T, C, _}, M) when C =:= Want -> maps:remove(T, M);
+                                          (_, M) -> M
+                                       end, Left, L))
+    after 60000 ->
+        error({not_delivered, map_size(Left)})
+    end.
+
+drain(W, Ms) ->
+    receive {headcount_changes, W, _} -> drain(W, Ms) after Ms -> ok end.
