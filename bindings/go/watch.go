@@ -7,8 +7,10 @@ import "C"
 
 import (
 	"fmt"
+	"os"
 	"runtime"
 	"sync"
+	"syscall"
 	"time"
 	"unsafe"
 )
@@ -34,8 +36,9 @@ type TopicCount struct {
 // matching topic whose count is non-zero.
 const WatchInitial = uint32(C.HC_WATCH_INITIAL)
 
-// watchPoll bounds how long the delivery goroutine waits in the library
-// before it looks at Close again: the longest Close waits.
+// watchPoll bounds how long the delivery goroutine of a watch that Go's
+// poller cannot wait on (see Watch) stays in the library before it looks
+// at Close again.
 const watchPoll = 50 * time.Millisecond
 
 // Watch delivers the changes of every topic that starts with a prefix, in
@@ -45,7 +48,17 @@ const watchPoll = 50 * time.Millisecond
 // that falls behind does not slow the node: the library coalesces pending
 // changes per topic, and the goroutine waits with at most one batch in hand.
 // After changes stop, the last value received for every matching topic is
-// its Count (a topic that emptied ends at 0).
+// its Count (a topic that emptied ends at 0). A topic the watch never
+// reported is at 0 as far as the watch is concerned, so a topic that was
+// non-zero before the watch started (without WatchInitial) and empties is
+// not reported.
+//
+// The goroutine waits in Go's own poller, on a duplicate of the library's
+// file descriptor (hc_watch_fd; so a watch holds two fds), not in a cgo
+// call: waiting watches hold no OS thread, and Close wakes the goroutine
+// at once. Should the library's fd ever not be non-blocking, the goroutine
+// instead waits in the library, up to 50ms at a time (and then holds an OS
+// thread while it does).
 //
 // C is closed by Close, and also when the node is closed (after the
 // changes pending then). A Watch must be closed to end its goroutine.
@@ -55,6 +68,7 @@ type Watch struct {
 
 	c    chan []Change
 	ptr  *C.hc_watch // owned by the delivery goroutine
+	fd   *os.File    // the duplicate fd; nil where the poller cannot wait on it
 	stop chan struct{}
 	done chan struct{}
 	once sync.Once
@@ -76,10 +90,33 @@ func (n *Node) Watch(prefix string, flags uint32) (*Watch, error) {
 	if err := newError(r.status, r.err); err != nil {
 		return nil, err
 	}
+	fd, err := pollable(int(C.hc_watch_fd(r.watch)))
+	if err != nil {
+		C.hc_watch_free(r.watch)
+		return nil, err
+	}
 	c := make(chan []Change)
-	w := &Watch{C: c, c: c, ptr: r.watch, stop: make(chan struct{}), done: make(chan struct{})}
+	w := &Watch{C: c, c: c, ptr: r.watch, fd: fd, stop: make(chan struct{}), done: make(chan struct{})}
 	go w.deliver()
 	return w, nil
+}
+
+// pollable returns a duplicate of the library's fd as an *os.File that
+// Go's poller waits on, or nil when the fd is not non-blocking (the poller
+// needs that; the duplicate shares the flag, so it is only read here).
+func pollable(fd int) (*os.File, error) {
+	flags, _, errno := syscall.Syscall(syscall.SYS_FCNTL, uintptr(fd), syscall.F_GETFL, 0)
+	if errno != 0 {
+		return nil, &Error{Status: StatusIO, Message: fmt.Sprintf("fcntl(F_GETFL) of the watch fd: %v", errno)}
+	}
+	if flags&syscall.O_NONBLOCK == 0 {
+		return nil, nil
+	}
+	dup, _, errno := syscall.Syscall(syscall.SYS_FCNTL, uintptr(fd), syscall.F_DUPFD_CLOEXEC, 0)
+	if errno != 0 {
+		return nil, &Error{Status: StatusIO, Message: fmt.Sprintf("duplicating the watch fd: %v", errno)}
+	}
+	return os.NewFile(dup, "headcount-watch"), nil
 }
 
 // deliver is the watch's goroutine: it takes batches from the library and
@@ -88,20 +125,19 @@ func (w *Watch) deliver() {
 	defer close(w.done)
 	defer close(w.c)
 	defer C.hc_watch_free(w.ptr) // only this goroutine ever used ptr
-	for {
-		select {
-		case <-w.stop:
+	var raw syscall.RawConn
+	if w.fd != nil {
+		defer w.fd.Close() // before hc_watch_free: leaves the poller first
+		var err error
+		if raw, err = w.fd.SyscallConn(); err != nil {
 			return
-		default:
 		}
-		r := C.hcgo_watch_next(w.ptr, C.int64_t(watchPoll/time.Millisecond))
-		if err := newError(r.status, r.err); err != nil {
-			return // ErrClosed: the node is gone and every change was taken
+	}
+	for {
+		batch, ok := w.next(raw)
+		if !ok {
+			return // Close, or the node is gone and every change was taken
 		}
-		if r.len == 0 {
-			continue
-		}
-		batch := changesOf(r)
 		select {
 		case w.c <- batch:
 		case <-w.stop:
@@ -110,12 +146,54 @@ func (w *Watch) deliver() {
 	}
 }
 
-// Close ends the watch: it waits for the goroutine (at most about 50ms,
-// the longest the library is asked to wait), frees the library's watch and
-// closes C. Idempotent and safe to call from any goroutine, concurrently
-// with a receive on C, and after the node is closed. Always returns nil.
+// next waits for the next non-empty batch; false once the watch ends.
+func (w *Watch) next(raw syscall.RawConn) ([]Change, bool) {
+	var batch []Change
+	ended := false
+	take := func(timeout time.Duration) bool { // true when done waiting
+		r := C.hcgo_watch_next(w.ptr, C.int64_t(timeout/time.Millisecond))
+		if err := newError(r.status, r.err); err != nil {
+			ended = true // ErrClosed
+			return true
+		}
+		if r.len == 0 {
+			return false
+		}
+		batch = changesOf(r)
+		return true
+	}
+	if raw == nil {
+		for {
+			select {
+			case <-w.stop:
+				return nil, false
+			default:
+			}
+			if take(watchPoll) {
+				return batch, !ended
+			}
+		}
+	}
+	// Read calls the function, and while it returns false waits until the
+	// fd is readable (or Close closes it, which ends Read with an error).
+	// Nothing is read from the fd: hc_watch_next takes the changes.
+	if err := raw.Read(func(uintptr) bool { return take(0) }); err != nil {
+		return nil, false
+	}
+	return batch, !ended
+}
+
+// Close ends the watch: it wakes and waits for the goroutine, frees the
+// library's watch and closes C. Idempotent and safe to call from any
+// goroutine, concurrently with a receive on C, and after the node is
+// closed. Always returns nil.
 func (w *Watch) Close() error {
-	w.once.Do(func() { close(w.stop) })
+	w.once.Do(func() {
+		close(w.stop)
+		if w.fd != nil {
+			w.fd.Close() // wakes a goroutine waiting in the poller
+		}
+	})
 	<-w.done
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand"
+	"runtime/pprof"
 	"sort"
 	"strings"
 	"sync"
@@ -286,5 +287,31 @@ func TestWatchTwoNodeCluster(t *testing.T) {
 	readUntil(t, w, s, "after b left", func(s seen) bool { return has("room:1", 1)(s) && has("room:2", 0)(s) })
 	if _, ok := s["other"]; ok {
 		t.Fatalf("the room: watch saw other: %v", s)
+	}
+}
+
+// Waiting watches wait in Go's poller, not in a cgo call each holding an
+// OS thread (Go stops a program at 10,000 threads), and Close wakes them
+// at once.
+func TestIdleWatchesHoldNoThreads(t *testing.T) {
+	n := fastNode(t)
+	threads := pprof.Lookup("threadcreate")
+	before := threads.Count()
+	ws := make([]*Watch, 300)
+	for i := range ws {
+		ws[i] = must(n.Watch(fmt.Sprintf("idle:%d", i), 0))
+	}
+	time.Sleep(300 * time.Millisecond) // every goroutine is waiting by now
+	if grew := threads.Count() - before; grew > 30 {
+		t.Fatalf("%d OS threads created for 300 idle watches", grew)
+	}
+	must(n.Track("idle:7", 1)) // one of them still delivers
+	readUntil(t, ws[7], seen{}, "idle:7", has("idle:7", 1))
+	start := time.Now()
+	for _, w := range ws {
+		w.Close()
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("closing 300 watches took %v", d)
 	}
 }
