@@ -63,7 +63,9 @@ struct watch_res {
     ErlNifPid owner;
     ErlNifMonitor mon;
     bool ended;          /* under wr->lock; see the table above */
-    watch_res *next_cmd; /* under wr->lock: in `adds` or `removes` */
+    /* Under wr->lock: the links of `adds` and `removes`, one each, since a
+     * watch ended before the thread took its add is in both lists. */
+    watch_res *next_add, *next_remove;
     watch_res *prev, *next; /* the thread's list of registered watches */
 };
 
@@ -107,7 +109,7 @@ static void end_locked(watch_res *res)
     res->ended = true;
     if (wr->stopping)
         return;
-    res->next_cmd = wr->removes;
+    res->next_remove = wr->removes;
     wr->removes = res;
     wake(wr);
 }
@@ -208,7 +210,7 @@ static bool run_commands(watcher *wr)
     enif_mutex_unlock(wr->lock);
     /* Adds first: a watch removed in the same round was added before. */
     for (watch_res *r = adds; r;) {
-        watch_res *next = r->next_cmd;
+        watch_res *next = r->next_add;
         register_watch(wr, r);
         r = next;
     }
@@ -218,7 +220,7 @@ static bool run_commands(watcher *wr)
         return true;
     }
     for (watch_res *r = removes; r;) {
-        watch_res *next = r->next_cmd;
+        watch_res *next = r->next_remove;
         unregister_watch(wr, r);
         r = next;
     }
@@ -317,7 +319,7 @@ ERL_NIF_TERM watcher_add(ErlNifEnv *env, watcher *wr, hc_watch *w)
     enif_mutex_lock(wr->lock);
     /* The caller is inside the node's guard, so the watcher is not
      * stopping: the thread takes over `w` and our reference. */
-    res->next_cmd = wr->adds;
+    res->next_add = wr->adds;
     wr->adds = res;
     wake(wr);
     enif_mutex_unlock(wr->lock);

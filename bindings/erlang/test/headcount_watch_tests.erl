@@ -291,3 +291,84 @@ two_nodes() ->
     ?assertNot(maps:is_key(<<"other">>, S2)),
     [P ! stop || P <- Ps],
     ok = headcount:stop(A).
+
+%% stop while processes watch, unwatch, die and track: no crash, every call
+%% after the stop answers {error, closed}, the thread and fds are gone.
+stop_races_watches_test_() ->
+    {timeout, 60, fun stop_races_watches/0}.
+
+stop_races_watches() ->
+    Fds0 = open_fds(),
+    Threads0 = os_threads(),
+    N = start(),
+    Self = self(),
+    Loop = fun Loop(K) ->
+                   case headcount:watch(N, <<"r">>, #{initial => K rem 2 =:= 0}) of
+                       {ok, R} ->
+                           _ = headcount:track(N, <<"r", (integer_to_binary(K rem 7))/binary>>),
+                           case K rem 3 of
+                               0 -> ok;  % left to the owner's exit or the stop
+                               _ -> true = lists:member(headcount:unwatch(N, R), [ok, {error, closed}])
+                           end,
+                           Loop(K + 1);
+                       {error, closed} ->
+                           Self ! {closed, self()}
+                   end
+           end,
+    Workers = [spawn(fun() -> Loop(W) end) || W <- lists:seq(1, 8)],
+    Dying = [spawn(fun() -> {ok, _} = headcount:watch(N, <<>>), receive after infinity -> ok end end)
+             || _ <- lists:seq(1, 20)],
+    timer:sleep(100),
+    [exit(D, kill) || D <- lists:sublist(Dying, 10)],
+    ok = headcount:stop(N),
+    [receive {closed, W} -> ok after 10000 -> error({worker_stuck, W}) end || W <- Workers],
+    [exit(D, kill) || D <- Dying],
+    wait_until(fun() -> open_fds() =:= Fds0 andalso os_threads() =:= Threads0 end),
+    flush_all().
+
+%% A node handle garbage collected with live watches: its destructor ends
+%% them and joins the delivery thread.
+garbage_collected_node_with_watches_test_() ->
+    {timeout, 60, fun garbage_collected_node_with_watches/0}.
+
+garbage_collected_node_with_watches() ->
+    Fds0 = open_fds(),
+    Threads0 = os_threads(),
+    Self = self(),
+    {Pid, Mon} = spawn_monitor(fun() ->
+                                       N = start(),
+                                       {ok, _} = headcount:watch(N, <<>>),
+                                       {ok, _} = headcount:watch(N, <<"a">>, #{initial => true}),
+                                       ok = headcount:track(N, <<"a">>),
+                                       Self ! watching,
+                                       receive stop -> ok end
+                               end),
+    receive watching -> ok after 10000 -> error(no_watch) end,
+    ?assert(os_threads() > Threads0),
+    Pid ! stop,
+    receive {'DOWN', Mon, _, _, _} -> ok end,
+    erlang:garbage_collect(),
+    wait_until(fun() -> erlang:garbage_collect(), open_fds() =:= Fds0 andalso os_threads() =:= Threads0 end).
+
+%% unwatch (or the owner's death) right after watch, before the delivery
+%% thread took the watch over: it is added, then removed, once each.
+unwatch_right_after_watch_test_() ->
+    {timeout, 60, fun unwatch_right_after_watch/0}.
+
+unwatch_right_after_watch() ->
+    N = start(),
+    Self = self(),
+    Workers = [spawn(fun() ->
+                             [begin
+                                  {ok, R} = headcount:watch(N, <<>>),
+                                  ok = headcount:unwatch(N, R)
+                              end || _ <- lists:seq(1, 500)],
+                             [spawn(fun() -> {ok, _} = headcount:watch(N, <<>>) end) || _ <- lists:seq(1, 100)],
+                             Self ! {done, self()}
+                     end) || _ <- lists:seq(1, 4)],
+    [receive {done, W} -> ok after 30000 -> error(stuck) end || W <- Workers],
+    wait_until(fun() -> watches(N) =:= 0 end),
+    ok = headcount:track(N, <<"still">>),
+    {ok, R} = headcount:watch(N, <<"still">>, #{initial => true}),
+    until(R, #{}, has([{<<"still">>, 1}])),
+    ok = headcount:stop(N).
