@@ -315,3 +315,42 @@ func TestIdleWatchesHoldNoThreads(t *testing.T) {
 		t.Fatalf("closing 300 watches took %v", d)
 	}
 }
+
+// A consumer that does not read while topics churn: the library holds at
+// most one pending entry per topic (watch_backlog), the goroutine one
+// batch, and once it reads, the last values are the counts.
+func TestWatchSlowConsumer(t *testing.T) {
+	const topics = 20_000
+	n := fastNode(t)
+	w := must(n.Watch("s:", 0))
+	defer w.Close()
+	for round := 0; round < 5; round++ {
+		for i := 0; i < topics; i++ {
+			if err := n.Add(fmt.Sprintf("s:%d", i), 1); err != nil {
+				t.Fatal(err)
+			}
+		}
+		time.Sleep(60 * time.Millisecond) // a few flushes while nobody reads
+	}
+	var st struct {
+		WatchBacklog int `json:"watch_backlog"`
+	}
+	if err := json.Unmarshal([]byte(must(n.StatsJSON())), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.WatchBacklog > topics {
+		t.Fatalf("watch_backlog = %d with %d topics", st.WatchBacklog, topics)
+	}
+	s := seen{}
+	readUntil(t, w, s, "slow consumer", func(s seen) bool {
+		if len(s) != topics {
+			return false
+		}
+		for _, c := range s {
+			if c != 5 {
+				return false
+			}
+		}
+		return true
+	})
+}
