@@ -354,3 +354,30 @@ func TestWatchSlowConsumer(t *testing.T) {
 		return true
 	})
 }
+
+// The fallback for a library fd that is not non-blocking: the goroutine
+// waits in the library 50ms at a time; delivery and Close work the same.
+func TestWatchWaitingInTheLibrary(t *testing.T) {
+	waitInLibrary = true
+	defer func() { waitInLibrary = false }()
+	n := fastNode(t)
+	w := must(n.Watch("", 0))
+	if w.fd != nil {
+		t.Fatal("the watch waits in the poller")
+	}
+	must(n.Track("t", 1))
+	readUntil(t, w, seen{}, "fallback", has("t", 1))
+	start := time.Now()
+	w.Close()
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("Close took %v", d)
+	}
+	if _, ok := <-w.C; ok {
+		t.Fatal("C not closed")
+	}
+	w2 := must(n.Watch("", 0))
+	n.Close()
+	for range w2.C { // closed after the node
+	}
+	w2.Close()
+}
