@@ -49,7 +49,16 @@ type Reporters = SmallVec<[(u16, u64); 4]>;
 struct SlotData {
     owner: u64,
     counts: HashMap<Topic, u64, RandomState>,
-    sum: u64,
+    /// The exact sum of `counts` (2^24 topics of at most 2^64 - 1 cannot
+    /// pass 2^88); `Slot::sum` publishes it saturated to `u64`.
+    sum: u128,
+}
+
+impl SlotData {
+    /// The sum as readers see it: saturated, so never below any one count.
+    fn published_sum(&self) -> u64 {
+        u64::try_from(self.sum).unwrap_or(u64::MAX)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -171,7 +180,7 @@ impl View {
             d.counts.insert(topic.clone(), count).unwrap_or(0)
         };
         if old != count {
-            d.sum = d.sum.wrapping_sub(old).wrapping_add(count);
+            d.sum = d.sum - u128::from(old) + u128::from(count);
             self.set_index(&topic, slot, count);
         }
     }
@@ -187,7 +196,7 @@ impl View {
         for (topic, count) in &entries {
             self.set_one(&mut d, slot, topic.clone(), *count);
         }
-        s.sum.store(d.sum, Ordering::Release);
+        s.sum.store(d.published_sum(), Ordering::Release);
         drop(d);
         self.changed(entries.iter().map(|(t, _)| t));
         true
@@ -220,7 +229,7 @@ impl View {
             touched.push(topic.clone());
             self.set_one(&mut d, slot, topic, count);
         }
-        s.sum.store(d.sum, Ordering::Release);
+        s.sum.store(d.published_sum(), Ordering::Release);
         drop(d);
         self.changed(&touched);
         true
@@ -371,6 +380,24 @@ mod tests {
         v.clear(0);
         v.clear(2);
         assert_eq!(v.topics(), 0);
+    }
+
+    #[test]
+    fn sums_saturate_so_total_is_never_below_a_count() {
+        let v = View::with_feed(None);
+        v.activate(0);
+        v.set_owner(0, 1);
+        let half = u64::MAX / 2 + 1;
+        assert!(v.replace(0, 1, vec![(t("a"), u64::MAX), (t("b"), half)]));
+        v.set_counted(0, true);
+        assert_eq!(v.count_only(b"a"), u64::MAX);
+        assert_eq!(v.sum_of(0), u64::MAX);
+        assert!(v.total() >= v.count_only(b"a"), "total {} below a count", v.total());
+        // The exact sum survives saturation: taking "a" away leaves b's.
+        assert!(v.apply(0, 1, vec![(t("a"), 0)]));
+        assert_eq!(v.total(), half);
+        assert!(v.apply(0, 1, vec![(t("c"), u64::MAX), (t("b"), 0)]));
+        assert_eq!((v.total(), v.count_only(b"c")), (u64::MAX, u64::MAX));
     }
 
     #[test]
