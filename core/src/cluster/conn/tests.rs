@@ -143,7 +143,7 @@ fn state_flows_and_topic_ids_are_reused_per_connection() {
     assert_eq!(
         drain_ev(&mut b),
         vec![
-            Event::Snapshot(vec![(t(b"x"), 3), (t(b"y"), 1)]),
+            Event::Snapshot { first: true, last: true, entries: vec![(t(b"x"), 3), (t(b"y"), 1)] },
             Event::Delta { seq: 2, entries: vec![(t(b"x"), 4), (t(b"z"), 9)] },
             Event::Delta { seq: 3, entries: vec![(t(b"x"), 0)] },
         ]
@@ -161,14 +161,63 @@ fn large_snapshots_are_split_and_reassembled() {
     for f in &tx {
         assert!(wire::encode_to_vec(f).unwrap().len() <= TARGET_FRAME_LEN + 200);
     }
+    let frames = tx.len();
+    let mut events = Vec::new();
+    for f in tx {
+        assert!(!b.is_synced());
+        b.handle_frame(f, 3).unwrap();
+        // Each frame is handed over as it arrives, not held until LAST.
+        let before = events.len();
+        events.extend(drain_ev(&mut b));
+        assert_eq!(events.len(), before + 1);
+    }
+    assert_eq!(events.len(), frames);
+    let mut entries = 0;
+    for (i, ev) in events.iter().enumerate() {
+        match ev {
+            Event::Snapshot { first, last, entries: e } => {
+                assert_eq!((*first, *last), (i == 0, i == frames - 1));
+                entries += e.len();
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(entries, 5000);
+    assert!(b.is_synced());
+}
+
+#[test]
+fn a_snapshot_sent_in_parts_is_one_snapshot_and_holds_deltas_back() {
+    let (mut a, mut b) = established();
+    drain_ev(&mut b);
+    a.send_snapshot_part([(&b"x"[..], 1)], false, 2).unwrap();
+    assert!(!a.may_send_delta());
+    assert!(a.send_delta([(&b"x"[..], 2)], 2).is_err(), "DELTA inside our snapshot");
+    // An empty part in the middle queues nothing.
+    a.send_snapshot_part(std::iter::empty(), false, 2).unwrap();
+    a.send_snapshot_part([(&b"y"[..], 3)], true, 2).unwrap();
+    assert!(a.may_send_delta());
+    a.send_delta([(&b"x"[..], 2)], 2).unwrap();
+    let tx = drain_tx(&mut a);
+    match &tx[..] {
+        [Frame::Snapshot(s1), Frame::Snapshot(s2), Frame::Delta(_)] => {
+            assert_eq!((s1.first, s1.last, s2.first, s2.last), (true, false, false, true));
+        }
+        other => panic!("{other:?}"),
+    }
     for f in tx {
         b.handle_frame(f, 3).unwrap();
     }
-    match &drain_ev(&mut b)[..] {
-        [Event::Snapshot(s)] => assert_eq!(s.len(), 5000),
-        other => panic!("{} events", other.len()),
-    }
     assert!(b.is_synced());
+    // A later snapshot starts with FIRST again.
+    a.send_snapshot_part([(&b"z"[..], 1)], false, 4).unwrap();
+    a.send_snapshot_part(std::iter::empty(), true, 4).unwrap();
+    match &drain_tx(&mut a)[..] {
+        [Frame::Snapshot(s1), Frame::Snapshot(s2)] => {
+            assert_eq!((s1.first, s1.last, s2.first, s2.last, s2.entries.len()), (true, false, false, true, 0));
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]
@@ -180,7 +229,7 @@ fn empty_snapshot_is_one_frame() {
     let tx = drain_tx(&mut a);
     assert_eq!(tx, vec![Frame::Snapshot(Snapshot { seq: 1, first: true, last: true, entries: vec![] })]);
     b.handle_frame(tx[0].clone(), 3).unwrap();
-    assert_eq!(drain_ev(&mut b), vec![Event::Snapshot(vec![])]);
+    assert_eq!(drain_ev(&mut b), vec![Event::Snapshot { first: true, last: true, entries: vec![] }]);
 }
 
 #[test]
@@ -453,7 +502,7 @@ fn id_reuse_is_understood_by_the_receiver() {
     assert_eq!(
         drain_ev(&mut b),
         vec![
-            Event::Snapshot(vec![(t(b"x"), 1)]),
+            Event::Snapshot { first: true, last: true, entries: vec![(t(b"x"), 1)] },
             Event::Delta { seq: 2, entries: vec![(t(b"x"), 0), (t(b"y"), 7)] },
             Event::Delta { seq: 3, entries: vec![(t(b"y"), 8)] },
         ]
