@@ -216,6 +216,9 @@ pub struct ClusterStats {
     pub auth_failures: u64,
     /// Connections closed for a protocol error.
     pub protocol_errors: u64,
+    /// Peers refused (BYE PEER_TOO_LARGE, counts dropped) for passing
+    /// `max_topic_len`, `max_peer_topics` or `max_peer_topic_bytes`.
+    pub peers_too_large: u64,
     /// Addresses this node dials (or tried to).
     pub known_addresses: usize,
 }
@@ -320,6 +323,7 @@ impl Stats {
                 "connections_refused_busy": c.connections_refused_busy,
                 "auth_failures": c.auth_failures,
                 "protocol_errors": c.protocol_errors,
+                "peers_too_large": c.peers_too_large,
                 "known_addresses": c.known_addresses,
             });
             if let Value::Object(cluster) = cluster {
@@ -406,6 +410,7 @@ mod tests {
                 connections_refused_busy: 17,
                 auth_failures: 18,
                 protocol_errors: 19,
+                peers_too_large: 23,
                 known_addresses: 20,
             }),
             peers: vec![peer()],
@@ -416,7 +421,7 @@ mod tests {
         assert_eq!(
             s.to_json(),
             format!(
-                r#"{{"auth_failures":18,"cluster":"c","connections":3,"connections_accepted":15,"connections_dialed":16,"connections_open":14,"connections_refused_busy":17,"flush_us_avg":7,"flush_us_max":8,"flushes":6,"incarnation":"000000000000002e","known_addresses":20,"listen":"127.0.0.1:7401","node":"a","node_id":"000000000000001f","peers":[{peer}],"peers_known":11,"protocol_errors":19,"remote_topics":12,"remote_total":13,"stripes":5,"topics":1,"topics_collected":10,"topics_drained":9,"total_local":4,"tracked_pairs":2,"watch_backlog":22,"watches":21}}"#
+                r#"{{"auth_failures":18,"cluster":"c","connections":3,"connections_accepted":15,"connections_dialed":16,"connections_open":14,"connections_refused_busy":17,"flush_us_avg":7,"flush_us_max":8,"flushes":6,"incarnation":"000000000000002e","known_addresses":20,"listen":"127.0.0.1:7401","node":"a","node_id":"000000000000001f","peers":[{peer}],"peers_known":11,"peers_too_large":23,"protocol_errors":19,"remote_topics":12,"remote_total":13,"stripes":5,"topics":1,"topics_collected":10,"topics_drained":9,"total_local":4,"tracked_pairs":2,"watch_backlog":22,"watches":21}}"#
             )
         );
         let local = Stats { cluster: None, peers: vec![], ..s };

@@ -285,6 +285,16 @@ impl Registry {
         view.set_known(self.known(now));
     }
 
+    /// `link`'s peer passed a per-peer limit (the link is closing): its
+    /// counts go at once, whatever `down_grace_ms`.
+    pub(super) fn too_large(&mut self, view: &View, link: &Link) {
+        if let Some(p) = self.peers.get(&link.peer_id()) {
+            if p.is_current(link) {
+                view.clear(p.slot);
+            }
+        }
+    }
+
     /// `link` ended (`reason` for the log): its peer is down at once.
     pub(super) fn closed(&mut self, view: &View, now: u64, link: &Link, reason: &str) {
         self.links.remove(&link.id);

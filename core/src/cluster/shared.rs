@@ -37,6 +37,8 @@ pub(super) struct Counters {
     pub(super) accepted: AtomicU64,
     pub(super) dialed: AtomicU64,
     pub(super) refused_busy: AtomicU64,
+    /// Peers refused for passing a per-peer limit (`ConnError::PeerTooLarge`).
+    pub(super) peers_too_large: AtomicU64,
     /// Connections not yet authenticated (the listener caps them).
     pub(super) handshakes: AtomicUsize,
 }
@@ -264,7 +266,8 @@ impl Shared {
     }
 
     /// Counts and logs a connection error; marks our own address on
-    /// SELF_CONNECTION so that its dialer stops.
+    /// SELF_CONNECTION so that its dialer stops; drops the counts of a peer
+    /// that passed a per-peer limit.
     pub(super) fn note_error(&self, link: &Link, e: &ConnError) {
         match e {
             ConnError::AuthFailed => {
@@ -279,6 +282,11 @@ impl Shared {
                 if let Some(a) = &link.dialed {
                     self.reg.lock().mark_self(a);
                 }
+            }
+            ConnError::PeerTooLarge { .. } => {
+                self.counters.peers_too_large.fetch_add(1, Ordering::Relaxed);
+                self.reg.lock().too_large(&self.view, link);
+                log!(Level::Warn, &self.log, "{}: refusing the peer, its counts dropped: {e}", link.remote);
             }
             ConnError::PeerSilent(_) | ConnError::HandshakeTimeout => {
                 log!(Level::Info, &self.log, "{}: {e}", link.remote);
@@ -354,6 +362,7 @@ impl Shared {
             connections_refused_busy: c.refused_busy.load(Ordering::Relaxed),
             auth_failures: c.auth_failures.load(Ordering::Relaxed),
             protocol_errors: c.protocol_errors.load(Ordering::Relaxed),
+            peers_too_large: c.peers_too_large.load(Ordering::Relaxed),
             known_addresses: reg.known_addresses(),
         };
         (stats, peers)

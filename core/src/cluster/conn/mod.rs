@@ -67,7 +67,7 @@ mod topics;
 
 pub use auth::{AuthKey, AUTH_LABEL, ROLE_ACCEPTOR, ROLE_DIALER};
 pub use error::ConnError;
-use topics::InTopics;
+use topics::{InLimits, InTopics};
 pub use topics::{OutTopics, Topic, DEFAULT_ID_SOFT_CAP};
 
 /// Most entries a peer may put in one (multi-frame) snapshot.
@@ -245,7 +245,11 @@ impl Conn {
             started_ms: now_ms,
             last_rx_ms: now_ms,
             last_tx_ms: now_ms,
-            in_topics: InTopics::default(),
+            in_topics: InTopics::new(InLimits {
+                topic_len: p.settings.max_topic_len,
+                topics: p.settings.max_peer_topics,
+                bytes: p.settings.max_peer_topic_bytes,
+            }),
             in_seq: 0,
             synced: false,
             in_snapshot: None,

@@ -416,6 +416,14 @@ fn sequence_and_snapshot_order_errors() {
         (vec![snap(1, true, true, vec![Entry { id: 1, name: Some(b"t".to_vec()), count: 1 }])], |e| {
             matches!(e, ConnError::BadDefine { id: 1, next: 0 })
         }),
+        // Redefining an id whose last count is not 0 (only a zero id may be reused).
+        (
+            vec![
+                snap(1, true, true, vec![Entry { id: 0, name: Some(b"t".to_vec()), count: 1 }]),
+                delta(2, vec![Entry { id: 0, name: Some(b"u".to_vec()), count: 1 }]),
+            ],
+            |e| matches!(e, ConnError::BadRedefine(0)),
+        ),
     ];
     for (frames, check) in cases {
         let (_, mut b) = established();
@@ -435,8 +443,8 @@ fn sequence_and_snapshot_order_errors() {
     b.handle_frame(Frame::Heartbeat { last_seq: 0 }, 2).unwrap();
     b.handle_frame(snap(1, true, true, vec![]), 2).unwrap();
     b.handle_frame(Frame::Heartbeat { last_seq: 1 }, 2).unwrap();
-    // Redefining an id renames it.
-    b.handle_frame(delta(2, vec![Entry { id: 0, name: Some(b"p".to_vec()), count: 1 }]), 2).unwrap();
+    // Redefining an id last counted 0 renames it.
+    b.handle_frame(delta(2, vec![Entry { id: 0, name: Some(b"p".to_vec()), count: 0 }]), 2).unwrap();
     b.handle_frame(delta(3, vec![Entry { id: 0, name: Some(b"q".to_vec()), count: 2 }]), 2).unwrap();
     b.handle_frame(delta(4, vec![Entry { id: 0, name: None, count: 3 }]), 2).unwrap();
     let ev = drain_ev(&mut b);
