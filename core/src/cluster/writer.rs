@@ -36,18 +36,21 @@ const SNAPSHOT_PART_BYTES: usize = 4 * TARGET_FRAME_LEN;
 /// count: varints of a few bytes each).
 const ENTRY_OVERHEAD: usize = 8;
 
+/// One topic's count, as read from the counter for a snapshot.
+type Count = (Box<[u8]>, u64);
+
 /// A snapshot being sent: the counts read from the counter when it
 /// started, and how many of them went out.
 #[derive(Debug)]
 struct Outgoing {
-    counts: Vec<(Box<[u8]>, u64)>,
+    counts: Vec<Count>,
     sent: usize,
 }
 
 impl Outgoing {
     /// The next part: entries up to about [`SNAPSHOT_PART_BYTES`] (at least
     /// one if any is left), and whether it is the last.
-    fn next_part(&mut self) -> (&[(Box<[u8]>, u64)], bool) {
+    fn next_part(&mut self) -> (&[Count], bool) {
         let start = self.sent;
         let mut bytes = 0;
         let mut end = start;
@@ -140,7 +143,7 @@ impl Writer {
                 // must not wait on a snapshot). Deltas queued meanwhile are
                 // sent after the snapshot, so nothing newer is lost.
                 drop(st);
-                let mut counts: Vec<(Box<[u8]>, u64)> = Vec::new();
+                let mut counts: Vec<Count> = Vec::new();
                 self.shared.counter().for_each_nonzero(|t, n| counts.push((t.into(), n)));
                 self.snapshot = Some(Outgoing { counts, sent: 0 });
                 st = self.link.lock();

@@ -159,7 +159,10 @@ impl InTopics {
         };
         let bytes = self.bytes - replaced + name.len();
         if bytes > l.bytes {
-            return Err(ConnError::PeerTooLarge { what: "bytes of topic names (max_peer_topic_bytes)", limit: l.bytes });
+            return Err(ConnError::PeerTooLarge {
+                what: "bytes of topic names (max_peer_topic_bytes)",
+                limit: l.bytes,
+            });
         }
         self.bytes = bytes;
         let topic: Topic = name.into();
