@@ -232,6 +232,7 @@ impl Reader {
                 if let Some(s) = self.slot {
                     if view.snapshot_part(s, self.link.id, first, last, entries) && last {
                         self.shared.synced(&self.link, s);
+                        log!(Level::Debug, self.shared.log(), "{}: snapshot applied", self.link.remote);
                     }
                 }
             }

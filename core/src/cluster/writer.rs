@@ -20,7 +20,7 @@
 use crate::logging::{log, Level};
 use std::io::Write;
 use std::net::{Shutdown, TcpStream};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::conn::{ConnError, TARGET_FRAME_LEN};
 use super::link::{Link, LinkGuard};
@@ -45,6 +45,8 @@ type Count = (Box<[u8]>, u64);
 struct Outgoing {
     counts: Vec<Count>,
     sent: usize,
+    /// When it started (for the log).
+    started: Instant,
 }
 
 impl Outgoing {
@@ -143,9 +145,18 @@ impl Writer {
                 // must not wait on a snapshot). Deltas queued meanwhile are
                 // sent after the snapshot, so nothing newer is lost.
                 drop(st);
+                let started = Instant::now();
                 let mut counts: Vec<Count> = Vec::new();
                 self.shared.counter().for_each_nonzero(|t, n| counts.push((t.into(), n)));
-                self.snapshot = Some(Outgoing { counts, sent: 0 });
+                log!(
+                    Level::Debug,
+                    self.shared.log(),
+                    "{}: snapshot of {} topics read in {:?}",
+                    self.link.remote,
+                    counts.len(),
+                    started.elapsed()
+                );
+                self.snapshot = Some(Outgoing { counts, sent: 0, started });
                 st = self.link.lock();
             }
             if let Some(out) = self.snapshot.as_mut() {
@@ -157,6 +168,14 @@ impl Writer {
                         round.errors.push(e);
                     }
                     if last {
+                        log!(
+                            Level::Debug,
+                            self.shared.log(),
+                            "{}: snapshot of {} topics queued in {:?}",
+                            self.link.remote,
+                            out.counts.len(),
+                            out.started.elapsed()
+                        );
                         self.snapshot = None;
                         self.link.stats.snapshots_sent.fetch_add(1, Ordering::Relaxed);
                     }
