@@ -456,6 +456,30 @@ mod tests {
     }
 
     #[test]
+    fn a_snapshot_in_parts_updates_in_place_and_zeroes_leftovers_at_last() {
+        let v = View::with_feed(None);
+        v.activate(0);
+        v.set_owner(0, 1);
+        assert!(v.replace(0, 1, vec![(t("a"), 1), (t("b"), 2), (t("c"), 3)]));
+        v.set_counted(0, true);
+        // A resynchronisation in three parts: "a" and "d" listed, "b" and
+        // "c" left over.
+        assert!(v.snapshot_part(0, 1, true, false, vec![(t("a"), 5)]));
+        assert_eq!((v.count_only(b"a"), v.count_only(b"b"), v.count_only(b"c")), (5, 2, 3));
+        assert!(v.snapshot_part(0, 1, false, false, vec![(t("d"), 4), (t("c"), 0)]));
+        assert_eq!((v.count_only(b"c"), v.count_only(b"d"), v.total()), (0, 4, 11));
+        // Another link's parts are ignored.
+        assert!(!v.snapshot_part(0, 2, false, true, vec![(t("z"), 9)]));
+        assert!(v.snapshot_part(0, 1, false, true, vec![]));
+        assert_eq!((v.count_only(b"a"), v.count_only(b"b"), v.count_only(b"d")), (5, 0, 4));
+        assert_eq!((v.total(), v.topics_of(0), v.topics()), (9, 2, 2));
+        // A delta after it, then another snapshot that lists only "d".
+        assert!(v.apply(0, 1, vec![(t("e"), 1)]));
+        assert!(v.snapshot_part(0, 1, true, true, vec![(t("d"), 4)]));
+        assert_eq!((v.count_only(b"a"), v.count_only(b"e"), v.total()), (0, 0, 4));
+    }
+
+    #[test]
     fn freshness_is_the_oldest_counted_report() {
         let v = View::with_feed(None);
         v.activate(1);

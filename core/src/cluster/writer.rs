@@ -240,3 +240,38 @@ fn wait_for_work<'a>(shared: &Shared, link: &'a Link, streaming: bool, errors: &
         link.wait(&mut st, Duration::from_millis(deadline - now));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outgoing(counts: Vec<Count>) -> Outgoing {
+        Outgoing { counts, sent: 0, started: Instant::now() }
+    }
+
+    #[test]
+    fn snapshot_parts_are_bounded_and_cover_every_count_once() {
+        let n = 50_000;
+        let counts = (0..n).map(|i| (format!("topic-{i:010}").into_bytes().into_boxed_slice(), 1)).collect();
+        let mut o = outgoing(counts);
+        let (mut seen, mut parts) = (0, 0);
+        loop {
+            let (part, last) = o.next_part();
+            let bytes: usize = part.iter().map(|(t, _)| t.len() + ENTRY_OVERHEAD).sum();
+            assert!(!part.is_empty() && bytes < SNAPSHOT_PART_BYTES + 64, "part of {bytes} bytes");
+            seen += part.len();
+            parts += 1;
+            if last {
+                break;
+            }
+        }
+        assert_eq!(seen, n);
+        assert!(parts > 1, "{parts} part(s)");
+        // An empty snapshot is one empty last part; a huge entry is a part.
+        assert!(matches!(outgoing(vec![]).next_part(), (p, true) if p.is_empty()));
+        let huge = vec![(vec![b'x'; 2 * SNAPSHOT_PART_BYTES].into_boxed_slice(), 1), (Box::from(&b"y"[..]), 1)];
+        let mut o = outgoing(huge);
+        assert!(matches!(o.next_part(), (p, false) if p.len() == 1));
+        assert!(matches!(o.next_part(), (p, true) if p.len() == 1));
+    }
+}
