@@ -219,6 +219,7 @@ hc_config *hc_config_new(void);
  * - `flush_interval_ms` (1..=60000; default 100): how often changed counts are shipped to peers, in milliseconds (with `flush_mode` `adaptive`: at most how often).
  * - `flush_mode` (`adaptive` or `fixed`; default `adaptive`): `adaptive`: the first change after a quiet interval is shipped at once, then at most one flush per interval; `fixed`: one flush per interval.
  * - `down_after_ms` (1..=3600000; default 1000): silence after which a peer is down, in milliseconds.
+ * - `handshake_timeout_ms` (1..=60000; default 1000): how long a peer connection may take to authenticate (HELLO and AUTH: about two round trips), in milliseconds; at most 32 accepted connections, 8 per source address, may be authenticating at once.
  * - `down_grace_ms` (0..=3600000; default 0): how long a down peer's counts are still summed, in milliseconds.
  * - `max_topic_len` (1..=65535; default 1024): longest topic, in bytes.
  * - `max_peer_topics` (1..=16777216; default 16777216): most topics one peer may define on a connection (its snapshot's size); a peer past it is refused with BYE PEER_TOO_LARGE and its counts dropped.

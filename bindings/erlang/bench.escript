@@ -9,6 +9,8 @@
 %%   make -C bindings/erlang bench BASE=<git rev>
 %%                                    # also the NIF of that revision, loaded
 %%                                    # beside this one as module headcount_base
+%%   ./bench.escript --watch          # the change feed, per change as a message
+%%                                    # (see watch_bench/0)
 %%
 %% Each VM runs its comparators side by side, interleaved, RUNS times, on
 %% fresh idle "user" processes (USERS per scheduler; one driver process per
@@ -45,6 +47,9 @@
 main(["--here"]) ->
     setup(),
     run();
+main(["--watch"]) ->
+    setup(),
+    watch_bench();
 main([]) ->
     setup(),
     Script = escript:script_name(),
@@ -56,7 +61,7 @@ main([]) ->
                end || _ <- lists:seq(1, ?ROUNDS), S <- [1, 2]],
     summary(Results);
 main(_) ->
-    io:format("usage: bench.escript [--here]~n"),
+    io:format("usage: bench.escript [--here | --watch]~n"),
     halt(2).
 
 setup() ->
@@ -339,3 +344,117 @@ summary(Results) ->
     MemT = Get(1, mem_tracked) ++ Get(2, mem_tracked),
     io:format("  BEAM memory per tracked process / per plain monitor = ~s~n",
               [Range([T / M || {T, M} <- lists:zip(MemT, MemM)])]).
+
+%% -------------------------------------------------------------------------
+%% The change feed
+
+-define(WATCH_TOPICS, 1000000).
+-define(PER_FLUSH, 10000).
+-define(WATCH_RUNS, 5).
+
+%% One watch on all of 1M topics, per change delivered as an Erlang message
+%% (medians of ?WATCH_RUNS), beside an Erlang process sending the same
+%% message (built from the same binaries) to the same receiver. Each is
+%% timed by the wall clock and by CPU time (Linux schedstat): of the whole
+%% VM (every thread: schedulers, the library's flusher, the NIF's delivery
+%% thread) and of the delivery thread alone. On a shared machine the CPU
+%% figures are the ones to compare.
+%%
+%%   initial          watch(..., #{initial => true}) to its 1M-change
+%%                    message received: the library's scan, the NIF thread
+%%                    building and sending the terms, the receive.
+%%   Erlang send      a process builds [{Topic, Count, Users}] of 1M and
+%%                    sends it: the floor of any message of that shape.
+%%   churn            ?PER_FLUSH topics change per round (a second process
+%%                    joins them, 1 -> 2, or leaves them again, 2 -> 1;
+%%                    flush_interval_ms 1), from the first call to the last
+%%                    change received.
+%%   calls alone      the same rounds with no watch: what the calls cost.
+%%   churn - calls    what delivering each change costs on top.
+watch_bench() ->
+    io:format("~nheadcount ~s change feed bench: OTP ~s, ~b scheduler(s), ~b CPUs, load ~s, ~s~n",
+              [headcount:version(), erlang:system_info(otp_release), erlang:system_info(schedulers_online),
+               erlang:system_info(logical_processors_available), loadavg(), get(lib)]),
+    {ok, N} = headcount:start(#{flush_interval_ms => 1}),
+    {ok, Warm} = headcount:watch(N, <<"warm">>), % starts the delivery thread
+    Topics = list_to_tuple([iolist_to_binary(io_lib:format("room:~7..0b", [I]))
+                            || I <- lists:seq(1, ?WATCH_TOPICS)]),
+    User = spawn(fun idle/0),
+    each(Topics, fun(_, T) -> ok = headcount:track(N, T, User) end),
+    Initial = [measured(fun() -> watch_initial(N) end) || _ <- lists:seq(1, ?WATCH_RUNS)],
+    Send = [measured(fun() -> erlang_send(Topics) end) || _ <- lists:seq(1, ?WATCH_RUNS)],
+    {ok, W} = headcount:watch(N, <<>>),
+    drain(W, 200),
+    Other = spawn(fun idle/0),
+    Churn = [measured(fun() -> churn_round(N, Topics, Other, R, W) end) || R <- lists:seq(1, 2 * ?WATCH_RUNS)],
+    ok = headcount:unwatch(N, W),
+    Calls = [measured(fun() -> churn_round(N, Topics, Other, R, none) end) || R <- lists:seq(1, 2 * ?WATCH_RUNS)],
+    Per = fun(Runs, K, I) -> median([element(I, R) || R <- Runs]) / K end,
+    Line = fun(What, Runs, K) ->
+                   io:format("  ~-42s ~8.1f ~8.1f ~8.1f~n",
+                             [What, Per(Runs, K, 1) * 1000, Per(Runs, K, 2), Per(Runs, K, 3)])
+           end,
+    io:format("  ~-42s ~8s ~8s ~8s   (ns per change)~n", ["", "wall", "VM CPU", "thread"]),
+    Line("initial, 1M topics (watch to message)", Initial, ?WATCH_TOPICS),
+    Line("Erlang send of the same 1M-entry list", Send, ?WATCH_TOPICS),
+    Line("churn, 10k changes per round", Churn, ?PER_FLUSH),
+    Line("  the same calls, no watch", Calls, ?PER_FLUSH),
+    io:format("  initial / Erlang send (VM CPU): ~.2f~n", [Per(Initial, 1, 2) / Per(Send, 1, 2)]),
+    io:format("  churn - calls (VM CPU): ~.1f ns per delivered change (goal <= 1000)~n",
+              [Per(Churn, ?PER_FLUSH, 2) - Per(Calls, ?PER_FLUSH, 2)]),
+    ok = headcount:unwatch(N, Warm),
+    exit(User, kill),
+    exit(Other, kill),
+    ok = headcount:stop(N).
+
+%% Runs Fun: {wall microseconds, CPU ns of the VM, CPU ns of the NIF's
+%% delivery thread}.
+measured(Fun) ->
+    {ok, All} = file:list_dir("/proc/self/task"),
+    Delivery = [T || T <- All, file:read_file("/proc/self/task/" ++ T ++ "/comm") =:= {ok, <<"headcount_watch\n">>}],
+    C0 = cpu_ns(All),
+    D0 = cpu_ns(Delivery),
+    T0 = erlang:monotonic_time(microsecond),
+    Fun(),
+    Us = erlang:monotonic_time(microsecond) - T0,
+    {Us, cpu_ns(All) - C0, cpu_ns(Delivery) - D0}.
+
+watch_initial(N) ->
+    {ok, W} = headcount:watch(N, <<>>, #{initial => true}),
+    K = receive {headcount_changes, W, L} -> length(L) after 60000 -> error(no_initial_batch) end,
+    ?WATCH_TOPICS = K,
+    ok = headcount:unwatch(N, W).
+
+erlang_send(Topics) ->
+    Self = self(),
+    spawn(fun() -> Self ! {changes, self(), [{T, 1, 1} || T <- tuple_to_list(Topics)]} end),
+    K = receive {changes, _, L} -> length(L) end,
+    ?WATCH_TOPICS = K.
+%% Round R changes ?PER_FLUSH topics: in odd rounds User joins a range of
+%% them, in even rounds it leaves it again. With a watch W, waits until
+%% ?PER_FLUSH changes to the round's new count were delivered (counts
+%% alternate between 2 and 1, so no other round's change has that count;
+%% the receiver only counts, as the floor of any consumer).
+churn_round(N, Topics, User, R, W) ->
+    First = ((R - 1) div 2 * ?PER_FLUSH) rem (?WATCH_TOPICS - ?PER_FLUSH),
+    Range = [element(First + J, Topics) || J <- lists:seq(1, ?PER_FLUSH)],
+    {Call, Want} = case R rem 2 of
+                       1 -> {fun(T) -> ok = headcount:track(N, T, User) end, 2};
+                       0 -> {fun(T) -> ok = headcount:untrack(N, T, User) end, 1}
+                   end,
+    lists:foreach(Call, Range),
+    case W of
+        none -> ok;
+        _ -> ?PER_FLUSH = await(W, Want, 0)
+    end.
+
+await(_W, _Want, K) when K >= ?PER_FLUSH -> K;
+await(W, Want, K) ->
+    receive
+        {headcount_changes, W, L} -> await(W, Want, K + length([1 || {_, C, _} <- L, C =:= Want]))
+    after 60000 ->
+        error({not_delivered, ?PER_FLUSH - K})
+    end.
+
+drain(W, Ms) ->
+    receive {headcount_changes, W, _} -> drain(W, Ms) after Ms -> ok end.

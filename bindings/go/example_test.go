@@ -38,3 +38,46 @@ func Example() {
 	// conn 2 left 2 topics; room:1: 2
 	// empty topic rejected: true
 }
+
+func ExampleNode_Watch() {
+	n, err := headcount.Start(headcount.Config{NodeName: "example"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer n.Close()
+	n.Track("room:1", 1)
+	n.Track("room:1", 2)
+
+	// WatchInitial: the first batch holds every matching non-zero topic
+	// (pending, unflushed tracks reach the watch later, with their flush).
+	w, err := n.Watch("room:", headcount.WatchInitial)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer w.Close()
+	fmt.Println(<-w.C)
+
+	// Later changes come in batches, each topic once with its latest
+	// count, no later than the flush that ships them to peers. Keep the
+	// last value per topic: once changes stop, it is the topic's Count.
+	n.Track("lobby", 3) // not under "room:"
+	n.UntrackAll(1)
+	n.UntrackAll(2)
+	last := map[string]uint64{}
+	for batch := range w.C {
+		for _, c := range batch {
+			last[c.Topic] = c.Count
+		}
+		if last["room:1"] == 0 {
+			break
+		}
+	}
+	fmt.Println(last)
+
+	top, _ := n.Top(10, "")
+	fmt.Println(top)
+	// Output:
+	// [{room:1 2 2}]
+	// map[room:1:0]
+	// [{lobby 1}]
+}

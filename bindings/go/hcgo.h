@@ -143,4 +143,82 @@ static inline hcgo_result hcgo_stats_json(const hc_node *n, char *buf, size_t ca
     return r;
 }
 
+/* A list from hc_watch_next or hc_top, with what Go needs to allocate its
+ * copy: the number of entries and the total bytes of their topics. The
+ * list is NULL when it was empty (already freed) or on failure. */
+typedef struct {
+    hc_status status;
+    hc_list *list;
+    size_t len;
+    size_t bytes;
+    char *err;
+} hcgo_list_result;
+
+static inline hcgo_list_result hcgo_list_result_of(hc_status st, hc_list *list) {
+    hcgo_list_result r = {st, NULL, 0, 0, hcgo_take_error(st)};
+    if (st != HC_OK) {
+        return r;
+    }
+    size_t len = hc_list_len(list);
+    for (size_t i = 0; i < len; i++) {
+        size_t tl = 0;
+        if (hc_list_get(list, i, NULL, &tl, NULL, NULL) == HC_OK) {
+            r.bytes += tl;
+        }
+    }
+    if (len == 0) {
+        hc_list_free(list);
+        return r;
+    }
+    r.list = list;
+    r.len = len;
+    return r;
+}
+
+typedef struct {
+    hc_status status;
+    hc_watch *watch;
+    char *err;
+} hcgo_watch_result;
+
+static inline hcgo_watch_result hcgo_watch_new(const hc_node *n, const uint8_t *p, size_t len, uint32_t flags) {
+    hc_watch *w = NULL;
+    hc_status st = hc_watch_new(n, len == 0 ? NULL : p, len, flags, &w);
+    hcgo_watch_result r = {st, st == HC_OK ? w : NULL, hcgo_take_error(st)};
+    return r;
+}
+
+static inline hcgo_list_result hcgo_watch_next(hc_watch *w, int64_t timeout_ms) {
+    hc_list *list = NULL;
+    hc_status st = hc_watch_next(w, timeout_ms, &list);
+    return hcgo_list_result_of(st, list);
+}
+
+static inline hcgo_list_result hcgo_top(const hc_node *n, const uint8_t *p, size_t len, size_t k) {
+    hc_list *list = NULL;
+    hc_status st = hc_top(n, len == 0 ? NULL : p, len, k, &list);
+    return hcgo_list_result_of(st, list);
+}
+
+/* Copies `list` (from an hcgo_list_result) into Go memory and frees it:
+ * every topic's bytes back to back into `bytes` (r.bytes long), and per
+ * entry i: nums[3i] the end offset of its topic in `bytes`, nums[3i+1] its
+ * count, nums[3i+2] its users (3 * r.len entries). */
+static inline void hcgo_list_take(hc_list *list, uint8_t *bytes, uint64_t *nums) {
+    size_t len = hc_list_len(list), off = 0;
+    for (size_t i = 0; i < len; i++) {
+        const uint8_t *t = NULL;
+        size_t tl = 0;
+        uint64_t count = 0, users = 0;
+        if (hc_list_get(list, i, &t, &tl, &count, &users) == HC_OK && tl > 0) {
+            memcpy(bytes + off, t, tl);
+            off += tl;
+        }
+        nums[3 * i] = off;
+        nums[3 * i + 1] = count;
+        nums[3 * i + 2] = users;
+    }
+    hc_list_free(list);
+}
+
 #endif

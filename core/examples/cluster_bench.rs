@@ -492,23 +492,6 @@ fn kill9() {
     }
 }
 
-fn cpu_time() -> Duration {
-    // SAFETY: getrusage writes into the struct we pass; RUSAGE_SELF is valid.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: as above.
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(ru.ru_utime) + tv(ru.ru_stime)
-}
-
-fn thread_cpu_time() -> Duration {
-    // SAFETY: clock_gettime writes into the timespec we pass.
-    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
-    // SAFETY: as above; CLOCK_THREAD_CPUTIME_ID is valid on Linux.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-}
-
 fn cpu() {
     let (a, b) = pair();
     // 1M tracked pairs: 100k connections in 10 topics each, over 100k topics.
@@ -525,8 +508,8 @@ fn cpu() {
     // 10k joins+leaves per second for 10 s (5k of each), paced in 10 ms steps.
     let secs = 10;
     let mut rng = Rng(99);
-    let cpu0 = cpu_time();
-    let me0 = thread_cpu_time();
+    let cpu0 = support::cpu::process();
+    let me0 = support::cpu::thread();
     let start = Instant::now();
     let mut ops = 0u64;
     let mut joined: Vec<(u64, u64)> = Vec::new();
@@ -548,7 +531,7 @@ fn cpu() {
         }
     }
     let wall = start.elapsed();
-    let background = (cpu_time() - cpu0).saturating_sub(thread_cpu_time() - me0);
+    let background = (support::cpu::process() - cpu0).saturating_sub(support::cpu::thread() - me0);
     wait(Duration::from_secs(5), || b.total().unwrap() == a.total().unwrap()).expect("diverged");
     println!(
         "CPU with {pairs} tracked pairs and {:.0} joins+leaves/s for {secs} s: background threads of both nodes \

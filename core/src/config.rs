@@ -492,6 +492,9 @@ config_keys! {
     /// silence after which a peer is down, in milliseconds
     "down_after_ms" => down_after: Duration = Duration::from_millis(1000),
         Millis { min: 1, max: 3_600_000 } -> Duration, default "1000";
+    /// how long a peer connection may take to authenticate (HELLO and AUTH: about two round trips), in milliseconds; at most 32 accepted connections, 8 per source address, may be authenticating at once
+    "handshake_timeout_ms" => handshake_timeout: Duration = Duration::from_millis(1000),
+        Millis { min: 1, max: 60_000 } -> Duration, default "1000";
     /// how long a down peer's counts are still summed, in milliseconds
     "down_grace_ms" => down_grace: Duration = Duration::ZERO,
         Millis { min: 0, max: 3_600_000 } -> Duration, default "0";

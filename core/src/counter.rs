@@ -23,6 +23,9 @@ use crate::sync::{pin, Arc, Ordering};
 use crate::table::Table;
 use std::time::{Duration, Instant};
 
+/// Topics `untrack_all` takes down per epoch pin.
+const UNTRACK_ALL_CHUNK: usize = 4096;
+
 /// Default for [`CounterConfig::max_topic_len`].
 pub const DEFAULT_MAX_TOPIC_LEN: usize = 1024;
 /// Default for [`CounterConfig::gc_after`].
@@ -127,18 +130,34 @@ impl Counter {
 
     /// Removes connection `conn` from every topic it is in (the "connection
     /// went away" case). Returns how many topics that was.
+    ///
+    /// The connection's memberships go at once; its counts are then taken
+    /// down topic by topic, without holding anything other connections
+    /// wait on, so a connection in millions of topics blocks only its own
+    /// caller. Until the call returns, a `count` may still include `conn`
+    /// in some of its topics, and a `track` of `conn` made meanwhile is a
+    /// new membership (counted once, as it should be, when the call ends).
     pub fn untrack_all(&self, conn: u64) -> usize {
         let core = &*self.core;
-        let guard = pin();
-        core.members.remove_all(conn, |key| match core.table.by_id(key.id, &guard) {
-            Some(entry) if entry.gen == key.gen && core.enter(entry) => {
-                core.add_to(key.id, -1);
-                true
+        let mut keys = core.members.remove_all(conn).peekable();
+        let mut removed = 0;
+        while keys.peek().is_some() {
+            // Pinned per chunk: one pin for all of a huge connection would
+            // hold back every GC grace period (and so memory reuse) as long.
+            let guard = pin();
+            for key in keys.by_ref().take(UNTRACK_ALL_CHUNK) {
+                match core.table.by_id(key.id, &guard) {
+                    Some(entry) if entry.gen == key.gen && core.enter(entry) => {
+                        core.add_to(key.id, -1);
+                        removed += 1;
+                    }
+                    // The topic was collected after a raw `add` drove it to
+                    // zero under this member: nothing left to subtract.
+                    _ => {}
+                }
             }
-            // The topic was collected after a raw `add` drove it to zero
-            // under this member: nothing left to subtract.
-            _ => false,
-        })
+        }
+        removed
     }
 
     /// Adds `delta` to `topic`'s count without membership: for callers that

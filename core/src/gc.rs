@@ -36,7 +36,7 @@
 use crate::membership::TopicKey;
 use crate::stripes::Stripes;
 use crate::sync::{pin, Arc, Mutex, Ordering, RandomState};
-use crate::table::{Table, DEAD, DYING, LIVE};
+use crate::table::{Table, Unlinked, DEAD, DYING, LIVE};
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
@@ -90,6 +90,12 @@ impl Zeros {
                 out.push(key);
             }
         }
+        // After a wave of millions of topics the tables would keep their
+        // peak capacity for good: give it back once mostly empty.
+        if self.since.capacity() > 4 * self.since.len().max(1024) {
+            self.since.shrink_to(2 * self.since.len());
+            self.queue.shrink_to(2 * self.queue.len());
+        }
         out
     }
 }
@@ -113,7 +119,8 @@ impl Gc {
         }
 
         let guard = pin();
-        let mut removed = 0;
+        let mut unlinked = Vec::new();
+        let mut entries = Unlinked::default();
         let decide: Vec<TopicKey> = std::mem::take(&mut *self.decide.lock());
         for key in decide {
             let Some(entry) = core.table.by_id(key.id, &guard) else { continue };
@@ -130,23 +137,33 @@ impl Gc {
             if entry.state.compare_exchange(DYING, DEAD, Ordering::AcqRel, Ordering::Relaxed).is_err() {
                 continue; // a writer revived it just now
             }
-            core.table.remove(entry, &guard);
+            core.table.remove(entry, &mut entries);
+            unlinked.push(key.id);
+        }
+        let removed = unlinked.len();
+        entries.free_after(&guard);
+        if !unlinked.is_empty() {
+            // One deferred closure per pass, not per topic: a pass over
+            // millions of topics must not queue millions of them.
             let recycle = self.recycle.clone();
-            guard.defer(move || recycle.lock().push(key.id));
-            removed += 1;
+            guard.defer(move || recycle.lock().extend(unlinked));
         }
 
         let cutoff = now.checked_sub(self.gc_after);
         let expired = cutoff.map(|c| self.zeros.lock().expired(c)).unwrap_or_default();
+        let mut dying = Vec::new();
         for key in expired {
             let Some(entry) = core.table.by_id(key.id, &guard) else { continue };
             if entry.gen != key.gen || entry.handles.load(Ordering::Relaxed) != 0 {
                 continue;
             }
             if entry.state.compare_exchange(LIVE, DYING, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
-                let decide = self.decide.clone();
-                guard.defer(move || decide.lock().push(key));
+                dying.push(key);
             }
+        }
+        if !dying.is_empty() {
+            let decide = self.decide.clone();
+            guard.defer(move || decide.lock().extend(dying));
         }
         // Hand our deferred work to the global collector so it runs without
         // waiting for this thread's next 128 pins.

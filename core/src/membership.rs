@@ -119,6 +119,13 @@ impl Many {
 }
 
 impl Topics {
+    fn into_keys(self) -> Box<dyn Iterator<Item = TopicKey>> {
+        match self {
+            Topics::One(key) => Box::new(std::iter::once(key)),
+            Topics::Many(m) => m.into_keys(),
+        }
+    }
+
     fn len(&self) -> usize {
         match self {
             Topics::One(_) => 1,
@@ -198,16 +205,14 @@ impl Membership {
         removed
     }
 
-    /// Removes `conn` from every topic, calling `on_removed` for each key
-    /// under the shard lock; it returns whether the key still named a live
-    /// topic. Returns how many of those there were.
-    pub(crate) fn remove_all(&self, conn: u64, mut on_removed: impl FnMut(TopicKey) -> bool) -> usize {
-        let mut shard = self.shard(conn).lock();
-        match shard.remove(&conn) {
-            None => 0,
-            Some(Topics::One(key)) => usize::from(on_removed(key)),
-            Some(Topics::Many(m)) => m.into_keys().filter(|key| on_removed(*key)).count(),
-        }
+    /// Removes `conn` from every topic and returns the keys it was in. The
+    /// shard lock is held only to unlink the connection's set, whatever its
+    /// size: the caller undoes the counts afterwards (and the set is freed
+    /// as the iterator is used up), so a connection in millions of topics
+    /// does not stall the other connections of its shard.
+    pub(crate) fn remove_all(&self, conn: u64) -> impl Iterator<Item = TopicKey> {
+        let taken = self.shard(conn).lock().remove(&conn);
+        taken.into_iter().flat_map(Topics::into_keys)
     }
 
     /// Tracked (connection, topic) pairs. Takes every shard lock in turn.
@@ -246,14 +251,7 @@ mod tests {
         }
         assert_eq!(m.pairs(), 5);
         assert!(!m.insert(9, key(997), || unreachable!("still there after moving back")));
-        let mut left = Vec::new();
-        assert_eq!(
-            m.remove_all(9, |k| {
-                left.push(k.id);
-                true
-            }),
-            5
-        );
+        let mut left: Vec<u32> = m.remove_all(9).map(|k| k.id).collect();
         left.sort_unstable();
         assert_eq!(left, [995, 996, 997, 998, 999]);
         assert_eq!((m.pairs(), m.connections()), (0, 0));
@@ -281,8 +279,8 @@ mod tests {
             m.insert(1, key(id), || {});
         }
         m.insert(2, key(0), || {});
-        assert_eq!(m.remove_all(1, |_| true), SMALL_MAX * 3);
-        assert_eq!(m.remove_all(1, |_| true), 0);
+        assert_eq!(m.remove_all(1).count(), SMALL_MAX * 3);
+        assert_eq!(m.remove_all(1).count(), 0);
         assert_eq!((m.pairs(), m.connections()), (1, 1));
     }
 }

@@ -212,6 +212,14 @@ pub struct ClusterStats {
     pub connections_dialed: u64,
     /// Connections closed at accept: too many handshakes pending.
     pub connections_refused_busy: u64,
+    /// Connections closed at accept: too many handshakes pending from
+    /// their source address.
+    pub connections_refused_source: u64,
+    /// Accepted connections in their handshake now.
+    pub handshakes_pending: usize,
+    /// Handshakes (accepted or dialed) not finished within
+    /// `handshake_timeout_ms`.
+    pub handshakes_timed_out: u64,
     /// Handshakes that failed authentication.
     pub auth_failures: u64,
     /// Connections closed for a protocol error.
@@ -221,6 +229,9 @@ pub struct ClusterStats {
     pub peers_too_large: u64,
     /// Addresses this node dials (or tried to).
     pub known_addresses: usize,
+    /// Addresses learned (gossip, HELLO) and not kept: malformed, or the
+    /// address table was full.
+    pub addresses_dropped: u64,
 }
 
 /// A node's counters and state, from [`crate::Node::stats`].
@@ -321,10 +332,14 @@ impl Stats {
                 "connections_accepted": c.connections_accepted,
                 "connections_dialed": c.connections_dialed,
                 "connections_refused_busy": c.connections_refused_busy,
+                "connections_refused_source": c.connections_refused_source,
+                "handshakes_pending": c.handshakes_pending,
+                "handshakes_timed_out": c.handshakes_timed_out,
                 "auth_failures": c.auth_failures,
                 "protocol_errors": c.protocol_errors,
                 "peers_too_large": c.peers_too_large,
                 "known_addresses": c.known_addresses,
+                "addresses_dropped": c.addresses_dropped,
             });
             if let Value::Object(cluster) = cluster {
                 obj.extend(cluster);
@@ -408,10 +423,14 @@ mod tests {
                 connections_accepted: 15,
                 connections_dialed: 16,
                 connections_refused_busy: 17,
+                connections_refused_source: 23,
+                handshakes_pending: 24,
+                handshakes_timed_out: 25,
                 auth_failures: 18,
                 protocol_errors: 19,
-                peers_too_large: 23,
+                peers_too_large: 27,
                 known_addresses: 20,
+                addresses_dropped: 26,
             }),
             peers: vec![peer()],
             metrics_listen: None,
@@ -421,7 +440,7 @@ mod tests {
         assert_eq!(
             s.to_json(),
             format!(
-                r#"{{"auth_failures":18,"cluster":"c","connections":3,"connections_accepted":15,"connections_dialed":16,"connections_open":14,"connections_refused_busy":17,"flush_us_avg":7,"flush_us_max":8,"flushes":6,"incarnation":"000000000000002e","known_addresses":20,"listen":"127.0.0.1:7401","node":"a","node_id":"000000000000001f","peers":[{peer}],"peers_known":11,"peers_too_large":23,"protocol_errors":19,"remote_topics":12,"remote_total":13,"stripes":5,"topics":1,"topics_collected":10,"topics_drained":9,"total_local":4,"tracked_pairs":2,"watch_backlog":22,"watches":21}}"#
+                r#"{{"addresses_dropped":26,"auth_failures":18,"cluster":"c","connections":3,"connections_accepted":15,"connections_dialed":16,"connections_open":14,"connections_refused_busy":17,"connections_refused_source":23,"flush_us_avg":7,"flush_us_max":8,"flushes":6,"handshakes_pending":24,"handshakes_timed_out":25,"incarnation":"000000000000002e","known_addresses":20,"listen":"127.0.0.1:7401","node":"a","node_id":"000000000000001f","peers":[{peer}],"peers_known":11,"peers_too_large":27,"protocol_errors":19,"remote_topics":12,"remote_total":13,"stripes":5,"topics":1,"topics_collected":10,"topics_drained":9,"total_local":4,"tracked_pairs":2,"watch_backlog":22,"watches":21}}"#
             )
         );
         let local = Stats { cluster: None, peers: vec![], ..s };

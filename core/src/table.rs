@@ -103,6 +103,37 @@ impl<T: 'static> Retired<T> {
     }
 }
 
+/// Entries unlinked by [`Table::remove`], freed together after one grace
+/// period: a GC pass that removes a million topics defers one closure, not
+/// a million (each would wait its turn in the collector's queue, keeping
+/// the memory from new topics meanwhile). Dropped without
+/// [`Unlinked::free_after`], the entries leak rather than being freed early.
+#[derive(Default)]
+pub(crate) struct Unlinked(Vec<*mut Entry>);
+
+// SAFETY: the pointers are owned by this batch alone: each entry was
+// unlinked from the table and `by_id` before being pushed, and is freed only
+// by `free_after`'s closure, once, after a grace period.
+unsafe impl Send for Unlinked {}
+
+impl Unlinked {
+    /// Frees every entry once no pinned thread can still reach it.
+    pub(crate) fn free_after(self, guard: &Guard) {
+        if self.0.is_empty() {
+            return;
+        }
+        guard.defer(move || {
+            let batch = self;
+            for p in batch.0 {
+                // SAFETY: every pointer came from `Box::into_raw` and was
+                // unreachable by new readers when pushed (see `remove`), and
+                // the grace period has passed.
+                drop(unsafe { Box::from_raw(p) });
+            }
+        });
+    }
+}
+
 struct Writer {
     live: usize,
     tombstones: usize,
@@ -255,9 +286,10 @@ impl Table {
         unsafe { Retired(old_ptr).free_after(guard) };
     }
 
-    /// Unlinks a `DEAD` entry (topic GC) and retires its memory. The id is not
-    /// free yet: see [`Table::release_id`].
-    pub(crate) fn remove(&self, entry: &Entry, guard: &Guard) {
+    /// Unlinks a `DEAD` entry (topic GC) into `unlinked`, whose
+    /// [`Unlinked::free_after`] frees it. The id is not free yet: see
+    /// [`Table::release_id`].
+    pub(crate) fn remove(&self, entry: &Entry, unlinked: &mut Unlinked) {
         let mut w = self.writer.lock();
         // SAFETY: we hold the writer lock, so the array is the live one.
         let current = unsafe { &*self.slots.load(Ordering::Acquire) };
@@ -275,9 +307,9 @@ impl Table {
                 if let Some(slot) = self.by_id.get(entry.id as usize) {
                     slot.store(std::ptr::null_mut(), Ordering::Release);
                 }
-                // SAFETY: the entry came from `Box::into_raw` and is now
-                // unreachable from the table and `by_id`; it is retired once.
-                unsafe { Retired(target).free_after(guard) };
+                // The entry came from `Box::into_raw` and is now unreachable
+                // from the table and `by_id`: it is retired once, here.
+                unlinked.0.push(target);
                 return;
             }
             i = (i + 1) & current.mask;

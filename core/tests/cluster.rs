@@ -10,7 +10,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use headcount::internals::conn::{AuthKey, Conn, ConnParams, Role};
+use headcount::internals::conn::{Conn, Role};
 use headcount::internals::wire::{self, Frame, FrameDecoder, MAX_FRAME_LEN};
 use headcount::{Config, Node};
 use support::*;
@@ -322,20 +322,6 @@ fn a_stalled_peer_blocks_nobody_and_memory_stays_bounded() {
         "{}",
         disagreement(&all, &topics, &expect)
     );
-}
-
-fn conn_params(name: &str, secret: &[u8]) -> ConnParams {
-    ConnParams {
-        settings: std::sync::Arc::new(headcount::Config::new().settings().clone()),
-        node_name: name.into(),
-        node_id: 0xdead_beef,
-        incarnation: 1,
-        listen: String::new(),
-        key: AuthKey::new(secret),
-        handshake_timeout_ms: 5000,
-        heartbeat_ms: 100,
-        id_soft_cap: 1 << 20,
-    }
 }
 
 /// Reads frames from `s` until EOF or `timeout`; returns them and whether

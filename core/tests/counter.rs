@@ -244,3 +244,44 @@ fn writes_racing_gc_are_never_lost() {
         assert_eq!(c.count_local([b'g', t]).unwrap(), want, "topic {t}");
     }
 }
+
+/// A connection in a great many topics going away (a monitoring process,
+/// a NIF's dead process) blocks only its own `untrack_all`: the other
+/// connections of its membership shard keep tracking meanwhile.
+#[test]
+fn untrack_all_of_a_huge_connection_does_not_stall_other_connections() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    const TOPICS: usize = 200_000;
+    // One stripe: 16 membership shards, so some of the 256 other
+    // connections share conn 1's shard (all miss it with p = (15/16)^256).
+    let c = Counter::with_config(CounterConfig { stripes: Some(1), ..Default::default() });
+    for i in 0..TOPICS {
+        c.track(format!("big:{i}"), 1).unwrap();
+    }
+    let done = AtomicBool::new(false);
+    let (took, longest) = std::thread::scope(|s| {
+        let other = s.spawn(|| {
+            let (mut longest, mut last, mut i) = (Duration::ZERO, Instant::now(), 0u64);
+            while !done.load(Ordering::Relaxed) {
+                let conn = 1_000 + i % 256;
+                assert!(c.track(b"small", conn).unwrap());
+                assert!(c.untrack(b"small", conn).unwrap());
+                i += 1;
+                let now = Instant::now();
+                longest = longest.max(now - last);
+                last = now;
+            }
+            longest
+        });
+        std::thread::sleep(Duration::from_millis(20));
+        let start = Instant::now();
+        assert_eq!(c.untrack_all(1), TOPICS);
+        let took = start.elapsed();
+        done.store(true, Ordering::Relaxed);
+        (took, other.join().unwrap())
+    });
+    eprintln!("untrack_all of {TOPICS} topics took {took:?}; the other thread's longest wait {longest:?}");
+    assert!(longest < took / 4, "other connections waited {longest:?} of the {took:?} untrack_all took");
+    assert_eq!(c.total_local(), 0);
+    assert_eq!(c.count_local(b"big:7").unwrap(), 0);
+}

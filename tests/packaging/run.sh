@@ -42,9 +42,10 @@ run() {
     fail "$name"; return 1
 }
 
-# A two-node cluster on loopback: each counts one connection, both see 2.
+# A two-node cluster on loopback: each counts one connection, both see 2,
+# and a watch read with `async for` (headcount/_aio.py in the package) says 2.
 CLUSTER_PY='
-import time, headcount
+import asyncio, time, headcount
 cfg = dict(secret="s", flush_interval_ms=20)
 with headcount.Node(node_name="a", listen="127.0.0.1:0", **cfg) as a, \
      headcount.Node(node_name="b", listen="127.0.0.1:0", seeds=[a.local_addr], **cfg) as b:
@@ -54,6 +55,11 @@ with headcount.Node(node_name="a", listen="127.0.0.1:0", **cfg) as a, \
     while (a.count("room"), b.count("room")) != (2, 2) and time.monotonic() < deadline:
         time.sleep(0.01)
     print(a.count("room"), b.count("room"))
+    async def watched():
+        with b.watch("ro", initial=True) as w:
+            async for batch in w:
+                return [(c.topic, c.count) for c in batch]
+    print(asyncio.run(asyncio.wait_for(watched(), 10)))
 '
 
 check_python() {
@@ -63,8 +69,8 @@ check_python() {
     # pip install <path>, from a directory that is not the repository.
     run "python: pip install bindings/python into a new venv" 900 \
         env -C "$app" "$venv/bin/pip" install --quiet --disable-pip-version-check "$root/bindings/python" || return
-    if (cd "$app" && timeout 60 "$venv/bin/python" -c "$CLUSTER_PY") >"$tmp/log" 2>&1 && grep -qx "2 2" "$tmp/log"; then
-        pass "python: a 2-node cluster from the installed package counts 2 on both"
+    if (cd "$app" && timeout 60 "$venv/bin/python" -c "$CLUSTER_PY") >"$tmp/log" 2>&1 && grep -qx "2 2" "$tmp/log" && grep -qxF "[('room', 2)]" "$tmp/log"; then
+        pass "python: a 2-node cluster from the installed package counts 2 on both, and a watch says so"
     else
         fail "python: a 2-node cluster from the installed package"
     fi

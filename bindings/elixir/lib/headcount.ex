@@ -37,9 +37,12 @@ defmodule Headcount do
   that return `:ok` return `{:error, reason}` for those outcomes instead.
   Arguments of the wrong type raise `ArgumentError`.
 
-  Not in this version (they wait for the library's change feed and
-  distinct users): `subscribe/3`, `unsubscribe/2`, `top/3`, `users/2` and
-  the `user:` option of `track/3`.
+  Live counts: `subscribe/3` sends the caller
+  `{:headcount_changes, ref, [{topic, count, users}]}` whenever matching
+  topics' cluster-wide counts change, and `top/3` ranks topics by count.
+
+  Not in this version (they wait for the library's distinct users):
+  `users/2` and the `user:` option of `track/3`.
   """
 
   alias Headcount.{Error, Server}
@@ -139,6 +142,69 @@ defmodule Headcount do
   @spec add_peer(server(), String.t()) :: :ok | {:error, term()}
   def add_peer(server, addr) do
     with {:ok, h} <- node_handle(server), do: :headcount.add_peer(h, addr)
+  end
+
+  @doc """
+  Subscribes the caller to every topic that starts with `prefix` (`""`:
+  every topic). It then receives
+
+      {:headcount_changes, ref, [{topic, count, users}]}
+
+  (`topic` a binary) whenever matching topics' cluster-wide counts change:
+  local tracks and untracks (no later than the flush that ships them),
+  peer reports, a peer going down or leaving. A message names a topic
+  once, with its latest count; after changes stop, the last count received
+  for every matching topic is its `count/2` (0 for a topic that emptied).
+  `users` equals `count` until the library counts distinct users.
+
+  Options: `initial: true` makes the first message hold every matching
+  topic whose count is non-zero. The subscription ends with
+  `unsubscribe/2`, when the caller exits, or when the node stops. Returns
+  `{:error, :invalid_topic}` for a prefix over `max_topic_len`, `{:error,
+  :closed}` or `{:error, :not_running}`.
+
+  Messages are sent by a thread of the NIF's own, never on a scheduler; a
+  process that stops receiving accumulates one message per flush.
+  """
+  @spec subscribe(server(), iodata(), keyword()) :: {:ok, reference()} | {:error, reason()}
+  def subscribe(server, prefix, opts \\ []) do
+    initial =
+      case opts do
+        [] -> false
+        [initial: b] when is_boolean(b) -> b
+        _ -> raise ArgumentError, "subscribe: the only option is initial: (a boolean), got: #{inspect(opts)}"
+      end
+
+    with {:ok, h} <- node_handle(server), do: :headcount.watch(h, prefix, %{initial: initial})
+  end
+
+  @doc """
+  Ends the subscription `ref` of `subscribe/2,3`: no message for it
+  arrives after this returns (the caller's mailbox is flushed of those
+  already sent). Idempotent. Returns `{:error, :closed}` once the node is
+  stopped (which ended it) and `{:error, :not_running}`.
+  """
+  @spec unsubscribe(server(), reference()) :: :ok | {:error, reason()}
+  def unsubscribe(server, ref) when is_reference(ref) do
+    with {:ok, h} <- node_handle(server), do: :headcount.unwatch(h, ref)
+  end
+
+  @doc """
+  The `k` topics with the highest cluster-wide counts, highest first, ties
+  broken by topic bytes ascending, as `[{topic, count}]`; topics at zero
+  are not listed. Options: `prefix:` (default `""`) keeps only topics that
+  start with it. Exact, by a scan of every topic (on a dirty scheduler).
+  """
+  @spec top(server(), non_neg_integer(), keyword()) :: [{binary(), non_neg_integer()}]
+  def top(server, k, opts \\ []) when is_integer(k) and k >= 0 do
+    prefix =
+      case opts do
+        [] -> ""
+        [prefix: p] -> p
+        _ -> raise ArgumentError, "top: the only option is prefix: (iodata), got: #{inspect(opts)}"
+      end
+
+    value(server, &:headcount.top(&1, k, prefix))
   end
 
   # -- helpers ---------------------------------------------------------------

@@ -1,7 +1,8 @@
 defmodule Headcount.ClusterTest do
   # Two BEAM nodes started with :peer on 127.0.0.1, each running Headcount
   # with discovery: :erlang and no seeds: connecting the Erlang nodes is all
-  # it takes for their counts to converge.
+  # it takes for their counts to converge, and a subscriber on one sees
+  # the other's users come and go.
   use ExUnit.Case, async: false
   import Headcount.TestHelpers
 
@@ -76,6 +77,43 @@ defmodule Headcount.ClusterTest do
 
   defp count(node), do: :erpc.call(node, Headcount, :count, [ClusterHC, "room:lobby"])
 
+  # A process on `node` subscribed to "room:" (initial: true) that forwards
+  # each batch to the test process as {:changes, batch}.
+  defp subscribe_forwarder(node) do
+    on(
+      node,
+      """
+      spawn(fn ->
+        {:ok, ref} = Headcount.subscribe(ClusterHC, "room:", initial: true)
+        send(parent, :subscribed)
+        forward = fn forward ->
+          receive do
+            {:headcount_changes, ^ref, batch} -> send(parent, {:changes, batch}); forward.(forward)
+          end
+        end
+        forward.(forward)
+      end)
+      """,
+      parent: self()
+    )
+
+    assert_receive :subscribed, 10_000
+  end
+
+  # Receives forwarded batches until "room:lobby" was last delivered as `want`.
+  defp lobby_reaches(want, last \\ nil) do
+    if last == want do
+      :ok
+    else
+      receive do
+        {:changes, batch} ->
+          lobby_reaches(want, Enum.find_value(batch, last, fn {t, c, _} -> t == "room:lobby" && c end))
+      after
+        10_000 -> flunk("room:lobby was last delivered as #{inspect(last)}, not #{want}")
+      end
+    end
+  end
+
   test "two nodes discover each other through Erlang distribution and converge" do
     {pa, a} = peer(:"hc_a_#{System.unique_integer([:positive])}")
     {pb, b} = peer(:"hc_b_#{System.unique_integer([:positive])}")
@@ -88,20 +126,27 @@ defmodule Headcount.ClusterTest do
     Process.sleep(200)
     assert count(a) == 3
     assert %{"peers" => []} = :erpc.call(a, Headcount, :stats, [ClusterHC])
+    subscribe_forwarder(a)
+    lobby_reaches(3)
 
     # What libcluster or Node.connect/1 does; discovery does the rest.
     true = :erpc.call(a, Node, :connect, [b])
     eventually(fn -> count(a) == 5 and count(b) == 5 end)
+    lobby_reaches(5)
+    assert [{"room:lobby", 5}] = :erpc.call(a, Headcount, :top, [ClusterHC, 10, [prefix: "room:"]])
     assert %{"peers" => [_]} = :erpc.call(a, Headcount, :stats, [ClusterHC])
     assert %{local: 3, peers_reporting: 1} = :erpc.call(a, Headcount, :count_info, [ClusterHC, "room:lobby"])
 
     # deaths on one node reach the other
     for u <- users_a, do: :erpc.call(a, Process, :exit, [u, :kill])
     eventually(fn -> count(a) == 2 and count(b) == 2 end)
+    lobby_reaches(2)
 
     # a node that goes away is dropped by the other
     :peer.stop(pb)
     eventually(fn -> count(a) == 0 end)
+    lobby_reaches(0)
+    assert [] = :erpc.call(a, Headcount, :top, [ClusterHC, 10, [prefix: "room:"]])
     :peer.stop(pa)
   end
 end

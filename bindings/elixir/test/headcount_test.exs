@@ -45,6 +45,123 @@ defmodule HeadcountTest do
     end
   end
 
+  describe "change feed and top" do
+    # Folds {:headcount_changes, ref, _} messages into `seen` until `want`
+    # (a map) is part of it.
+    defp seen_until(ref, seen, want) do
+      if Map.take(seen, Map.keys(want)) == want do
+        seen
+      else
+        receive do
+          {:headcount_changes, ^ref, changes} ->
+            assert changes != []
+            topics = for {t, _, _} <- changes, do: t
+            assert length(topics) == length(Enum.uniq(topics))
+
+            seen =
+              Enum.reduce(changes, seen, fn {t, c, u}, acc when is_binary(t) and c == u ->
+                Map.put(acc, t, c)
+              end)
+
+            seen_until(ref, seen, want)
+        after
+          10_000 -> flunk("not seen: #{inspect(want)}, seen #{inspect(seen)}")
+        end
+      end
+    end
+
+    test "subscribe: messages, prefix, final zero, unsubscribe", %{hc: hc} do
+      assert {:ok, ref} = Headcount.subscribe(hc, "room:")
+      assert is_reference(ref)
+      user = tracked(hc, ["room:1", "lobby"])
+      :ok = Headcount.track(hc, "room:1")
+      seen = seen_until(ref, %{}, %{"room:1" => 2})
+      Process.exit(user, :kill)
+      :ok = Headcount.untrack(hc, "room:1")
+      seen = seen_until(ref, seen, %{"room:1" => 0})
+      refute Map.has_key?(seen, "lobby")
+      assert :ok = Headcount.unsubscribe(hc, ref)
+      assert :ok = Headcount.unsubscribe(hc, ref)
+      :ok = Headcount.track(hc, "room:2")
+      refute_receive {:headcount_changes, ^ref, _}, 200
+      eventually(fn -> Headcount.stats(hc)["watches"] == 0 end)
+    end
+
+    test "subscribe with initial: true", %{hc: hc} do
+      {:ok, all} = Headcount.subscribe(hc, "")
+      tracked(hc, ["a:1", "a:2", "b"])
+      tracked(hc, ["a:1"])
+      seen_until(all, %{}, %{"a:1" => 2, "a:2" => 1, "b" => 1})
+      {:ok, ref} = Headcount.subscribe(hc, "a:", initial: true)
+      assert_receive {:headcount_changes, ^ref, changes}, 10_000
+      assert Enum.sort(changes) == [{"a:1", 2, 2}, {"a:2", 1, 1}]
+      {:ok, later} = Headcount.subscribe(hc, "a:", initial: false)
+      refute_receive {:headcount_changes, ^later, _}, 150
+    end
+
+    test "a subscriber that exits ends its subscription", %{hc: hc} do
+      parent = self()
+
+      subscribers =
+        for _ <- 1..10 do
+          spawn(fn ->
+            {:ok, _} = Headcount.subscribe(hc, "x")
+            send(parent, :subscribed)
+            Process.sleep(:infinity)
+          end)
+        end
+
+      for _ <- subscribers, do: assert_receive(:subscribed, 5_000)
+      assert Headcount.stats(hc)["watches"] == 10
+      Enum.each(subscribers, &Process.exit(&1, :kill))
+      eventually(fn -> Headcount.stats(hc)["watches"] == 0 end)
+    end
+
+    test "top against a brute force answer", %{hc: hc} do
+      topics = for i <- 1..60, do: Enum.at(["room:", "lobby:", "ro"], rem(i, 3)) <> "#{i}"
+      :rand.seed(:exsss, {18, 18, 18})
+      for _ <- 1..40, do: tracked(hc, Enum.take_random(topics, 5))
+
+      brute = fn k, prefix ->
+        topics
+        |> Enum.filter(&String.starts_with?(&1, prefix))
+        |> Enum.map(&{&1, Headcount.count(hc, &1)})
+        |> Enum.filter(fn {_, c} -> c > 0 end)
+        |> Enum.sort_by(fn {t, c} -> {-c, t} end)
+        |> Enum.take(k)
+      end
+
+      for k <- [0, 1, 5, 100], prefix <- ["", "room:", "ro", "none"] do
+        assert Headcount.top(hc, k, prefix: prefix) == brute.(k, prefix)
+      end
+
+      assert Headcount.top(hc, 3) == brute.(3, "")
+    end
+
+    test "errors", %{hc: hc} do
+      assert {:error, :invalid_topic} = Headcount.subscribe(hc, String.duplicate("p", 1025))
+      assert_raise ArgumentError, ~r/initial:/, fn -> Headcount.subscribe(hc, "", initial: :yes) end
+      assert_raise ArgumentError, ~r/initial:/, fn -> Headcount.subscribe(hc, "", inital: true) end
+      assert_raise ArgumentError, fn -> Headcount.subscribe(hc, 42) end
+      assert_raise ArgumentError, fn -> Headcount.unsubscribe(hc, make_ref()) end
+      assert_raise ArgumentError, ~r/prefix:/, fn -> Headcount.top(hc, 1, prefx: "") end
+      assert_raise FunctionClauseError, fn -> Headcount.top(hc, -1) end
+
+      assert %Headcount.Error{reason: :invalid_topic} =
+               catch_error(Headcount.top(hc, 1, prefix: String.duplicate("p", 1025)))
+
+      assert {:error, :not_running} = Headcount.subscribe(NoSuchHeadcount, "")
+      assert {:error, :not_running} = Headcount.unsubscribe(NoSuchHeadcount, make_ref())
+      assert %Headcount.Error{reason: :not_running} = catch_error(Headcount.top(NoSuchHeadcount, 1))
+      {:ok, ref} = Headcount.subscribe(hc, "")
+      {:ok, handle} = Headcount.Server.handle(hc)
+      :ok = :headcount.stop(handle)
+      assert {:error, :closed} = Headcount.subscribe(hc, "")
+      assert {:error, :closed} = Headcount.unsubscribe(hc, ref)
+      assert %Headcount.Error{reason: :closed} = catch_error(Headcount.top(hc, 1))
+    end
+  end
+
   describe "errors: value functions raise, :ok functions return {:error, reason}" do
     test "invalid topic", %{hc: hc} do
       assert {:error, :invalid_topic} = Headcount.track(hc, "")

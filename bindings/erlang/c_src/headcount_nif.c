@@ -21,6 +21,9 @@
  *                                       owners.
  *   monitor owner (resource             owns monitors; its `down` callback
  *     `headcount_monitors`, with down)  untracks the process.
+ *   watcher (watch.c)                   the node's watches and the thread
+ *                                       that delivers them as messages;
+ *                                       stopped with the node.
  *
  * Why one monitor owner per scheduler thread (picked by the thread's guard
  * slot): ERTS keeps a resource's monitors in one red-black tree under one
@@ -93,6 +96,7 @@
 #include "headcount.h"
 #include "pid_set.h"
 #include "spinlock.h"
+#include "watch.h"
 
 /* ------------------------------------------------------------------------ */
 /* Atoms                                                                     */
@@ -189,6 +193,8 @@ typedef struct {
 struct hc_erl_node {
     guard guard;            /* see guard.h; first, so 64-byte aligned */
     ErlNifMutex *stop_lock; /* serializes stop and the handle's destructor */
+    ErlNifMutex *watch_lock; /* guards `watcher`; never held while entering the guard */
+    watcher *watcher;       /* delivers the watches (watch.h); NULL until the first */
     hc_node *node;          /* NULL once stopped */
     uint32_t refs;          /* atomic: the handle + each live monitor owner */
     void *alloc;            /* what enif_alloc returned (the core is aligned in it) */
@@ -236,7 +242,12 @@ static hc_erl_node *core_new(hc_node *node)
     memset(res, 0, sizeof *res);
     res->alloc = alloc;
     res->stop_lock = enif_mutex_create("headcount_stop");
-    if (!res->stop_lock) {
+    res->watch_lock = enif_mutex_create("headcount_watch");
+    if (!res->stop_lock || !res->watch_lock) {
+        if (res->stop_lock)
+            enif_mutex_destroy(res->stop_lock);
+        if (res->watch_lock)
+            enif_mutex_destroy(res->watch_lock);
         enif_free(alloc);
         return NULL;
     }
@@ -259,18 +270,21 @@ static void core_unref(hc_erl_node *res)
     for (unsigned k = 0; k < NSHARDS; k++)
         pid_set_clear(&res->shards[k].pids);
     enif_mutex_destroy(res->stop_lock);
+    enif_mutex_destroy(res->watch_lock);
     enif_free(res->alloc);
 }
 
 /*
  * stop's work, for stop/1 and the handle's destructor: closes the guard,
- * frees the node and the pid sets, and releases the monitor owners (ERTS
- * removes their monitors). Idempotent.
+ * frees the node and the pid sets, ends the watches and joins their thread,
+ * and releases the monitor owners (ERTS removes their monitors).
+ * Idempotent.
  */
 static void shutdown_core(hc_erl_node *res)
 {
     monitor_owner *owners[NOWNERS];
     hc_node *node = NULL;
+    watcher *wr = NULL;
     unsigned n = 0;
     enif_mutex_lock(res->stop_lock);
     if (!guard_is_closed(&res->guard)) {
@@ -278,6 +292,10 @@ static void shutdown_core(hc_erl_node *res)
         /* No call is inside, and none will touch the shards again. */
         node = res->node;
         res->node = NULL;
+        enif_mutex_lock(res->watch_lock);
+        wr = res->watcher;
+        res->watcher = NULL;
+        enif_mutex_unlock(res->watch_lock);
         for (unsigned k = 0; k < NSHARDS; k++)
             pid_set_clear(&res->shards[k].pids);
         for (unsigned k = 0; k < NOWNERS; k++) {
@@ -287,6 +305,8 @@ static void shutdown_core(hc_erl_node *res)
     }
     enif_mutex_unlock(res->stop_lock);
     hc_node_free(node);
+    if (wr)
+        watcher_stop(wr);
     for (unsigned k = 0; k < n; k++)
         enif_release_resource(owners[k]); /* its destructor drops its core reference */
 }
@@ -801,6 +821,100 @@ static ERL_NIF_TERM beam_memory_nif(ErlNifEnv *env, int argc, const ERL_NIF_TERM
 }
 
 /* ------------------------------------------------------------------------ */
+/* The change feed (watch.c delivers it)                                      */
+
+/* watch_nif(Node, Prefix, Flags) -> {ok, Watch} | {error, _}. Dirty CPU:
+ * with HC_WATCH_INITIAL the library scans every topic. */
+static ERL_NIF_TERM watch_nif(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
+{
+    (void)argc;
+    hc_erl_node *res;
+    ErlNifBinary prefix;
+    unsigned flags;
+    if (!get_node(env, argv[0], &res) || !get_iodata(env, argv[1], &prefix) || !enif_get_uint(env, argv[2], &flags))
+        return enif_make_badarg(env);
+    hc_node *node = acquire(res);
+    if (!node)
+        return error_tuple(env, am_closed);
+    hc_watch *w = NULL;
+    hc_status st = hc_watch_new(node, prefix.size ? prefix.data : NULL, prefix.size, flags, &w);
+    ERL_NIF_TERM result;
+    if (st != HC_OK) {
+        result = status_error(env, st);
+    } else {
+        enif_mutex_lock(res->watch_lock);
+        if (!res->watcher)
+            res->watcher = watcher_new();
+        watcher *wr = res->watcher;
+        enif_mutex_unlock(res->watch_lock);
+        ERL_NIF_TERM term = 0;
+        if (wr)
+            term = watcher_add(env, wr, w); /* adopts w, also on failure */
+        else
+            hc_watch_free(w);
+        result = term ? enif_make_tuple2(env, am_ok, term) : error_tuple(env, am_enomem);
+    }
+    release(res);
+    return result;
+}
+
+/* unwatch_nif(Node, Watch) -> ok | {error, closed}; badarg for a watch of
+ * another node. */
+static ERL_NIF_TERM unwatch_nif(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
+{
+    (void)argc;
+    hc_erl_node *res;
+    watcher *wr;
+    if (!get_node(env, argv[0], &res) || !(wr = watch_owner(env, argv[1])))
+        return enif_make_badarg(env);
+    if (!acquire(res))
+        return error_tuple(env, am_closed);
+    enif_mutex_lock(res->watch_lock);
+    bool ours = wr == res->watcher;
+    enif_mutex_unlock(res->watch_lock);
+    if (ours)
+        watch_end(env, argv[1]);
+    release(res);
+    return ours ? am_ok : enif_make_badarg(env);
+}
+
+/* top_nif(Node, K, Prefix) -> [{Topic, Count}] | {error, _}. Dirty CPU:
+ * the library scans every topic. */
+static ERL_NIF_TERM top_nif(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
+{
+    (void)argc;
+    hc_erl_node *res;
+    ErlNifUInt64 k;
+    ErlNifBinary prefix;
+    if (!get_node(env, argv[0], &res) || !enif_get_uint64(env, argv[1], &k) ||
+        !get_iodata(env, argv[2], &prefix))
+        return enif_make_badarg(env);
+    hc_node *node = acquire(res);
+    if (!node)
+        return error_tuple(env, am_closed);
+    hc_list *list = NULL;
+    hc_status st = hc_top(node, prefix.size ? prefix.data : NULL, prefix.size, (size_t)k, &list);
+    ERL_NIF_TERM result = st == HC_OK ? enif_make_list(env, 0) : status_error(env, st);
+    release(res);
+    if (st != HC_OK)
+        return result;
+    for (size_t i = hc_list_len(list); i-- > 0;) {
+        const uint8_t *topic = NULL;
+        size_t len = 0;
+        uint64_t count = 0;
+        if (hc_list_get(list, i, &topic, &len, &count, NULL) != HC_OK)
+            continue; /* i < len: cannot fail */
+        ERL_NIF_TERM bin;
+        unsigned char *data = enif_make_new_binary(env, len, &bin);
+        if (len)
+            memcpy(data, topic, len);
+        result = enif_make_list_cell(env, enif_make_tuple2(env, bin, enif_make_uint64(env, count)), result);
+    }
+    hc_list_free(list);
+    return result;
+}
+
+/* ------------------------------------------------------------------------ */
 /* Log lines                                                                  */
 
 /*
@@ -866,7 +980,7 @@ static int load(ErlNifEnv *env, void **priv, ERL_NIF_TERM info)
     init.down = owner_down;
     init.members = 3;
     owner_type = enif_init_resource_type(env, "headcount_monitors", &init, ERL_NIF_RT_CREATE, NULL);
-    if (!node_type || !owner_type)
+    if (!node_type || !owner_type || !watch_load(env))
         return 1;
 
     am_ok = mk_atom(env, "ok");
@@ -929,6 +1043,9 @@ static ErlNifFunc funcs[] = {
     {"stats_json", 1, stats_json_nif, 0},
     {"beam_memory", 1, beam_memory_nif, 0},
     {"version", 0, version_nif, 0},
+    {"watch_nif", 3, watch_nif, ERL_NIF_DIRTY_JOB_CPU_BOUND},
+    {"unwatch_nif", 2, unwatch_nif, 0},
+    {"top", 3, top_nif, ERL_NIF_DIRTY_JOB_CPU_BOUND},
 };
 
 ERL_NIF_INIT(headcount, funcs, load, NULL, NULL, unload)

@@ -26,13 +26,16 @@
 -export([start/1, stop/1,
          track/2, track/3, untrack/2, untrack/3, untrack_all/2,
          count/2, count_local/2, count_info/2, total/1,
+         watch/2, watch/3, unwatch/2, top/3,
          local_addr/1, add_peer/2, stats/1, stats_json/1, version/0]).
 
 -on_load(init/0).
 
--export_type([node_handle/0, topic/0, config/0, error_reason/0]).
+-export_type([node_handle/0, topic/0, config/0, error_reason/0, watch_ref/0, change/0]).
 
 -opaque node_handle() :: reference().
+-opaque watch_ref() :: reference().
+-type change() :: {Topic :: binary(), Count :: non_neg_integer(), Users :: non_neg_integer()}.
 -type topic() :: iodata().
 -type config() :: #{config_key() => config_value()} | [{config_key(), config_value()}].
 -type config_key() :: atom() | binary() | string().
@@ -184,6 +187,77 @@ count_info(_Node, _Topic) -> ?NOT_LOADED.
 %% @doc The sum of all counts across the cluster.
 -spec total(node_handle()) -> non_neg_integer() | {error, error_reason()}.
 total(_Node) -> ?NOT_LOADED.
+
+%% -------------------------------------------------------------------------
+%% The change feed
+
+%% @equiv watch(Node, Prefix, #{})
+-spec watch(node_handle(), iodata()) -> {ok, watch_ref()} | {error, error_reason()}.
+watch(Node, Prefix) ->
+    watch(Node, Prefix, #{}).
+
+%% @doc Watches every topic that starts with `Prefix' (`<<>>': every topic).
+%% The calling process then receives
+%% `{headcount_changes, Ref, [{Topic, Count, Users}]}' (`Topic' a binary)
+%% whenever matching topics' cluster-wide counts change: local tracks and
+%% untracks (no later than the flush that ships them), peer reports, a peer
+%% going down or leaving. A message names a topic once, with its latest
+%% count; after changes stop, the last count received for every matching
+%% topic is its `count/2' (0 for a topic that emptied). `Users' equals
+%% `Count' until the library counts distinct users.
+%%
+%% Options: `initial => true' makes the first message hold every matching
+%% topic whose count is non-zero. The watch ends with {@link unwatch/2},
+%% when the calling process exits, or when the node stops. An unknown
+%% option, or a prefix that is not iodata, raises `badarg'; a prefix over
+%% `max_topic_len' returns `{error, invalid_topic}'.
+%%
+%% Messages are built and sent by a thread of the NIF's own (one per node),
+%% never on a scheduler. A process that stops receiving accumulates one
+%% message per flush in its mailbox: receive them.
+-spec watch(node_handle(), iodata(), #{initial => boolean()}) ->
+    {ok, watch_ref()} | {error, error_reason()}.
+watch(Node, Prefix, Opts) when is_map(Opts) ->
+    Flags = case maps:to_list(Opts) of
+        [] -> 0;
+        [{initial, false}] -> 0;
+        [{initial, true}] -> 1;
+        _ -> erlang:error(badarg)
+    end,
+    watch_nif(Node, Prefix, Flags);
+watch(_Node, _Prefix, _Opts) ->
+    erlang:error(badarg).
+
+watch_nif(_Node, _Prefix, _Flags) -> ?NOT_LOADED.
+
+%% @doc Ends the watch `Ref' of `Node'. No message for it is sent after this
+%% returns, and the calling process's mailbox is flushed of those already
+%% sent (when it is the process that called watch). Idempotent; `{error,
+%% closed}' once the node is stopped (which ended the watch); `badarg' for
+%% a `Ref' that is not a watch of `Node'.
+-spec unwatch(node_handle(), watch_ref()) -> ok | {error, closed}.
+unwatch(Node, Ref) ->
+    case unwatch_nif(Node, Ref) of
+        ok -> flush_changes(Ref);
+        Error -> Error
+    end.
+
+flush_changes(Ref) ->
+    receive
+        {headcount_changes, Ref, _} -> flush_changes(Ref)
+    after 0 ->
+        ok
+    end.
+
+unwatch_nif(_Node, _Ref) -> ?NOT_LOADED.
+
+%% @doc The `K' topics starting with `Prefix' (`<<>>': any) with the highest
+%% cluster-wide counts, highest first, ties broken by topic bytes ascending;
+%% topics at zero are not listed. Exact, by a scan of every topic (on a
+%% dirty scheduler).
+-spec top(node_handle(), non_neg_integer(), iodata()) ->
+    [{binary(), non_neg_integer()}] | {error, error_reason()}.
+top(_Node, _K, _Prefix) -> ?NOT_LOADED.
 
 %% -------------------------------------------------------------------------
 %% Cluster and introspection

@@ -11,10 +11,19 @@ use std::borrow::Cow;
 /// caller's reference keeps alive while the GIL is released), copied from a
 /// `bytearray` or `memoryview` (another thread may change those meanwhile).
 pub(crate) fn topic<'a>(obj: &'a Bound<'_, PyAny>) -> PyResult<Cow<'a, [u8]>> {
+    topic_bytes(obj, "topic")
+}
+
+/// A watch's or `top`'s prefix: taken as a topic is (and may be empty).
+pub(crate) fn prefix<'a>(obj: &'a Bound<'_, PyAny>) -> PyResult<Cow<'a, [u8]>> {
+    topic_bytes(obj, "prefix")
+}
+
+fn topic_bytes<'a>(obj: &'a Bound<'_, PyAny>, name: &str) -> PyResult<Cow<'a, [u8]>> {
     if let Ok(s) = obj.cast::<PyString>() {
         return match s.to_str() {
             Ok(s) => Ok(Cow::Borrowed(s.as_bytes())),
-            Err(e) => Err(PyValueError::new_err(format!("topic is not encodable as UTF-8: {e}"))),
+            Err(e) => Err(PyValueError::new_err(format!("{name} is not encodable as UTF-8: {e}"))),
         };
     }
     if let Ok(b) = obj.cast::<PyBytes>() {
@@ -27,7 +36,7 @@ pub(crate) fn topic<'a>(obj: &'a Bound<'_, PyAny>) -> PyResult<Cow<'a, [u8]>> {
         let bytes = obj.call_method0("tobytes")?;
         return Ok(Cow::Owned(bytes.cast::<PyBytes>()?.as_bytes().to_vec()));
     }
-    Err(PyTypeError::new_err(format!("topic must be str or bytes, not {}", type_name(obj))))
+    Err(PyTypeError::new_err(format!("{name} must be str or bytes, not {}", type_name(obj))))
 }
 
 /// A connection id: an int (or anything with `__index__`, not `bool`) in
@@ -41,6 +50,12 @@ pub(crate) fn conn(obj: &Bound<'_, PyAny>) -> PyResult<u64> {
     }
     let n = integer(obj, "conn")?;
     n.extract::<u64>().map_err(|_| PyValueError::new_err(format!("conn must be in 0..2**64-1, got {n}")))
+}
+
+/// A size (`Node.top`'s `k`): an int in `0..=usize::MAX`, not `bool`.
+pub(crate) fn size(obj: &Bound<'_, PyAny>, name: &str) -> PyResult<usize> {
+    let n = integer(obj, name)?;
+    n.extract::<usize>().map_err(|_| PyValueError::new_err(format!("{name} must be a non-negative int, got {n}")))
 }
 
 /// A raw count change: an int in `-2**63..2**63-1`.

@@ -12,14 +12,16 @@
 //! child, where its threads do not exist.
 
 use crate::args;
+use crate::change::topic_object;
 use crate::errors::{self, OrRaise, Status};
 use crate::fork;
+use crate::watch::PyWatch;
 use headcount::{Config, TopicCount};
 use parking_lot::Mutex;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyDict, PyString, PyTuple};
+use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 use std::mem::ManuallyDrop;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -166,6 +168,43 @@ impl PyNode {
     fn total(&self, py: Python<'_>) -> PyResult<u64> {
         let node = self.node(py)?;
         py.detach(|| node.total()).or_raise(py, "total")
+    }
+
+    // -- change feed and ranked reads ---------------------------------------
+
+    /// A :class:`Watch` of every topic starting with ``prefix`` (``str`` or
+    /// bytes; ``""``, the default, watches every topic). With
+    /// ``initial=True`` its first batch holds every matching topic whose
+    /// count is non-zero. Later batches hold each topic whose cluster-wide
+    /// count changed: local tracks (with the flush that ships them), peers'
+    /// reports, peers going down or coming back.
+    #[pyo3(signature = (prefix = None, *, initial = false))]
+    fn watch(slf: &Bound<'_, Self>, prefix: Option<&Bound<'_, PyAny>>, initial: bool) -> PyResult<PyWatch> {
+        let py = slf.py();
+        let prefix = prefix.map(args::prefix).transpose()?.unwrap_or_default();
+        let this = slf.get();
+        let node = this.node(py)?;
+        PyWatch::start(py, slf.clone().unbind(), node, &prefix, initial)
+    }
+
+    /// The ``k`` topics starting with ``prefix`` with the highest
+    /// cluster-wide counts, as ``(topic, count)`` tuples, highest first, ties
+    /// broken by topic bytes ascending; topics at 0 are never listed.
+    /// Topics are ``str`` (``bytes`` when not UTF-8). Exact: scans every
+    /// topic.
+    #[pyo3(signature = (k, prefix = None))]
+    fn top<'py>(
+        &self,
+        py: Python<'py>,
+        k: &Bound<'_, PyAny>,
+        prefix: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let k = args::size(k, "k")?;
+        let prefix = prefix.map(args::prefix).transpose()?.unwrap_or_default();
+        let node = self.node(py)?;
+        let top = py.detach(|| node.top(k, &prefix)).or_raise(py, "top")?;
+        let items = top.iter().map(|(t, n)| PyTuple::new(py, [topic_object(py, t), n.into_pyobject(py)?.into_any()]));
+        PyList::new(py, items.collect::<PyResult<Vec<_>>>()?)
     }
 
     // -- cluster ----------------------------------------------------------

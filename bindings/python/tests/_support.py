@@ -6,7 +6,11 @@ bounded by a deadline.
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
 import time
+from pathlib import Path
 from typing import Callable, TypeVar
 
 import pytest
@@ -36,3 +40,16 @@ def wait_until(
         time.sleep(0.01)
         value = probe()
     return value
+
+
+def mypy(tmp_path: Path, code: str) -> subprocess.CompletedProcess:
+    """``mypy --strict`` on ``code`` (dedented), against the installed stub."""
+    src = tmp_path / "app.py"
+    src.write_text(textwrap.dedent(code))
+    return subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", str(src)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )

@@ -10,13 +10,13 @@ import os
 import shutil
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 from typing import List
 
 import pytest
 
 import headcount
+from _support import mypy
 
 PKG = Path(headcount.__file__).resolve().parent
 
@@ -86,18 +86,6 @@ def test_stub_lists_exactly_the_config_keys() -> None:
     # And every key really is accepted (None: the default).
     with headcount.Node(**{k: None for k in headcount.CONFIG_KEYS}) as n:
         assert not n.closed
-
-
-def mypy(tmp_path: Path, code: str) -> subprocess.CompletedProcess:
-    src = tmp_path / "app.py"
-    src.write_text(textwrap.dedent(code))
-    return subprocess.run(
-        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", str(src)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=tmp_path,
-    )
 
 
 def test_mypy_flags_a_misspelt_config_key(tmp_path: Path) -> None:

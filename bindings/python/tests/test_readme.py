@@ -23,8 +23,8 @@ def run(code: str) -> List[str]:
     return out.stdout.splitlines()
 
 
-def test_readme_has_both_examples() -> None:
-    assert len(blocks()) == 2
+def test_readme_has_the_three_examples() -> None:
+    assert len(blocks()) == 3
 
 
 def test_local_example() -> None:
@@ -45,3 +45,13 @@ def test_docstring_examples() -> None:
 
     result = doctest.testmod(headcount._node)
     assert result.attempted > 0 and result.failed == 0, result
+
+
+def test_watch_example() -> None:
+    assert run(blocks()[2]) == [
+        "[('room:games', 2), ('room:lobby', 1)]",
+        "[Change(topic='room:lobby', count=0, users=0)]",
+        "[]",
+        "[('room:games', 2)]",
+        "[('room:lobby', 1)]",
+    ]

@@ -11,11 +11,17 @@
 //! cluster does not redial in lockstep. A gossiped address that fails for a
 //! minute is forgotten (its dialer ends), and so are the addresses learned
 //! for a peer that said BYE SHUTDOWN; seeds and `add_peer` addresses are
-//! kept. An address that turns out to be our own (SELF_CONNECTION) is marked
-//! and never dialed again.
+//! kept. Addresses are known by their canonical spelling (`addr.rs`), so
+//! numeric aliases of one address are one address, and ours is never
+//! dialed. An address that turns out to be our own anyway (its resolved
+//! target is our listener, or the peer's HELLO carries our node id:
+//! SELF_CONNECTION) leaves the address table and is remembered among the
+//! last few such addresses (`registry.rs`), which are never dialed.
 //!
-//! The listener accepts at most [`MAX_HANDSHAKES`] unauthenticated
-//! connections at once and closes the rest at accept.
+//! The listener admits an accepted connection only through the
+//! pre-authentication gate (`gate.rs`: 32 handshakes at once, 8 per
+//! source, counted at accept) and closes the rest at once, before any thread
+//! is spawned for them.
 //!
 //! This module is where connections come from, so it is the one that runs
 //! them: the [`Listener`] and every [`Dialer`] hand their sockets to a
@@ -26,14 +32,15 @@ use crate::logging::{log, Level};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
+use super::addr::canonical;
 use super::conn::Role;
+use super::gate::{Refusal, Ticket};
 use super::reader::Reader;
+use super::registry::Claim;
 use super::shared::Shared;
 use crate::error::Result;
 use crate::sync::{Arc, Ordering};
 
-/// Connections accepted but not yet authenticated, at most.
-const MAX_HANDSHAKES: usize = 64;
 /// Dial timeout.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(1_000);
 /// First and largest redial delay (before jitter).
@@ -43,21 +50,32 @@ const BACKOFF_MAX_MS: u64 = 2_000;
 const FORGET_ADDR_AFTER_MS: u64 = 60_000;
 
 /// Starts dialing `addr` (and keeps redialing it when its connection drops),
-/// unless it is ours or already has a dialer.
+/// unless it is ours or already has a dialer. Addresses are compared in
+/// their canonical spelling (`addr.rs`); one that has none, or that does
+/// not fit the address table, is dropped (counted and logged).
 pub(super) fn add_addr(shared: &Arc<Shared>, addr: &str, seed: bool) {
-    if shared.is_closed()
-        || addr.is_empty()
-        || addr == shared.params().listen
-        || Some(addr) == shared.listen_addr().map(|a| a.to_string()).as_deref()
-    {
+    if shared.is_closed() || addr.is_empty() {
         return;
     }
-    if !shared.claim_dial(addr, seed) {
+    let Some(addr) = canonical(addr) else {
+        shared.drop_addr(addr, "not a host:port this node dials");
+        return;
+    };
+    if shared.is_own_addr(&addr) {
+        // Ours: no dialer, no entry, whatever the spelling.
         return;
     }
-    let dialer = Dialer { shared: shared.clone(), addr: addr.to_owned(), backoff: BACKOFF_MIN_MS, failing_since: None };
+    match shared.claim_dial(&addr, seed) {
+        Claim::Start => {}
+        Claim::Known => return,
+        Claim::Full => {
+            shared.drop_addr(&addr, "the address table is full");
+            return;
+        }
+    }
+    let dialer = Dialer { shared: shared.clone(), addr: addr.clone(), backoff: BACKOFF_MIN_MS, failing_since: None };
     if shared.spawn("dial", move || dialer.run()).is_err() {
-        shared.release_dial(addr);
+        shared.release_dial(&addr);
     }
 }
 
@@ -70,8 +88,9 @@ fn run_connection(
     remote: SocketAddr,
     role: Role,
     dialed: Option<String>,
+    ticket: Option<Ticket>,
 ) -> bool {
-    let Some(reader) = Reader::start(shared, stream, remote, role, dialed) else { return false };
+    let Some(reader) = Reader::start(shared, stream, remote, role, dialed, ticket) else { return false };
     reader.run(|addr, node_id| {
         add_addr(shared, addr, false);
         if let Some(id) = node_id {
@@ -106,14 +125,25 @@ impl Listener {
                 Ok((stream, remote)) => {
                     let counters = shared.counters();
                     counters.accepted.fetch_add(1, Ordering::Relaxed);
-                    if counters.handshakes.load(Ordering::Acquire) >= MAX_HANDSHAKES {
-                        counters.refused_busy.fetch_add(1, Ordering::Relaxed);
-                        log!(Level::Warn, shared.log(), "refusing {remote}: too many pending handshakes");
-                        continue;
-                    }
+                    let ticket = match shared.gate().enter(remote.ip()) {
+                        Ok(t) => t,
+                        Err(refusal) => {
+                            // Dropping the stream closes it.
+                            let (counter, why) = match refusal {
+                                Refusal::Busy => (&counters.refused_busy, "too many pending handshakes"),
+                                Refusal::Source => (&counters.refused_source, "too many pending handshakes from it"),
+                            };
+                            // Logged at 1, 2, 4, 8... refusals: a squatter cannot flood the log.
+                            let n = counter.fetch_add(1, Ordering::Relaxed) + 1;
+                            if n.is_power_of_two() {
+                                log!(Level::Warn, shared.log(), "refusing {remote}: {why} ({n} refused so far)");
+                            }
+                            continue;
+                        }
+                    };
                     let c = shared.clone();
                     if let Err(e) = shared.spawn("conn", move || {
-                        run_connection(&c, stream, remote, Role::Acceptor, None);
+                        run_connection(&c, stream, remote, Role::Acceptor, None, Some(ticket));
                     }) {
                         log!(Level::Error, shared.log(), "cannot start a connection thread: {e}");
                     }
@@ -159,14 +189,23 @@ impl Dialer {
                 shared.forget_addr(&addr);
                 return;
             }
-            let stream = addr.to_socket_addrs().map_err(|e| e.to_string()).and_then(|mut it| {
-                let sa = it.next().ok_or_else(|| "resolves to nothing".to_owned())?;
+            let target = addr
+                .to_socket_addrs()
+                .map_err(|e| e.to_string())
+                .and_then(|mut it| it.next().ok_or_else(|| "resolves to nothing".to_owned()));
+            if let Ok(sa) = target {
+                if shared.reaches_self(sa) {
+                    shared.mark_self(&addr, sa);
+                    break;
+                }
+            }
+            let stream = target.and_then(|sa| {
                 TcpStream::connect_timeout(&sa, CONNECT_TIMEOUT).map(|s| (s, sa)).map_err(|e| e.to_string())
             });
             let authenticated = match stream {
                 Ok((s, sa)) => {
                     shared.counters().dialed.fetch_add(1, Ordering::Relaxed);
-                    run_connection(&shared, s, sa, Role::Dialer, Some(addr.clone()))
+                    run_connection(&shared, s, sa, Role::Dialer, Some(addr.clone()), None)
                 }
                 Err(e) => {
                     log!(Level::Debug, shared.log(), "dial {addr}: {e}");

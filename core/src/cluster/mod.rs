@@ -21,10 +21,14 @@
 // dead; `cargo clippy --all-targets` enables the feature (the integration
 // tests need it) and so still checks every item.
 #[cfg(not(loom))]
+mod addr;
+#[cfg(not(loom))]
 #[cfg_attr(not(feature = "internals"), allow(unreachable_pub, dead_code, unused_imports))]
 pub mod conn;
 #[cfg(not(loom))]
 mod dial;
+#[cfg(not(loom))]
+mod gate;
 #[cfg(not(loom))]
 mod identity;
 #[cfg(not(loom))]

@@ -27,10 +27,11 @@ use std::net::{SocketAddr, TcpStream};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use super::addr::dialable;
 use super::conn::{Conn, Event, PeerIdentity, Role};
+use super::gate::Ticket;
 use super::identity::random_bytes;
 use super::link::Link;
-use super::registry::dialable;
 use super::shared::Shared;
 use super::wire::{ByeCode, FrameDecoder, MAX_HANDSHAKE_FRAME_LEN, NONCE_LEN};
 use super::writer::Writer;
@@ -39,34 +40,6 @@ use crate::sync::{Arc, Ordering};
 /// Bytes read from the socket at a time.
 const READ_BUF_LEN: usize = 64 * 1024;
 
-/// A connection not yet authenticated, counted in `Counters::handshakes`
-/// (the listener refuses connections past a cap) until it authenticates or
-/// ends.
-#[derive(Debug)]
-struct Handshake {
-    shared: Arc<Shared>,
-    open: bool,
-}
-
-impl Handshake {
-    fn begin(shared: &Arc<Shared>) -> Handshake {
-        shared.counters().handshakes.fetch_add(1, Ordering::AcqRel);
-        Handshake { shared: shared.clone(), open: true }
-    }
-
-    fn end(&mut self) {
-        if std::mem::replace(&mut self.open, false) {
-            self.shared.counters().handshakes.fetch_sub(1, Ordering::AcqRel);
-        }
-    }
-}
-
-impl Drop for Handshake {
-    fn drop(&mut self) {
-        self.end();
-    }
-}
-
 /// One connection's reader: the link, the writer it started, the decoder
 /// and what it learned of the peer. See the module docs.
 #[derive(Debug)]
@@ -74,7 +47,10 @@ pub(super) struct Reader {
     shared: Arc<Shared>,
     link: Arc<Link>,
     writer: Option<JoinHandle<()>>,
-    handshake: Handshake,
+    /// An accepted connection's place in the pre-authentication gate
+    /// (`gate.rs`), given up when the peer authenticates or the
+    /// connection ends.
+    ticket: Option<Ticket>,
     decoder: FrameDecoder,
     buf: Vec<u8>,
     events: Vec<Event>,
@@ -88,17 +64,18 @@ pub(super) struct Reader {
 
 impl Reader {
     /// Sets up a connection over `stream` (we are its `role`; `dialed` is
-    /// the address we dialed): a fresh `Conn`, the link, registered, and
-    /// its writer thread. `None` if it cannot run (no randomness, no socket
-    /// clone, or the node is closing).
+    /// the address we dialed; an accepted one comes with its `ticket`): a
+    /// fresh `Conn`, the link, registered, and its writer thread. `None` if
+    /// it cannot run (no randomness, no socket clone, or the node is
+    /// closing).
     pub(super) fn start(
         shared: &Arc<Shared>,
         stream: TcpStream,
         remote: SocketAddr,
         role: Role,
         dialed: Option<String>,
+        ticket: Option<Ticket>,
     ) -> Option<Reader> {
-        let handshake = Handshake::begin(shared);
         let mut nonce = [0u8; NONCE_LEN];
         if let Err(e) = random_bytes(&mut nonce) {
             log!(Level::Error, shared.log(), "{e}");
@@ -134,7 +111,7 @@ impl Reader {
             shared: shared.clone(),
             link,
             writer,
-            handshake,
+            ticket,
             decoder: FrameDecoder::new(MAX_HANDSHAKE_FRAME_LEN),
             buf: vec![0u8; READ_BUF_LEN],
             events: Vec::new(),
@@ -243,7 +220,10 @@ impl Reader {
             }
             Event::Peers(addrs) => {
                 for a in addrs {
-                    learned(&dialable(&a, self.link.remote), None);
+                    match dialable(&a, self.link.remote) {
+                        Some(d) => learned(&d, None),
+                        None => self.shared.drop_addr(&a, "not a host:port this node dials"),
+                    }
                 }
             }
             Event::Bye { code, message } => {
@@ -256,7 +236,8 @@ impl Reader {
     }
 
     fn on_authenticated(&mut self, id: &PeerIdentity, now: u64, learned: &mut impl FnMut(&str, Option<u64>)) {
-        self.handshake.end();
+        // Its place in the pre-authentication gate is free again.
+        self.ticket = None;
         self.authenticated = true;
         let admitted = self.shared.admit(&self.link, id);
         self.slot = admitted.as_ref().map(|(slot, _)| *slot);
@@ -275,7 +256,7 @@ impl Reader {
     /// reading, its write timeout (or the shutdown below at node close)
     /// ends it.
     fn finish(mut self) -> bool {
-        self.handshake.end();
+        self.ticket = None;
         self.link.stop();
         if let Some(w) = self.writer.take() {
             let _ = w.join();

@@ -3,8 +3,12 @@
 //!
 //! The [`Registry`] (behind the rank-1 lock of `shared.rs`) maps node id ->
 //! [`Peer`] (name, incarnation, dialable address, status, current link, view
-//! slot), listen address -> [`Dial`] (the dialer's bookkeeping), and link id
-//! -> every open link. Its methods are the membership rules, applied under
+//! slot), listen address (canonical, `addr.rs`) -> [`Dial`] (the dialer's
+//! bookkeeping; at most [`MAX_SLOTS`] learned ones, seeds beyond), and link
+//! id -> every open link. Addresses that turned out to be our own are not in
+//! that table: the last [`MAX_SELVES`] of them are remembered apart, so that
+//! neither they nor dead addresses (forgotten by their dialers after a
+//! minute) hold a place in it for ever. Its methods are the membership rules, applied under
 //! that lock on the events that change membership: a link registered, a
 //! peer authenticated ([`Registry::admit`]), its first snapshot arrived, it
 //! said BYE SHUTDOWN, its link closed, time passed ([`Registry::expire`]).
@@ -26,9 +30,10 @@
 //! owns the peer's view slot, so late frames of a replaced link are ignored.
 
 use std::collections::hash_map::Entry;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 
+use super::addr::dialable;
 use super::conn::{PeerIdentity, Role};
 use super::link::Link;
 use super::view::{View, MAX_SLOTS};
@@ -85,14 +90,29 @@ impl LastLink {
     }
 }
 
-/// A dialer's bookkeeping for one known address (`dial.rs`).
+/// A dialer's bookkeeping for one known address (`dial.rs`), keyed by
+/// the address's canonical spelling (`addr.rs`).
 #[derive(Debug)]
 pub(super) struct Dial {
     node_id: Option<u64>,
     seed: bool,
     running: bool,
-    is_self: bool,
 }
+
+/// What [`Registry::claim_dial`] decided about an address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Claim {
+    /// It is new (or its dialer ended): the caller starts its dialer.
+    Start,
+    /// A dialer runs for it, or it is our own.
+    Known,
+    /// The address table is full: the address is dropped.
+    Full,
+}
+
+/// Addresses that reached this node itself remembered at most (the oldest
+/// is forgotten first): a bounded memory, outside the address table.
+const MAX_SELVES: usize = 16;
 
 /// View slots: reused after a peer is forgotten.
 #[derive(Debug, Default)]
@@ -141,6 +161,9 @@ pub(super) struct Registry {
     log: NodeLog,
     peers: HashMap<u64, Peer>,
     addrs: HashMap<String, Dial>,
+    /// Addresses that turned out to be our own (canonical spelling, and
+    /// where it resolved), oldest first; never dialed again while here.
+    selves: VecDeque<(String, SocketAddr)>,
     links: HashMap<u64, Arc<Link>>,
     slots: Slots,
 }
@@ -153,6 +176,7 @@ impl Registry {
             log,
             peers: HashMap::new(),
             addrs: HashMap::new(),
+            selves: VecDeque::new(),
             links: HashMap::new(),
             slots: Slots::default(),
         }
@@ -195,7 +219,8 @@ impl Registry {
         if closing {
             return Admission::Closing;
         }
-        let listen = if id.listen.is_empty() { String::new() } else { dialable(&id.listen, link.remote) };
+        // A listen address that is not one we would dial is ignored.
+        let listen = dialable(&id.listen, link.remote).unwrap_or_default();
         if let Some(a) = &link.dialed {
             if let Some(d) = self.addrs.get_mut(a) {
                 d.node_id = Some(id.node_id);
@@ -399,30 +424,30 @@ impl Registry {
 
     // ---- addresses (the dialers' bookkeeping) ---------------------------
 
-    /// Claims `addr` for a new dialer: `true` if the caller must start one
-    /// (none runs for it, it is not our own, and the address table has room).
-    pub(super) fn claim_dial(&mut self, addr: &str, seed: bool) -> bool {
-        if self.addrs.len() >= MAX_SLOTS && !self.addrs.contains_key(addr) {
-            return false;
+    /// Claims `addr` (canonical) for a new dialer. Learned addresses past
+    /// [`MAX_SLOTS`] are refused ([`Claim::Full`]); seeds and `add_peer`
+    /// addresses, which an operator asked for, are not.
+    pub(super) fn claim_dial(&mut self, addr: &str, seed: bool) -> Claim {
+        if self.selves.iter().any(|(a, _)| a == addr) {
+            return Claim::Known;
         }
-        let d =
-            self.addrs.entry(addr.to_owned()).or_insert(Dial { node_id: None, seed, running: false, is_self: false });
+        if !seed && self.addrs.len() >= MAX_SLOTS && !self.addrs.contains_key(addr) {
+            return Claim::Full;
+        }
+        let d = self.addrs.entry(addr.to_owned()).or_insert(Dial { node_id: None, seed, running: false });
         d.seed |= seed;
-        if d.running || d.is_self {
-            return false;
+        if d.running {
+            return Claim::Known;
         }
         d.running = true;
-        true
+        Claim::Start
     }
 
-    /// For `addr`'s dialer: `None` if it must end (the address was forgotten
-    /// or is our own), else (its node is connected by either side, it is a
-    /// seed).
+    /// For `addr`'s dialer: `None` if it must end (the address was
+    /// forgotten, or is our own), else (its node is connected by either
+    /// side, it is a seed).
     pub(super) fn dial_status(&self, addr: &str) -> Option<(bool, bool)> {
         let d = self.addrs.get(addr)?;
-        if d.is_self {
-            return None;
-        }
         let connected = d.node_id.and_then(|id| self.peers.get(&id)).is_some_and(|p| p.link.is_some());
         Some((connected, d.seed))
     }
@@ -439,11 +464,23 @@ impl Registry {
         self.addrs.remove(addr);
     }
 
-    /// `addr` turned out to be our own: never dial it again.
-    pub(super) fn mark_self(&mut self, addr: &str) {
-        if let Some(d) = self.addrs.get_mut(addr) {
-            d.is_self = true;
+    /// `addr`, resolved to `target`, turned out to be our own: it leaves
+    /// the address table (its dialer ends) and is remembered, with
+    /// `target`, among the last [`MAX_SELVES`] such addresses, which are
+    /// never dialed.
+    pub(super) fn mark_self(&mut self, addr: &str, target: SocketAddr) {
+        self.addrs.remove(addr);
+        if !self.selves.iter().any(|(a, t)| a == addr && *t == target) {
+            if self.selves.len() >= MAX_SELVES {
+                self.selves.pop_front();
+            }
+            self.selves.push_back((addr.to_owned(), target));
         }
+    }
+
+    /// Whether a dial of `target` has reached ourselves before.
+    pub(super) fn is_self_target(&self, target: SocketAddr) -> bool {
+        self.selves.iter().any(|(_, t)| *t == target)
     }
 
     /// `addr` is where node `node_id` listens.
@@ -517,27 +554,50 @@ fn peer_stats(node_id: u64, p: &Peer, now_ms: u64, view: &View) -> PeerStats {
     }
 }
 
-/// The address to dial for a peer's advertised `listen`: its own host, or
-/// the connection's source IP when it advertised an unspecified host.
-pub(super) fn dialable(listen: &str, remote: SocketAddr) -> String {
-    match listen.parse::<SocketAddr>() {
-        Ok(mut a) if a.ip().is_unspecified() => {
-            a.set_ip(remote.ip());
-            a.to_string()
-        }
-        _ => listen.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::logging::LogFormat;
+
+    fn registry() -> Registry {
+        Registry::new(1, 0, NodeLog::new("t", LogFormat::Text))
+    }
 
     #[test]
-    fn dialable_substitutes_unspecified_hosts() {
-        let remote: SocketAddr = "10.1.2.3:5555".parse().unwrap();
-        assert_eq!(dialable("0.0.0.0:7000", remote), "10.1.2.3:7000");
-        assert_eq!(dialable("127.0.0.1:7000", remote), "127.0.0.1:7000");
-        assert_eq!(dialable("db.local:7000", remote), "db.local:7000");
+    fn learned_addresses_past_the_table_are_refused_and_seeds_are_not() {
+        let mut r = registry();
+        for i in 0..MAX_SLOTS {
+            assert_eq!(r.claim_dial(&format!("10.0.{}.{}:1", i / 256, i % 256), false), Claim::Start);
+        }
+        assert_eq!(r.claim_dial("10.0.0.0:1", false), Claim::Known);
+        assert_eq!(r.claim_dial("10.9.9.9:1", false), Claim::Full);
+        assert_eq!(r.claim_dial("10.9.9.9:1", true), Claim::Start);
+        assert_eq!(r.known_addresses(), MAX_SLOTS + 1);
+        // A forgotten address frees its place.
+        r.forget_addr("10.0.0.0:1");
+        r.forget_addr("10.9.9.9:1");
+        assert_eq!(r.claim_dial("10.9.9.8:1", false), Claim::Start);
+        assert_eq!(r.claim_dial("10.9.9.7:1", false), Claim::Full);
+    }
+
+    #[test]
+    fn our_own_addresses_leave_the_table_and_are_remembered_boundedly() {
+        let mut r = registry();
+        let me: SocketAddr = "127.0.0.1:7000".parse().unwrap();
+        assert_eq!(r.claim_dial("localhost:7000", false), Claim::Start);
+        r.mark_self("localhost:7000", me);
+        assert_eq!(r.known_addresses(), 0);
+        assert_eq!(r.dial_status("localhost:7000"), None);
+        assert_eq!(r.claim_dial("localhost:7000", false), Claim::Known);
+        assert!(r.is_self_target(me));
+        // Marking again changes nothing; past MAX_SELVES the oldest goes.
+        r.mark_self("localhost:7000", me);
+        for i in 0..MAX_SELVES {
+            r.mark_self(&format!("h{i}:7000"), me);
+        }
+        assert_eq!(r.selves.len(), MAX_SELVES);
+        assert_eq!(r.claim_dial("localhost:7000", false), Claim::Start);
+        assert_eq!(r.claim_dial("h1:7000", false), Claim::Known);
+        assert!(r.is_self_target(me));
     }
 }

@@ -53,9 +53,6 @@ use crate::stats::{ClusterStats, PeerStats};
 use crate::sync::Arc;
 use crate::watch::Feed;
 
-/// How long a handshake may take.
-const HANDSHAKE_TIMEOUT_MS: u64 = 5_000;
-
 /// The cluster side of a node: a handle on the [`Shared`] state of its
 /// threads.
 #[derive(Debug)]
@@ -97,7 +94,7 @@ impl Cluster {
                 (None, None) => String::new(),
             },
             key: AuthKey::new(secret.as_bytes()),
-            handshake_timeout_ms: HANDSHAKE_TIMEOUT_MS,
+            handshake_timeout_ms: millis(s.handshake_timeout).max(1),
             heartbeat_ms: millis(s.flush_interval).min(down_after_ms / 4).max(1),
             id_soft_cap: DEFAULT_ID_SOFT_CAP,
         };
@@ -191,7 +188,7 @@ impl Cluster {
 
     fn shutdown(&self, graceful: bool) {
         let shared = &self.shared;
-        if !shared.set_closed() {
+        if !shared.set_closed(graceful) {
             return;
         }
         let now = shared.now_ms();

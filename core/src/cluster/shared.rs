@@ -4,8 +4,9 @@
 //!
 //! It holds the node's identity and settings, the local counter (for
 //! snapshots), the remote [`View`], the [`Registry`] behind the rank-1 lock
-//! of `lock.rs`, the lifecycle (closed flag, wake-ups, the thread list) and
-//! the node-wide connection counters. Every registry method below takes the
+//! of `lock.rs`, the pre-authentication gate (`gate.rs`), the lifecycle
+//! (running, closing or aborting; wake-ups, the thread list) and the
+//! node-wide connection counters. Every registry method below takes the
 //! lock, applies one rule of `registry.rs`, releases it, and only then acts
 //! on what the rule returned (closing a link, logging), so no caller can
 //! hold the registry while doing anything else.
@@ -14,10 +15,12 @@ use std::net::SocketAddr;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use super::addr::{canonical, listener_reaches};
 use super::conn::{ConnError, ConnParams, PeerIdentity};
+use super::gate::Gate;
 use super::link::Link;
 use super::lock::{Ranked, RankedCondvar, LEAF, REGISTRY};
-use super::registry::{Admission, Registry};
+use super::registry::{Admission, Claim, Registry};
 use super::view::View;
 use super::wire::ByeCode;
 use super::xorshift::Rng;
@@ -26,7 +29,7 @@ use crate::counter::Counter;
 use crate::error::Result;
 use crate::logging::{log, Level, NodeLog};
 use crate::stats::{ClusterStats, PeerStats};
-use crate::sync::{Arc, AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use crate::sync::{Arc, AtomicU32, AtomicU64, Ordering};
 use crate::watch::Feed;
 
 /// Node-wide connection counters.
@@ -36,12 +39,22 @@ pub(super) struct Counters {
     pub(super) protocol_errors: AtomicU64,
     pub(super) accepted: AtomicU64,
     pub(super) dialed: AtomicU64,
+    /// Closed at accept: the gate's total was reached.
     pub(super) refused_busy: AtomicU64,
     /// Peers refused for passing a per-peer limit (`ConnError::PeerTooLarge`).
     pub(super) peers_too_large: AtomicU64,
-    /// Connections not yet authenticated (the listener caps them).
-    pub(super) handshakes: AtomicUsize,
+    /// Closed at accept: the gate's share of their source was reached.
+    pub(super) refused_source: AtomicU64,
+    /// Handshakes (accepted or dialed) not done in `handshake_timeout_ms`.
+    pub(super) handshakes_timed_out: AtomicU64,
+    /// Addresses learned and not kept (malformed, or the table full).
+    pub(super) addresses_dropped: AtomicU64,
 }
+
+/// [`Shared`]'s lifecycle: running, then closing (gracefully) or aborting.
+const RUNNING: u32 = 0;
+const CLOSING: u32 = 1;
+const ABORTING: u32 = 2;
 
 /// See the module docs.
 #[derive(Debug)]
@@ -52,7 +65,8 @@ pub(super) struct Shared {
     counter: Counter,
     view: View,
     reg: Ranked<Registry, REGISTRY>,
-    closed: AtomicBool,
+    /// [`RUNNING`], [`CLOSING`] or [`ABORTING`].
+    lifecycle: AtomicU32,
     epoch: Instant,
     listen_addr: Option<SocketAddr>,
     wake_lock: Ranked<(), LEAF>,
@@ -60,6 +74,10 @@ pub(super) struct Shared {
     threads: Ranked<Vec<JoinHandle<()>>, LEAF>,
     next_link: AtomicU64,
     counters: Counters,
+    /// Accepted connections in their handshake (the listener's limits).
+    gate: Arc<Gate>,
+    /// Canonical spellings of where we listen and what we advertise.
+    own_addrs: Vec<String>,
     /// Redial jitter (dial.rs), seeded from the incarnation.
     jitter: Ranked<Rng, LEAF>,
 }
@@ -76,6 +94,7 @@ impl Shared {
     ) -> Shared {
         let down_grace_ms = millis(settings.down_grace);
         let log = NodeLog::new(name, settings.log_format);
+        let own_addrs = own_addrs(&params.listen, listen_addr);
         Shared {
             reg: Ranked::new(Registry::new(params.node_id, down_grace_ms, log.clone())),
             log,
@@ -84,7 +103,7 @@ impl Shared {
             params,
             counter,
             view: View::with_feed(Some(feed)),
-            closed: AtomicBool::new(false),
+            lifecycle: AtomicU32::new(RUNNING),
             epoch: Instant::now(),
             listen_addr,
             wake_lock: Ranked::new(()),
@@ -92,6 +111,8 @@ impl Shared {
             threads: Ranked::new(Vec::new()),
             next_link: AtomicU64::new(1),
             counters: Counters::default(),
+            gate: Arc::default(),
+            own_addrs,
         }
     }
 
@@ -135,6 +156,11 @@ impl Shared {
         &self.counters
     }
 
+    /// The pre-authentication gate of accepted connections.
+    pub(super) fn gate(&self) -> &Arc<Gate> {
+        &self.gate
+    }
+
     /// Milliseconds since the node started (the clock of every `Conn`).
     pub(super) fn now_ms(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64
@@ -148,12 +174,15 @@ impl Shared {
     // ---- lifecycle ------------------------------------------------------
 
     pub(super) fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::Acquire)
+        self.lifecycle.load(Ordering::Acquire) != RUNNING
     }
 
-    /// Marks the node closed; `false` if it already was.
-    pub(super) fn set_closed(&self) -> bool {
-        !self.closed.swap(true, Ordering::AcqRel)
+    /// Marks the node closed, `graceful`ly (`close`: BYE SHUTDOWN to every
+    /// peer) or not (`abort`: no BYE, as a killed process); `false` if it
+    /// already was.
+    pub(super) fn set_closed(&self, graceful: bool) -> bool {
+        let to = if graceful { CLOSING } else { ABORTING };
+        self.lifecycle.compare_exchange(RUNNING, to, Ordering::AcqRel, Ordering::Acquire).is_ok()
     }
 
     /// Runs `f` on a new thread named after `what` and the node, joined at
@@ -210,7 +239,13 @@ impl Shared {
             let a = reg.admit(&self.view, now, closing, link, id);
             if a == Admission::Closing {
                 // Under the lock, as shutdown collects the links to close.
-                link.close(ByeCode::SHUTDOWN, "node closing", now);
+                // An abort sends no BYE: the peer learns of it when the
+                // socket closes, as for a killed process.
+                if self.lifecycle.load(Ordering::Acquire) == ABORTING {
+                    link.stop();
+                } else {
+                    link.close(ByeCode::SHUTDOWN, "node closing", now);
+                }
             }
             a
         };
@@ -280,7 +315,7 @@ impl Shared {
             }
             ConnError::SelfConnection => {
                 if let Some(a) = &link.dialed {
-                    self.reg.lock().mark_self(a);
+                    self.mark_self(a, link.remote);
                 }
             }
             ConnError::PeerTooLarge { .. } => {
@@ -288,7 +323,11 @@ impl Shared {
                 self.reg.lock().too_large(&self.view, link);
                 log!(Level::Warn, &self.log, "{}: refusing the peer, its counts dropped: {e}", link.remote);
             }
-            ConnError::PeerSilent(_) | ConnError::HandshakeTimeout => {
+            ConnError::HandshakeTimeout => {
+                self.counters.handshakes_timed_out.fetch_add(1, Ordering::Relaxed);
+                log!(Level::Debug, &self.log, "{}: {e}", link.remote);
+            }
+            ConnError::PeerSilent(_) => {
                 log!(Level::Info, &self.log, "{}: {e}", link.remote);
             }
             _ => {
@@ -311,8 +350,37 @@ impl Shared {
     // ---- the dialers' bookkeeping (dial.rs) ----------------------------
 
     /// See [`Registry::claim_dial`].
-    pub(super) fn claim_dial(&self, addr: &str, seed: bool) -> bool {
+    pub(super) fn claim_dial(&self, addr: &str, seed: bool) -> Claim {
         self.reg.lock().claim_dial(addr, seed)
+    }
+
+    /// Whether `addr` (canonical) is known to be this node without a dial:
+    /// the address we advertise, or a numeric address that
+    /// [`Shared::reaches_self`].
+    pub(super) fn is_own_addr(&self, addr: &str) -> bool {
+        self.own_addrs.iter().any(|a| a == addr) || addr.parse().is_ok_and(|sa| self.reaches_self(sa))
+    }
+
+    /// Whether dialing `target` would reach this node: our listener
+    /// ([`listener_reaches`]), or a target that reached us before.
+    pub(super) fn reaches_self(&self, target: SocketAddr) -> bool {
+        self.listen_addr.is_some_and(|l| listener_reaches(l, target)) || self.reg.lock().is_self_target(target)
+    }
+
+    /// `addr`, resolved to `target`, reached this node itself (by node id,
+    /// or [`Shared::reaches_self`]): it is never dialed again.
+    pub(super) fn mark_self(&self, addr: &str, target: SocketAddr) {
+        log!(Level::Info, &self.log, "{addr} ({target}) is this node; not dialing it");
+        self.reg.lock().mark_self(addr, target);
+    }
+
+    /// Counts an address learned and not kept (`why`); logged at the 1st,
+    /// 2nd, 4th, 8th... so that a flood of gossip cannot flood the log.
+    pub(super) fn drop_addr(&self, addr: &str, why: &str) {
+        let n = self.counters.addresses_dropped.fetch_add(1, Ordering::Relaxed) + 1;
+        if n.is_power_of_two() {
+            log!(Level::Warn, &self.log, "dropping address {addr:?}: {why} ({n} dropped so far)");
+        }
     }
 
     /// See [`Registry::dial_status`].
@@ -360,16 +428,80 @@ impl Shared {
             connections_accepted: c.accepted.load(Ordering::Relaxed),
             connections_dialed: c.dialed.load(Ordering::Relaxed),
             connections_refused_busy: c.refused_busy.load(Ordering::Relaxed),
+            connections_refused_source: c.refused_source.load(Ordering::Relaxed),
+            handshakes_pending: self.gate.pending(),
+            handshakes_timed_out: c.handshakes_timed_out.load(Ordering::Relaxed),
             auth_failures: c.auth_failures.load(Ordering::Relaxed),
             protocol_errors: c.protocol_errors.load(Ordering::Relaxed),
             peers_too_large: c.peers_too_large.load(Ordering::Relaxed),
             known_addresses: reg.known_addresses(),
+            addresses_dropped: c.addresses_dropped.load(Ordering::Relaxed),
         };
         (stats, peers)
     }
 }
 
+/// The canonical spellings of `advertised` and of `listen_addr`.
+fn own_addrs(advertised: &str, listen_addr: Option<SocketAddr>) -> Vec<String> {
+    let bound = listen_addr.map(|a| a.to_string());
+    [Some(advertised), bound.as_deref()].into_iter().flatten().filter_map(canonical).collect()
+}
+
 /// A configured duration in whole milliseconds (what the protocol counts in).
 pub(super) fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{TcpListener, TcpStream};
+
+    use super::super::conn::{tests::params, Conn, Role};
+    use super::super::wire::Frame;
+    use super::*;
+
+    /// A node's shared state, and a link (over a loopback socket) that has
+    /// just authenticated a peer.
+    fn node_and_link() -> (Shared, Arc<Link>, PeerIdentity) {
+        let p = params("me", 1, b"s");
+        let counter = Counter::new();
+        let feed = Feed::new(counter.clone());
+        let shared = Shared::new("me", p.settings.clone(), p.clone(), counter, feed, None);
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let _client = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (stream, remote) = l.accept().unwrap();
+        let conn = Conn::new(&p, Role::Acceptor, [3; 32], 0);
+        let link = Arc::new(Link::new(1, Role::Acceptor, remote, None, stream, conn));
+        let id = PeerIdentity {
+            node_id: 2,
+            incarnation: 1,
+            node_name: "peer".into(),
+            listen: String::new(),
+            role: Role::Dialer,
+        };
+        (shared, link, id)
+    }
+
+    /// The BYE codes queued on `link`.
+    fn byes(link: &Link) -> Vec<ByeCode> {
+        let mut st = link.lock();
+        std::iter::from_fn(|| st.conn.poll_transmit())
+            .filter_map(|f| if let Frame::Bye { code, .. } = f { Some(code) } else { None })
+            .collect()
+    }
+
+    #[test]
+    fn a_link_authenticating_during_close_gets_bye_shutdown_and_during_abort_no_bye() {
+        let (shared, link, id) = node_and_link();
+        assert!(shared.set_closed(true));
+        assert!(!shared.set_closed(false), "closed once");
+        assert_eq!(shared.admit(&link, &id), None);
+        assert_eq!(byes(&link), [ByeCode::SHUTDOWN]);
+
+        let (shared, link, id) = node_and_link();
+        assert!(shared.set_closed(false));
+        assert_eq!(shared.admit(&link, &id), None);
+        assert_eq!(byes(&link), []);
+        assert!(link.lock().stop, "the writer must still stop");
+    }
 }

@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use headcount::internals::conn::{AuthKey, ConnParams};
 use headcount::internals::wire::{self, Frame, MAX_HANDSHAKE_FRAME_LEN};
 use headcount::{Config, Node};
 
@@ -36,6 +37,52 @@ pub fn node(name: &str, seeds: &[String], kv: &[(&str, &str)]) -> Node {
         c.set(k, v).unwrap();
     }
     Node::start(&c).unwrap_or_else(|e| panic!("start {name}: {e}"))
+}
+
+/// What a hand-driven peer named `name` with `secret` speaks with (node
+/// id 0xdead_beef, the default cluster).
+pub fn conn_params(name: &str, secret: &[u8]) -> ConnParams {
+    ConnParams {
+        settings: std::sync::Arc::new(headcount::Config::new().settings().clone()),
+        node_name: name.into(),
+        node_id: 0xdead_beef,
+        incarnation: 1,
+        listen: String::new(),
+        key: AuthKey::new(secret),
+        handshake_timeout_ms: 5000,
+        heartbeat_ms: 100,
+        id_soft_cap: 1 << 20,
+    }
+}
+
+/// Distinct spellings of `127.0.0.1:port` that the system resolver reads as
+/// that address: inet_aton(3)'s forms (hex, octal, fewer than four parts),
+/// leading zeros in the port, IPv4-mapped IPv6. At least 1,024.
+pub fn loopback_spellings(port: u16) -> Vec<String> {
+    let b127 = ["127", "0177", "00177", "0x7f", "0X7F", "0x7F", "0x07f"];
+    let b0 = ["0", "00", "000", "0x0", "0x00"];
+    let b1 = ["1", "01", "001", "0x1", "0x01"];
+    let w1 = ["1", "01", "0x1", "0x0001"];
+    let mut v = Vec::new();
+    for a in b127 {
+        for b in b0 {
+            for c in b0 {
+                for d in b1 {
+                    v.push(format!("{a}.{b}.{c}.{d}"));
+                }
+            }
+            for d in w1 {
+                v.push(format!("{a}.{b}.{d}"));
+            }
+        }
+        for d in w1 {
+            v.push(format!("{a}.{d}"));
+        }
+    }
+    v.extend(["2130706433", "0x7f000001", "017700000001", "0X7F000001"].map(String::from));
+    let mut out: Vec<String> = v.into_iter().map(|h| format!("{h}:{port}")).collect();
+    out.extend([format!("127.0.0.1:0{port}"), format!("127.0.0.1:000{port}"), format!("[::ffff:127.0.0.1]:{port}")]);
+    out
 }
 
 pub fn addr(n: &Node) -> String {
@@ -94,6 +141,8 @@ pub fn disagreement(nodes: &[&Node], topics: &[Vec<u8>], expect: &[u64]) -> Stri
 
 /// Deterministic xorshift for load generators: the library's own generator
 /// (its redial jitter), compiled in from its source file.
+pub mod cpu;
+
 #[path = "../../src/cluster/xorshift.rs"]
 mod xorshift;
 pub(crate) use xorshift::Rng;

@@ -1,7 +1,7 @@
 defmodule Headcount.Error do
   @moduledoc """
   Raised by the `Headcount` functions that return a value (`count/2`,
-  `count_info/2`, `untrack_all/2`, `stats/1`, `local_addr/1`) when they
+  `count_info/2`, `untrack_all/2`, `top/3`, `stats/1`, `local_addr/1`) when they
   cannot: the node is stopped or not running, or the input is invalid (a
   topic that is empty or longer than `max_topic_len`). Also the reason a
   `Headcount` server fails to start with a bad option.

@@ -1,7 +1,7 @@
 """The :class:`Node` class, :class:`Status` and :class:`HeadcountError`.
 
-``Node`` is the native extension's class (``headcount._native``); the
-exception and the status enum are defined here, in Python, and the extension
+``Node``, ``Watch`` and ``Change`` are the native extension's classes
+(``headcount._native``); the exception and the status enum are defined here, in Python, and the extension
 raises them.
 
 >>> with Node(node_name="a") as node:
@@ -9,6 +9,19 @@ raises them.
 ...     node.count("room:1")
 True
 1
+
+>>> with Node(node_name="a", flush_interval_ms=10) as node:
+...     node.track("room:1", 42)
+...     node.track("room:1", 43)
+...     node.track("lobby", 42)
+...     with node.watch("room:", initial=True) as w:
+...         w.next(timeout=1.0)
+...     node.top(10)
+True
+True
+True
+[Change(topic='room:1', count=2, users=2)]
+[('room:1', 2), ('lobby', 1)]
 """
 
 from __future__ import annotations
@@ -19,6 +32,8 @@ from typing import Any, List, Optional, Union
 
 __all__ = [
     "Node",
+    "Watch",
+    "Change",
     "Status",
     "HeadcountError",
     "Topic",
@@ -58,6 +73,8 @@ except ImportError as e:  # pragma: no cover - exercised in a subprocess by the 
     ) from e
 
 Node = _native.Node
+Watch = _native.Watch
+Change = _native.Change
 
 #: Every configuration key ``Node(...)`` accepts (the library's own list).
 CONFIG_KEYS = tuple(_native.CONFIG_KEYS)

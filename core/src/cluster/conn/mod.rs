@@ -682,4 +682,4 @@ fn truncate_utf8(s: &mut String, max: usize) {
 }
 
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;

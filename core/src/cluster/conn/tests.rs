@@ -1,7 +1,9 @@
 use super::pair::{pump, Pair, A, B};
 use super::*;
 
-fn params(name: &str, id: u64, secret: &[u8]) -> ConnParams {
+/// What a test node named `name` with node id `id` speaks with (cluster
+/// `test`); the cluster's other unit tests use it too.
+pub(in crate::cluster) fn params(name: &str, id: u64, secret: &[u8]) -> ConnParams {
     let settings = crate::Config::builder().cluster("test").down_after(std::time::Duration::from_millis(300));
     ConnParams {
         settings: Arc::new(settings.build().unwrap().settings().clone()),
