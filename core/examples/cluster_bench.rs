@@ -6,7 +6,9 @@
 //! cargo run --release -p headcount --example cluster_bench -- latency  # one part
 //! ```
 //!
-//! Parts: `latency`, `load`, `bytes`, `sync`, `kill`, `kill9`, `cpu`. Nodes
+//! Parts: `latency`, `load`, `bytes`, `sync`, `sync_large`, `kill`, `kill9`,
+//! `cpu` (`sync_large` runs only when named: 1M topics by default,
+//! `HEADCOUNT_SYNC_TOPICS` to change). Nodes
 //! run in this process on 127.0.0.1 with the default configuration
 //! (flush_interval_ms 100, flush_mode adaptive) unless stated; `latency` and
 //! `load` run a pair per `flush_mode`, side by side.
@@ -270,6 +272,49 @@ fn sync() {
     );
 }
 
+/// A new node joins one with `HEADCOUNT_SYNC_TOPICS` (default 1M) non-zero
+/// topics at default settings: time from `Node::start` to exact totals, and
+/// the reconnects it took (issue 13's goals: 1M <= 1 s, 10M <= 10 s, none).
+fn sync_large() {
+    let n: u64 = std::env::var("HEADCOUNT_SYNC_TOPICS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let a = node("big-a", &[]);
+    let t = Instant::now();
+    for i in 0..n {
+        a.track(format!("room:{i}").as_bytes(), i % 1000).unwrap();
+    }
+    println!("{n} topics tracked in {:.2} s", t.elapsed().as_secs_f64());
+    std::thread::sleep(Duration::from_millis(200));
+    let last = format!("room:{}", n - 1);
+    let mut runs = Vec::new();
+    for r in 0..3 {
+        let t = Instant::now();
+        let b = node(&format!("big-b{r}"), &[addr(&a)]);
+        let synced =
+            wait(Duration::from_secs(120), || b.total().unwrap() == n && b.count(last.as_bytes()).unwrap() == 1);
+        let took = t.elapsed();
+        let connects = |x: &Node, peer: &str| {
+            let s = stats(x);
+            s["peers"].as_array().and_then(|ps| ps.iter().find(|p| p["name"] == peer).map(|p| p["connects"].clone()))
+        };
+        println!(
+            "  run {r}: {} after {:.3} s; connects (b's of a, a's of b): {:?} {:?}",
+            if synced.is_some() { "in sync" } else { "NOT in sync" },
+            took.as_secs_f64(),
+            connects(&b, "big-a"),
+            connects(&a, &format!("big-b{r}"))
+        );
+        runs.push(took);
+        b.close();
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    runs.sort();
+    println!(
+        "new node in sync with {n} non-zero topics (start to exact totals), 3 runs: median {:.3} s, max {:.3} s",
+        runs[1].as_secs_f64(),
+        runs[2].as_secs_f64()
+    );
+}
+
 fn kill() {
     let mut runs = Vec::new();
     for r in 0..5 {
@@ -516,6 +561,9 @@ fn main() {
     }
     if run("sync") {
         sync();
+    }
+    if which.iter().any(|w| w == "sync_large") {
+        sync_large();
     }
     if run("kill") {
         kill();

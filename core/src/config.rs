@@ -459,6 +459,11 @@ macro_rules! config_keys {
     };
 }
 
+/// Default `max_peer_topics`: every topic id the protocol allows (2^24).
+pub(crate) const DEFAULT_MAX_PEER_TOPICS: usize = 1 << 24;
+/// Default `max_peer_topic_bytes`: 512 MiB of one peer's topic names.
+pub(crate) const DEFAULT_MAX_PEER_TOPIC_BYTES: usize = 512 << 20;
+
 config_keys! {
     /// this node's name, shown to its peers
     "node_name" => node_name: Option<String> = None,
@@ -496,6 +501,12 @@ config_keys! {
     /// longest topic, in bytes
     "max_topic_len" => max_topic_len: usize = crate::DEFAULT_MAX_TOPIC_LEN,
         Integer { min: 1, max: 65_535 } -> usize, default "1024";
+    /// most topics one peer may define on a connection (its snapshot's size); a peer past it is refused with BYE PEER_TOO_LARGE and its counts dropped
+    "max_peer_topics" => max_peer_topics: usize = DEFAULT_MAX_PEER_TOPICS,
+        Integer { min: 1, max: 16_777_216 } -> usize, default "16777216";
+    /// most bytes of topic names one peer may define on a connection; a peer past it is refused with BYE PEER_TOO_LARGE and its counts dropped
+    "max_peer_topic_bytes" => max_peer_topic_bytes: usize = DEFAULT_MAX_PEER_TOPIC_BYTES,
+        Integer { min: 1, max: 1_099_511_627_776 } -> usize, default "536870912";
     /// how long a topic sits at zero before it is collected, in milliseconds
     "gc_after_ms" => gc_after: Duration = crate::DEFAULT_GC_AFTER,
         Millis { min: 0, max: 86_400_000 } -> Duration, default "60000";

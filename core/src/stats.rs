@@ -224,6 +224,9 @@ pub struct ClusterStats {
     pub auth_failures: u64,
     /// Connections closed for a protocol error.
     pub protocol_errors: u64,
+    /// Peers refused (BYE PEER_TOO_LARGE, counts dropped) for passing
+    /// `max_topic_len`, `max_peer_topics` or `max_peer_topic_bytes`.
+    pub peers_too_large: u64,
     /// Addresses this node dials (or tried to).
     pub known_addresses: usize,
     /// Addresses learned (gossip, HELLO) and not kept: malformed, or the
@@ -334,6 +337,7 @@ impl Stats {
                 "handshakes_timed_out": c.handshakes_timed_out,
                 "auth_failures": c.auth_failures,
                 "protocol_errors": c.protocol_errors,
+                "peers_too_large": c.peers_too_large,
                 "known_addresses": c.known_addresses,
                 "addresses_dropped": c.addresses_dropped,
             });
@@ -424,6 +428,7 @@ mod tests {
                 handshakes_timed_out: 25,
                 auth_failures: 18,
                 protocol_errors: 19,
+                peers_too_large: 27,
                 known_addresses: 20,
                 addresses_dropped: 26,
             }),
@@ -435,7 +440,7 @@ mod tests {
         assert_eq!(
             s.to_json(),
             format!(
-                r#"{{"addresses_dropped":26,"auth_failures":18,"cluster":"c","connections":3,"connections_accepted":15,"connections_dialed":16,"connections_open":14,"connections_refused_busy":17,"connections_refused_source":23,"flush_us_avg":7,"flush_us_max":8,"flushes":6,"handshakes_pending":24,"handshakes_timed_out":25,"incarnation":"000000000000002e","known_addresses":20,"listen":"127.0.0.1:7401","node":"a","node_id":"000000000000001f","peers":[{peer}],"peers_known":11,"protocol_errors":19,"remote_topics":12,"remote_total":13,"stripes":5,"topics":1,"topics_collected":10,"topics_drained":9,"total_local":4,"tracked_pairs":2,"watch_backlog":22,"watches":21}}"#
+                r#"{{"addresses_dropped":26,"auth_failures":18,"cluster":"c","connections":3,"connections_accepted":15,"connections_dialed":16,"connections_open":14,"connections_refused_busy":17,"connections_refused_source":23,"flush_us_avg":7,"flush_us_max":8,"flushes":6,"handshakes_pending":24,"handshakes_timed_out":25,"incarnation":"000000000000002e","known_addresses":20,"listen":"127.0.0.1:7401","node":"a","node_id":"000000000000001f","peers":[{peer}],"peers_known":11,"peers_too_large":27,"protocol_errors":19,"remote_topics":12,"remote_total":13,"stripes":5,"topics":1,"topics_collected":10,"topics_drained":9,"total_local":4,"tracked_pairs":2,"watch_backlog":22,"watches":21}}"#
             )
         );
         let local = Stats { cluster: None, peers: vec![], ..s };

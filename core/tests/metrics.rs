@@ -444,6 +444,7 @@ fn check_against_stats(s: &[Sample], before: &Stats, after: &Stats, peer_a: &str
     eq("headcount_remote_count", c.remote_total);
     eq("headcount_auth_failures_total", c.auth_failures);
     eq("headcount_protocol_errors_total", c.protocol_errors);
+    eq("headcount_peers_too_large_total", c.peers_too_large);
     eq("headcount_peers_counted", 1);
     for state in PeerState::ALL {
         let want = after.peers.iter().filter(|p| p.state == state).count() as f64;

@@ -79,7 +79,7 @@ const PEER_KEYS: &str = r#"{"address":"","bytes_in":0,"bytes_out":0,"connects":0
 
 fn node_keys(listen: &str, peers: &str) -> String {
     format!(
-        r#"{{"addresses_dropped":0,"auth_failures":0,"cluster":"","connections":0,"connections_accepted":0,"connections_dialed":0,"connections_open":0,"connections_refused_busy":0,"connections_refused_source":0,"flush_us_avg":0,"flush_us_max":0,"flushes":0,"handshakes_pending":0,"handshakes_timed_out":0,"incarnation":"","known_addresses":0,"listen":{listen},"node":"","node_id":"","peers":[{peers}],"peers_known":0,"protocol_errors":0,"remote_topics":0,"remote_total":0,"stripes":0,"topics":0,"topics_collected":0,"topics_drained":0,"total_local":0,"tracked_pairs":0,"watch_backlog":0,"watches":0}}"#
+        r#"{{"addresses_dropped":0,"auth_failures":0,"cluster":"","connections":0,"connections_accepted":0,"connections_dialed":0,"connections_open":0,"connections_refused_busy":0,"connections_refused_source":0,"flush_us_avg":0,"flush_us_max":0,"flushes":0,"handshakes_pending":0,"handshakes_timed_out":0,"incarnation":"","known_addresses":0,"listen":{listen},"node":"","node_id":"","peers":[{peers}],"peers_known":0,"peers_too_large":0,"protocol_errors":0,"remote_topics":0,"remote_total":0,"stripes":0,"topics":0,"topics_collected":0,"topics_drained":0,"total_local":0,"tracked_pairs":0,"watch_backlog":0,"watches":0}}"#
     )
 }
 

@@ -116,6 +116,8 @@ pub extern "C" fn hc_config_new() -> *mut hc_config {
 /// - `handshake_timeout_ms` (1..=60000; default 1000): how long a peer connection may take to authenticate (HELLO and AUTH: about two round trips), in milliseconds; at most 32 accepted connections, 8 per source address, may be authenticating at once.
 /// - `down_grace_ms` (0..=3600000; default 0): how long a down peer's counts are still summed, in milliseconds.
 /// - `max_topic_len` (1..=65535; default 1024): longest topic, in bytes.
+/// - `max_peer_topics` (1..=16777216; default 16777216): most topics one peer may define on a connection (its snapshot's size); a peer past it is refused with BYE PEER_TOO_LARGE and its counts dropped.
+/// - `max_peer_topic_bytes` (1..=1099511627776; default 536870912): most bytes of topic names one peer may define on a connection; a peer past it is refused with BYE PEER_TOO_LARGE and its counts dropped.
 /// - `gc_after_ms` (0..=86400000; default 60000): how long a topic sits at zero before it is collected, in milliseconds.
 /// - `metrics_listen` (`host:port`; default none (no metrics server)): address to serve `/metrics` (Prometheus), `/healthz` and `/readyz` on over HTTP (port 0: any free port; docs/OPERATIONS.md).
 /// - `log_format` (`text` or `json`; default `text`): format of this node's log lines on stderr: `text` for people, `json` (one object per line: ts, level, target, node, message) for log shippers (docs/OPERATIONS.md, "Logs").

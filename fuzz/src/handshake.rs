@@ -155,6 +155,8 @@ struct Side {
     sent_view: Option<View>,
     /// What it received, from its events.
     recv_view: Option<View>,
+    /// The snapshot being received, frame by frame, until its LAST.
+    recv_partial: Option<View>,
     /// Something other than the peer's frames, in order, reached its input.
     tainted: bool,
 }
@@ -174,6 +176,7 @@ impl Side {
             sent_frames: 0,
             sent_view: None,
             recv_view: None,
+            recv_partial: None,
             tainted: false,
         }
     }
@@ -318,8 +321,16 @@ impl Side {
 
     fn apply_event(&mut self, ev: Event) {
         match ev {
-            Event::Snapshot(entries) => {
-                self.recv_view = Some(entries.iter().map(|(t, n)| (t.to_vec(), *n)).collect());
+            Event::Snapshot { first, last, entries } => {
+                if first {
+                    self.recv_partial = Some(View::default());
+                }
+                let partial =
+                    self.recv_partial.as_mut().unwrap_or_else(|| panic!("{}: SNAPSHOT part without FIRST", self.name));
+                partial.extend(entries.iter().map(|(t, n)| (t.to_vec(), *n)));
+                if last {
+                    self.recv_view = self.recv_partial.take();
+                }
             }
             Event::Delta { entries, .. } => {
                 let view = self.recv_view.as_mut().unwrap_or_else(|| panic!("{}: DELTA before a snapshot", self.name));

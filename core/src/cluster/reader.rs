@@ -10,7 +10,7 @@
 //! | event           | goes to |
 //! |-----------------|---------|
 //! | `Authenticated` | the registry (`Shared::admit`: slot, duplicate rule, gossip) |
-//! | `Snapshot`      | the view (replaces the peer's counts; the first one makes it `Up`) |
+//! | `Snapshot`      | the view, one frame at a time (a complete snapshot replaces the peer's counts; the first one makes it `Up`) |
 //! | `Delta`         | the view (only if this link still owns the peer's slot) |
 //! | `Peers`         | the caller's `learned` (a dialer per new address, `dial.rs`) |
 //! | `Bye`           | the close reason; SHUTDOWN: the registry (`Shared::left`) |
@@ -203,10 +203,13 @@ impl Reader {
         let view = self.shared.view();
         match ev {
             Event::Authenticated(id) => self.on_authenticated(&id, now, learned),
-            Event::Snapshot(snap) => {
+            Event::Snapshot { first, last, entries } => {
+                // Applied frame by frame: the reader goes back to reading
+                // (and crediting the peer's frames) after each one.
                 if let Some(s) = self.slot {
-                    if view.replace(s, self.link.id, snap) {
+                    if view.snapshot_part(s, self.link.id, first, last, entries) && last {
                         self.shared.synced(&self.link, s);
+                        log!(Level::Debug, self.shared.log(), "{}: snapshot applied", self.link.remote);
                     }
                 }
             }

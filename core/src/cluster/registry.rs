@@ -53,8 +53,8 @@ pub(super) struct Peer {
     listen: String,
     slot: u16,
     link: Option<Arc<Link>>,
-    /// The last link, for stats after it closed.
-    last_link: Option<Arc<Link>>,
+    /// What the stats keep of the last link once it closed.
+    last: LastLink,
     status: Status,
     since_ms: u64,
     /// Traffic of earlier links to this peer.
@@ -66,6 +66,27 @@ impl Peer {
     /// Whether `link` is this peer's current link.
     fn is_current(&self, link: &Link) -> bool {
         self.link.as_ref().is_some_and(|l| l.id == link.id)
+    }
+}
+
+/// What a peer's stats keep of its last link once it closed: a few
+/// numbers, not the link, so that a closed link's socket, `Conn` and topic-id
+/// tables are released at once (the peer's counts stay in the view only per
+/// `down_grace_ms`).
+#[derive(Debug, Clone, Copy, Default)]
+struct LastLink {
+    overflows: u64,
+    snapshots_sent: u64,
+    last_rx_ms: Option<u64>,
+}
+
+impl LastLink {
+    fn of(l: &Link) -> LastLink {
+        LastLink {
+            overflows: l.stats.overflows.load(Ordering::Relaxed),
+            snapshots_sent: l.stats.snapshots_sent.load(Ordering::Relaxed),
+            last_rx_ms: Some(l.last_rx_ms()),
+        }
     }
 }
 
@@ -222,7 +243,7 @@ impl Registry {
                     listen: listen.clone(),
                     slot,
                     link: None,
-                    last_link: None,
+                    last: LastLink::default(),
                     status: Status::Syncing,
                     since_ms: now,
                     earlier: Traffic::default(),
@@ -261,7 +282,6 @@ impl Registry {
             p.listen = listen.clone();
         }
         p.link = Some(link.clone());
-        p.last_link = Some(link.clone());
         p.connects += 1;
         if p.status != Status::Up {
             p.status = Status::Syncing;
@@ -310,6 +330,16 @@ impl Registry {
         view.set_known(self.known(now));
     }
 
+    /// `link`'s peer passed a per-peer limit (the link is closing): its
+    /// counts go at once, whatever `down_grace_ms`.
+    pub(super) fn too_large(&mut self, view: &View, link: &Link) {
+        if let Some(p) = self.peers.get(&link.peer_id()) {
+            if p.is_current(link) {
+                view.clear(p.slot);
+            }
+        }
+    }
+
     /// `link` ended (`reason` for the log): its peer is down at once.
     pub(super) fn closed(&mut self, view: &View, now: u64, link: &Link, reason: &str) {
         self.links.remove(&link.id);
@@ -321,6 +351,7 @@ impl Registry {
             p.earlier = p.earlier + link.stats.traffic.load();
             if p.is_current(link) {
                 p.link = None;
+                p.last = LastLink::of(link);
                 view.set_owner(p.slot, 0);
                 if p.status != Status::Left {
                     log!(Level::Info, &self.log, "peer {} down: {reason}", p.name);
@@ -503,10 +534,7 @@ fn peer_stats(node_id: u64, p: &Peer, now_ms: u64, view: &View) -> PeerStats {
             address = l.remote.to_string();
         }
     }
-    let (overflows, snapshots) = p.last_link.as_ref().map_or((0, 0), |l| {
-        (l.stats.overflows.load(Ordering::Relaxed), l.stats.snapshots_sent.load(Ordering::Relaxed))
-    });
-    let last_rx = p.link.as_ref().or(p.last_link.as_ref()).map(|l| l.last_rx_ms());
+    let last = p.link.as_deref().map_or(p.last, LastLink::of);
     PeerStats {
         name: p.name.clone(),
         node_id,
@@ -514,14 +542,14 @@ fn peer_stats(node_id: u64, p: &Peer, now_ms: u64, view: &View) -> PeerStats {
         address,
         state: p.status,
         counted: view.is_counted(p.slot),
-        last_frame_age_ms: last_rx.map(|t| now_ms.saturating_sub(t)),
+        last_frame_age_ms: last.last_rx_ms.map(|t| now_ms.saturating_sub(t)),
         state_age_ms: now_ms.saturating_sub(p.since_ms),
         topics: view.topics_of(p.slot),
         total: view.sum_of(p.slot),
         traffic: t,
         outbox_pending: pending,
-        outbox_overflows: overflows,
-        snapshots_sent: snapshots,
+        outbox_overflows: last.overflows,
+        snapshots_sent: last.snapshots_sent,
         connects: p.connects,
     }
 }

@@ -41,6 +41,8 @@ pub(super) struct Counters {
     pub(super) dialed: AtomicU64,
     /// Closed at accept: the gate's total was reached.
     pub(super) refused_busy: AtomicU64,
+    /// Peers refused for passing a per-peer limit (`ConnError::PeerTooLarge`).
+    pub(super) peers_too_large: AtomicU64,
     /// Closed at accept: the gate's share of their source was reached.
     pub(super) refused_source: AtomicU64,
     /// Handshakes (accepted or dialed) not done in `handshake_timeout_ms`.
@@ -299,7 +301,8 @@ impl Shared {
     }
 
     /// Counts and logs a connection error; marks our own address on
-    /// SELF_CONNECTION so that its dialer stops.
+    /// SELF_CONNECTION so that its dialer stops; drops the counts of a peer
+    /// that passed a per-peer limit.
     pub(super) fn note_error(&self, link: &Link, e: &ConnError) {
         match e {
             ConnError::AuthFailed => {
@@ -314,6 +317,11 @@ impl Shared {
                 if let Some(a) = &link.dialed {
                     self.mark_self(a, link.remote);
                 }
+            }
+            ConnError::PeerTooLarge { .. } => {
+                self.counters.peers_too_large.fetch_add(1, Ordering::Relaxed);
+                self.reg.lock().too_large(&self.view, link);
+                log!(Level::Warn, &self.log, "{}: refusing the peer, its counts dropped: {e}", link.remote);
             }
             ConnError::HandshakeTimeout => {
                 self.counters.handshakes_timed_out.fetch_add(1, Ordering::Relaxed);
@@ -425,6 +433,7 @@ impl Shared {
             handshakes_timed_out: c.handshakes_timed_out.load(Ordering::Relaxed),
             auth_failures: c.auth_failures.load(Ordering::Relaxed),
             protocol_errors: c.protocol_errors.load(Ordering::Relaxed),
+            peers_too_large: c.peers_too_large.load(Ordering::Relaxed),
             known_addresses: reg.known_addresses(),
             addresses_dropped: c.addresses_dropped.load(Ordering::Relaxed),
         };

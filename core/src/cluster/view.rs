@@ -19,7 +19,8 @@
 //! belongs to the slot's current peer.
 //!
 //! Writers (one connection reader thread per peer, plus housekeeping) take the
-//! slot's `data` mutex, then shard write locks one topic at a time. `data`
+//! slot's `data` mutex, then shard write locks one shard at a time (the
+//! changes of a frame grouped by shard, a bounded batch per hold). `data`
 //! also names the connection (`owner`) allowed to write: when a peer's
 //! connection is replaced, late frames from the old one are ignored.
 //!
@@ -44,12 +45,35 @@ const SHARDS: usize = if cfg!(loom) { 2 } else { 64 };
 
 type Hasher = foldhash::fast::FixedState;
 type Reporters = SmallVec<[(u16, u64); 4]>;
+/// One shard of the index: topic -> (slot, count) of every reporting slot.
+type Index = HashMap<Topic, Reporters, RandomState>;
+/// Index updates done under one hold of a shard's write lock, at most.
+const INDEX_BATCH: usize = 4096;
+
+/// One peer's last report of a topic.
+#[derive(Debug, Clone, Copy)]
+struct Reported {
+    count: u64,
+    /// The snapshot (`SlotData::epoch`) that last set it.
+    epoch: u32,
+}
 
 #[derive(Debug, Default)]
 struct SlotData {
     owner: u64,
-    counts: HashMap<Topic, u64, RandomState>,
-    sum: u64,
+    counts: HashMap<Topic, Reported, RandomState>,
+    /// The exact sum of `counts` (2^24 topics of at most 2^64 - 1 cannot
+    /// pass 2^88); `Slot::sum` publishes it saturated to `u64`.
+    sum: u128,
+    /// Number of the latest snapshot started (wraps; only equality matters).
+    epoch: u32,
+}
+
+impl SlotData {
+    /// The sum as readers see it: saturated, so never below any one count.
+    fn published_sum(&self) -> u64 {
+        u64::try_from(self.sum).unwrap_or(u64::MAX)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -74,7 +98,7 @@ pub(crate) struct RemoteCount {
 /// See the module docs.
 #[derive(Debug)]
 pub(crate) struct View {
-    shards: Box<[RwLock<HashMap<Topic, Reporters, RandomState>>]>,
+    shards: Box<[RwLock<Index>]>,
     hasher: Hasher,
     slots: Box<[Slot]>,
     high_water: AtomicUsize,
@@ -102,8 +126,12 @@ impl View {
         }
     }
 
-    fn shard(&self, topic: &[u8]) -> &RwLock<HashMap<Topic, Reporters, RandomState>> {
-        &self.shards[(self.hasher.hash_one(topic) as usize) % SHARDS]
+    fn shard_of(&self, topic: &[u8]) -> usize {
+        (self.hasher.hash_one(topic) as usize) % SHARDS
+    }
+
+    fn shard(&self, topic: &[u8]) -> &RwLock<Index> {
+        &self.shards[self.shard_of(topic)]
     }
 
     fn slot(&self, slot: u16) -> &Slot {
@@ -146,84 +174,103 @@ impl View {
         self.slot(slot).data.lock().owner = link;
     }
 
-    fn set_index(&self, topic: &Topic, slot: u16, count: u64) {
-        let mut shard = self.shard(topic).write();
-        if count == 0 {
-            if let Some(r) = shard.get_mut(&topic[..]) {
-                r.retain(|(s, _)| *s != slot);
-                if r.is_empty() {
-                    shard.remove(&topic[..]);
+    /// Writes `slot`'s new counts of `changed` topics into the index, in
+    /// order, taking each shard's write lock once per batch of
+    /// [`INDEX_BATCH`] (bounds how long a reader of a shard waits).
+    fn set_index(&self, slot: u16, changed: &mut [(usize, Topic, u64)]) {
+        for batch in changed.chunks_mut(INDEX_BATCH) {
+            // Stable: a topic listed twice keeps its order (the last wins).
+            batch.sort_by_key(|c| c.0);
+            for group in batch.chunk_by(|a, b| a.0 == b.0) {
+                let mut shard = self.shards[group[0].0].write();
+                for (_, topic, count) in group {
+                    set_reporter(&mut shard, topic, slot, *count);
                 }
             }
-            return;
-        }
-        let r = shard.entry(topic.clone()).or_default();
-        match r.iter_mut().find(|(s, _)| *s == slot) {
-            Some(e) => e.1 = count,
-            None => r.push((slot, count)),
         }
     }
 
-    fn set_one(&self, d: &mut SlotData, slot: u16, topic: Topic, count: u64) {
-        let old = if count == 0 {
-            d.counts.remove(&topic[..]).unwrap_or(0)
-        } else {
-            d.counts.insert(topic.clone(), count).unwrap_or(0)
-        };
-        if old != count {
-            d.sum = d.sum.wrapping_sub(old).wrapping_add(count);
-            self.set_index(&topic, slot, count);
+    /// Sets `slot`'s counts of `entries` (the last entry for a topic wins),
+    /// marked as reported in the current snapshot epoch, and updates the sum
+    /// and the index. Returns the topics whose count changed.
+    fn set_counts(&self, d: &mut SlotData, slot: u16, entries: impl IntoIterator<Item = (Topic, u64)>) -> Vec<Topic> {
+        let epoch = d.epoch;
+        let mut changed = Vec::new();
+        for (topic, count) in entries {
+            let old = if count == 0 {
+                d.counts.remove(&topic[..]).map_or(0, |r| r.count)
+            } else {
+                d.counts.insert(topic.clone(), Reported { count, epoch }).map_or(0, |r| r.count)
+            };
+            if old != count {
+                d.sum = d.sum - u128::from(old) + u128::from(count);
+                changed.push((self.shard_of(&topic), topic, count));
+            }
         }
+        self.set_index(slot, &mut changed);
+        changed.into_iter().map(|(_, t, _)| t).collect()
+    }
+
+    /// Runs `f` on `slot`'s data if `link` owns it, then publishes the sum
+    /// and hands the topics `f` changed to the feed. `false` (nothing done)
+    /// if `link` is not the owner.
+    fn write(&self, slot: u16, link: u64, f: impl FnOnce(&mut SlotData) -> Vec<Topic>) -> bool {
+        let s = self.slot(slot);
+        let mut d = s.data.lock();
+        if d.owner != link {
+            return false;
+        }
+        let changed = f(&mut d);
+        s.sum.store(d.published_sum(), Ordering::Release);
+        drop(d);
+        self.changed(&changed);
+        true
     }
 
     /// Applies a delta from connection `link`. Returns `false` (and changes
     /// nothing) if `link` does not own the slot.
     pub(crate) fn apply(&self, slot: u16, link: u64, entries: Vec<(Topic, u64)>) -> bool {
-        let s = self.slot(slot);
-        let mut d = s.data.lock();
-        if d.owner != link {
-            return false;
-        }
-        for (topic, count) in &entries {
-            self.set_one(&mut d, slot, topic.clone(), *count);
-        }
-        s.sum.store(d.sum, Ordering::Release);
-        drop(d);
-        self.changed(entries.iter().map(|(t, _)| t));
-        true
+        self.write(slot, link, |d| self.set_counts(d, slot, entries))
     }
 
-    /// Replaces everything `slot` reported with a snapshot from `link`.
-    /// Topics are updated one by one (old value to new), so a concurrent read
-    /// never sees the peer's counts vanish and come back.
-    pub(crate) fn replace(&self, slot: u16, link: u64, snapshot: Vec<(Topic, u64)>) -> bool {
-        let s = self.slot(slot);
-        let mut d = s.data.lock();
-        if d.owner != link {
-            return false;
-        }
-        let mut fresh: HashMap<Topic, u64, RandomState> = HashMap::default();
-        fresh.reserve(snapshot.len());
-        for (topic, count) in snapshot {
-            if count == 0 {
-                fresh.remove(&topic[..]);
-            } else {
-                fresh.insert(topic, count);
+    /// Applies one frame of a snapshot from `link` (`first`: it starts one;
+    /// `last`: it completes it). A snapshot is applied frame by frame, so no
+    /// call does more than one frame's work, except the one for `last`,
+    /// which also zeroes the topics the snapshot did not list (the topics
+    /// left over from before it). What readers see meanwhile: each topic
+    /// shows either its old or its new count (updated in place, never
+    /// removed and re-added), so a topic listed again never drops out;
+    /// topics left over keep their old count until `last`. A peer's first
+    /// snapshot is invisible until complete: the peer is counted only once
+    /// it is synced. Returns `false` (nothing done) if `link` does not own
+    /// the slot.
+    pub(crate) fn snapshot_part(
+        &self,
+        slot: u16,
+        link: u64,
+        first: bool,
+        last: bool,
+        entries: Vec<(Topic, u64)>,
+    ) -> bool {
+        self.write(slot, link, |d| {
+            if first {
+                d.epoch = d.epoch.wrapping_add(1);
             }
-        }
-        let mut touched: Vec<Topic> = d.counts.keys().filter(|t| !fresh.contains_key(&t[..])).cloned().collect();
-        for topic in &touched {
-            self.set_one(&mut d, slot, topic.clone(), 0);
-        }
-        touched.reserve(fresh.len());
-        for (topic, count) in fresh {
-            touched.push(topic.clone());
-            self.set_one(&mut d, slot, topic, count);
-        }
-        s.sum.store(d.sum, Ordering::Release);
-        drop(d);
-        self.changed(&touched);
-        true
+            let mut changed = self.set_counts(d, slot, entries);
+            if last {
+                let epoch = d.epoch;
+                let stale: Vec<(Topic, u64)> =
+                    d.counts.iter().filter(|(_, r)| r.epoch != epoch).map(|(t, _)| (t.clone(), 0)).collect();
+                changed.extend(self.set_counts(d, slot, stale));
+            }
+            changed
+        })
+    }
+
+    /// A whole snapshot in one call (tests and the loom models).
+    #[cfg(test)]
+    pub(crate) fn replace(&self, slot: u16, link: u64, snapshot: Vec<(Topic, u64)>) -> bool {
+        self.snapshot_part(slot, link, true, true, snapshot)
     }
 
     /// Forgets everything `slot` reported (and stops counting it).
@@ -231,10 +278,9 @@ impl View {
         let s = self.slot(slot);
         s.counted.store(false, Ordering::Release);
         let mut d = s.data.lock();
-        let all: Vec<Topic> = d.counts.drain().map(|(t, _)| t).collect();
-        for topic in &all {
-            self.set_index(topic, slot, 0);
-        }
+        let mut all: Vec<(usize, Topic, u64)> = d.counts.drain().map(|(t, _)| (self.shard_of(&t), t, 0)).collect();
+        self.set_index(slot, &mut all);
+        let all: Vec<Topic> = all.into_iter().map(|(_, t, _)| t).collect();
         d.sum = 0;
         s.sum.store(0, Ordering::Release);
         drop(d);
@@ -329,6 +375,24 @@ impl View {
     }
 }
 
+/// Sets `slot`'s count of `topic` in one shard of the index (0 removes it).
+fn set_reporter(shard: &mut Index, topic: &Topic, slot: u16, count: u64) {
+    if count == 0 {
+        if let Some(r) = shard.get_mut(&topic[..]) {
+            r.retain(|(s, _)| *s != slot);
+            if r.is_empty() {
+                shard.remove(&topic[..]);
+            }
+        }
+        return;
+    }
+    let r = shard.entry(topic.clone()).or_default();
+    match r.iter_mut().find(|(s, _)| *s == slot) {
+        Some(e) => e.1 = count,
+        None => r.push((slot, count)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -371,6 +435,48 @@ mod tests {
         v.clear(0);
         v.clear(2);
         assert_eq!(v.topics(), 0);
+    }
+
+    #[test]
+    fn sums_saturate_so_total_is_never_below_a_count() {
+        let v = View::with_feed(None);
+        v.activate(0);
+        v.set_owner(0, 1);
+        let half = u64::MAX / 2 + 1;
+        assert!(v.replace(0, 1, vec![(t("a"), u64::MAX), (t("b"), half)]));
+        v.set_counted(0, true);
+        assert_eq!(v.count_only(b"a"), u64::MAX);
+        assert_eq!(v.sum_of(0), u64::MAX);
+        assert!(v.total() >= v.count_only(b"a"), "total {} below a count", v.total());
+        // The exact sum survives saturation: taking "a" away leaves b's.
+        assert!(v.apply(0, 1, vec![(t("a"), 0)]));
+        assert_eq!(v.total(), half);
+        assert!(v.apply(0, 1, vec![(t("c"), u64::MAX), (t("b"), 0)]));
+        assert_eq!((v.total(), v.count_only(b"c")), (u64::MAX, u64::MAX));
+    }
+
+    #[test]
+    fn a_snapshot_in_parts_updates_in_place_and_zeroes_leftovers_at_last() {
+        let v = View::with_feed(None);
+        v.activate(0);
+        v.set_owner(0, 1);
+        assert!(v.replace(0, 1, vec![(t("a"), 1), (t("b"), 2), (t("c"), 3)]));
+        v.set_counted(0, true);
+        // A resynchronisation in three parts: "a" and "d" listed, "b" and
+        // "c" left over.
+        assert!(v.snapshot_part(0, 1, true, false, vec![(t("a"), 5)]));
+        assert_eq!((v.count_only(b"a"), v.count_only(b"b"), v.count_only(b"c")), (5, 2, 3));
+        assert!(v.snapshot_part(0, 1, false, false, vec![(t("d"), 4), (t("c"), 0)]));
+        assert_eq!((v.count_only(b"c"), v.count_only(b"d"), v.total()), (0, 4, 11));
+        // Another link's parts are ignored.
+        assert!(!v.snapshot_part(0, 2, false, true, vec![(t("z"), 9)]));
+        assert!(v.snapshot_part(0, 1, false, true, vec![]));
+        assert_eq!((v.count_only(b"a"), v.count_only(b"b"), v.count_only(b"d")), (5, 0, 4));
+        assert_eq!((v.total(), v.topics_of(0), v.topics()), (9, 2, 2));
+        // A delta after it, then another snapshot that lists only "d".
+        assert!(v.apply(0, 1, vec![(t("e"), 1)]));
+        assert!(v.snapshot_part(0, 1, true, true, vec![(t("d"), 4)]));
+        assert_eq!((v.count_only(b"a"), v.count_only(b"e"), v.total()), (0, 0, 4));
     }
 
     #[test]

@@ -153,6 +153,7 @@ static CLUSTER: &[Series<ClusterStats>] = &[
     Series::new("headcount_peer_addresses_dropped", "Peer addresses learned and not kept: malformed, or the address table was full.", Counter(|c| c.addresses_dropped)),
     Series::new("headcount_auth_failures", "Peer handshakes that failed authentication.", Counter(|c| c.auth_failures)),
     Series::new("headcount_protocol_errors", "Peer connections closed for a protocol error.", Counter(|c| c.protocol_errors)),
+    Series::new("headcount_peers_too_large", "Peers refused for passing a per-peer limit (max_topic_len, max_peer_topics, max_peer_topic_bytes).", Counter(|c| c.peers_too_large)),
 ];
 
 /// Series of each peer, read from its [`PeerStats`], labelled `peer` and

@@ -19,6 +19,8 @@ use headcount::internals::conn::{AuthKey, ConnParams};
 use headcount::internals::wire::{self, Frame, MAX_HANDSHAKE_FRAME_LEN};
 use headcount::{Config, Node};
 
+pub mod raw_peer;
+
 pub const SECRET: &str = "test-secret";
 
 /// A node named `name` listening on 127.0.0.1 (port 0 unless `port`), with

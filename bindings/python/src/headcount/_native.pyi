@@ -38,6 +38,8 @@ class Node:
         handshake_timeout_ms: Optional[_Int] = None,
         down_grace_ms: Optional[_Int] = None,
         max_topic_len: Optional[_Int] = None,
+        max_peer_topics: Optional[_Int] = None,
+        max_peer_topic_bytes: Optional[_Int] = None,
         gc_after_ms: Optional[_Int] = None,
         metrics_listen: Optional[str] = None,
         log_format: Optional[Literal["text", "json"]] = None,

@@ -58,6 +58,17 @@ pub enum ConnError {
     SnapshotOrder(&'static str),
     /// More than [`MAX_SNAPSHOT_ENTRIES`](super::MAX_SNAPSHOT_ENTRIES) entries in one snapshot.
     SnapshotTooLarge,
+    /// The peer passed one of our per-peer limits (`max_topic_len`,
+    /// `max_peer_topics`, `max_peer_topic_bytes`): `what` it passed, `limit`.
+    PeerTooLarge {
+        /// Which limit.
+        what: &'static str,
+        /// Its value.
+        limit: usize,
+    },
+    /// The peer redefined a topic id whose last count was not 0 (a sender
+    /// may only reuse the ids of topics it last sent as 0).
+    BadRedefine(u32),
     /// We have more live topics than per-connection ids.
     TooManyTopics,
     /// Sending state before authentication (a caller bug, refused).
@@ -94,6 +105,8 @@ impl fmt::Display for ConnError {
             ConnError::UnknownTopicId(id) => write!(f, "undefined topic id {id}"),
             ConnError::SnapshotOrder(what) => write!(f, "snapshot order: {what}"),
             ConnError::SnapshotTooLarge => write!(f, "snapshot too large"),
+            ConnError::PeerTooLarge { what, limit } => write!(f, "peer over our limit of {limit} {what}"),
+            ConnError::BadRedefine(id) => write!(f, "redefined topic id {id} whose count is not 0"),
             ConnError::TooManyTopics => write!(f, "too many live topics for one connection"),
             ConnError::NotEstablished => write!(f, "connection not authenticated"),
             ConnError::Closed => write!(f, "connection closed"),
@@ -112,6 +125,7 @@ impl ConnError {
             ConnError::SelfConnection => ByeCode::SELF_CONNECTION,
             ConnError::AuthFailed => ByeCode::AUTH_FAILED,
             ConnError::HandshakeTimeout | ConnError::PeerSilent(_) => ByeCode::TIMEOUT,
+            ConnError::PeerTooLarge { .. } => ByeCode::PEER_TOO_LARGE,
             ConnError::RejectedByPeer { .. } | ConnError::NotEstablished | ConnError::Closed => return None,
             _ => ByeCode::PROTOCOL_ERROR,
         })

@@ -67,7 +67,7 @@ mod topics;
 
 pub use auth::{AuthKey, AUTH_LABEL, ROLE_ACCEPTOR, ROLE_DIALER};
 pub use error::ConnError;
-use topics::InTopics;
+use topics::{InLimits, InTopics};
 pub use topics::{OutTopics, Topic, DEFAULT_ID_SOFT_CAP};
 
 /// Most entries a peer may put in one (multi-frame) snapshot.
@@ -138,9 +138,19 @@ pub struct PeerIdentity {
 pub enum Event {
     /// The peer proved it knows the secret; state may flow both ways now.
     Authenticated(PeerIdentity),
-    /// A complete snapshot: the peer's non-zero counts, replacing everything
-    /// it reported before. Topics absent here are zero.
-    Snapshot(Vec<(Topic, u64)>),
+    /// One SNAPSHOT frame's entries, delivered as it arrives so that the
+    /// node can apply a large snapshot frame by frame. `first` starts a
+    /// snapshot: it replaces everything the peer reported before, and once
+    /// `last` arrives every topic not listed by a frame from `first` to
+    /// `last` is zero.
+    Snapshot {
+        /// This frame starts a snapshot.
+        first: bool,
+        /// This frame completes it.
+        last: bool,
+        /// The counts (the last entry for a topic wins).
+        entries: Vec<(Topic, u64)>,
+    },
     /// New absolute counts of changed topics.
     Delta {
         /// Sequence number of the frame.
@@ -197,11 +207,15 @@ pub struct Conn {
     in_topics: InTopics,
     in_seq: u64,
     synced: bool,
-    pending_snapshot: Option<Vec<(Topic, u64)>>,
+    /// Entries received so far of an unfinished snapshot.
+    in_snapshot: Option<usize>,
     // Outbound state.
     out_topics: OutTopics,
     out_seq: u64,
+    /// A complete snapshot has been queued (DELTA may follow).
     sent_snapshot: bool,
+    /// A snapshot is being queued part by part (no DELTA until its LAST).
+    out_snapshot_open: bool,
     transmit: VecDeque<Frame>,
     events: VecDeque<Event>,
     error: Option<ConnError>,
@@ -231,13 +245,18 @@ impl Conn {
             started_ms: now_ms,
             last_rx_ms: now_ms,
             last_tx_ms: now_ms,
-            in_topics: InTopics::default(),
+            in_topics: InTopics::new(InLimits {
+                topic_len: p.settings.max_topic_len,
+                topics: p.settings.max_peer_topics,
+                bytes: p.settings.max_peer_topic_bytes,
+            }),
             in_seq: 0,
             synced: false,
-            pending_snapshot: None,
+            in_snapshot: None,
             out_topics: OutTopics::new(p.id_soft_cap),
             out_seq: 0,
             sent_snapshot: false,
+            out_snapshot_open: false,
             transmit: VecDeque::new(),
             events: VecDeque::new(),
             error: None,
@@ -302,9 +321,10 @@ impl Conn {
         !self.transmit.is_empty()
     }
 
-    /// Whether our first snapshot has been queued (DELTA may follow).
-    pub fn has_sent_snapshot(&self) -> bool {
-        self.sent_snapshot
+    /// Whether DELTA may be queued now: a complete snapshot was queued and
+    /// no later one is half queued ([`Conn::send_snapshot_part`]).
+    pub fn may_send_delta(&self) -> bool {
+        self.sent_snapshot && !self.out_snapshot_open
     }
 
     /// Next frame to write, if any.
@@ -332,7 +352,7 @@ impl Conn {
                 self.queue(Frame::Bye { code, message }, now_ms);
             }
             self.state = State::Closed;
-            self.pending_snapshot = None;
+            self.in_snapshot = None;
             self.error = Some(err.clone());
         }
         err
@@ -353,7 +373,7 @@ impl Conn {
         truncate_utf8(&mut message, wire::MAX_BYE_MESSAGE_LEN);
         self.queue(Frame::Bye { code, message }, now_ms);
         self.state = State::Closed;
-        self.pending_snapshot = None;
+        self.in_snapshot = None;
     }
 
     /// Feeds one decoded frame from the peer.
@@ -393,7 +413,7 @@ impl Conn {
             }
             (State::Established, Frame::Bye { code, message }) => {
                 self.state = State::Closed;
-                self.pending_snapshot = None;
+                self.in_snapshot = None;
                 self.events.push_back(Event::Bye { code, message });
                 Ok(())
             }
@@ -457,31 +477,32 @@ impl Conn {
 
     fn on_snapshot(&mut self, s: Snapshot) -> Result<(), ConnError> {
         self.next_in_seq(s.seq)?;
-        let mut pending = match (self.pending_snapshot.take(), s.first) {
-            (None, true) => Vec::new(),
+        let so_far = match (self.in_snapshot.take(), s.first) {
+            (None, true) => 0,
             (Some(_), true) => return Err(ConnError::SnapshotOrder("FIRST inside a snapshot")),
             (None, false) => return Err(ConnError::SnapshotOrder("SNAPSHOT without FIRST")),
-            (Some(p), false) => p,
+            (Some(n), false) => n,
         };
-        if pending.len().saturating_add(s.entries.len()) > MAX_SNAPSHOT_ENTRIES {
+        let total = so_far.saturating_add(s.entries.len());
+        if total > MAX_SNAPSHOT_ENTRIES {
             return Err(ConnError::SnapshotTooLarge);
         }
-        pending.reserve(s.entries.len());
+        let mut entries = Vec::with_capacity(s.entries.len());
         for e in s.entries {
-            pending.push(self.in_topics.resolve(e)?);
+            entries.push(self.in_topics.resolve(e)?);
         }
         if s.last {
             self.synced = true;
-            self.events.push_back(Event::Snapshot(pending));
         } else {
-            self.pending_snapshot = Some(pending);
+            self.in_snapshot = Some(total);
         }
+        self.events.push_back(Event::Snapshot { first: s.first, last: s.last, entries });
         Ok(())
     }
 
     fn on_delta(&mut self, d: Delta) -> Result<(), ConnError> {
         self.next_in_seq(d.seq)?;
-        if self.pending_snapshot.is_some() {
+        if self.in_snapshot.is_some() {
             return Err(ConnError::SnapshotOrder("DELTA inside a snapshot"));
         }
         if !self.synced {
@@ -553,9 +574,29 @@ impl Conn {
     where
         I: IntoIterator<Item = (&'a [u8], u64)>,
     {
+        self.send_snapshot_part(counts, true, now_ms)
+    }
+
+    /// Queues the next part of a snapshot: the first call after a complete
+    /// one starts a new snapshot (FIRST), and the part with `last` completes
+    /// it (LAST). A caller can thus stream a large snapshot in bounded
+    /// pieces; until `last`, [`Conn::send_delta`] is refused (PROTOCOL.md
+    /// section 7.1: no DELTA inside a snapshot). An empty part that is not
+    /// the last queues nothing.
+    pub fn send_snapshot_part<'a, I>(&mut self, counts: I, last: bool, now_ms: u64) -> Result<(), ConnError>
+    where
+        I: IntoIterator<Item = (&'a [u8], u64)>,
+    {
         self.check_established()?;
-        self.sent_snapshot = true;
-        self.queue_state(counts, true, now_ms)
+        let first = !self.out_snapshot_open;
+        let queued = self.queue_state(counts, Some((first, last)), now_ms)?;
+        if last {
+            self.out_snapshot_open = false;
+            self.sent_snapshot = true;
+        } else if queued {
+            self.out_snapshot_open = true;
+        }
+        Ok(())
     }
 
     /// Queues the new absolute counts of changed topics (nothing if empty).
@@ -564,22 +605,26 @@ impl Conn {
         I: IntoIterator<Item = (&'a [u8], u64)>,
     {
         self.check_established()?;
-        if !self.sent_snapshot {
+        if !self.may_send_delta() {
             // A caller bug, refused without closing: the peer would reject a
-            // DELTA before our first snapshot.
-            return Err(ConnError::SnapshotOrder("DELTA before our first snapshot"));
+            // DELTA before our first snapshot or inside one.
+            return Err(ConnError::SnapshotOrder("DELTA before or inside our snapshot"));
         }
-        self.queue_state(changes, false, now_ms)
+        self.queue_state(changes, None, now_ms).map(drop)
     }
 
-    /// Queues `counts` as SNAPSHOT frames (FIRST ... LAST, at least one frame
-    /// even when empty) or DELTA frames (none when empty), starting a new
-    /// frame when the next entry would pass [`TARGET_FRAME_LEN`].
-    fn queue_state<'a, I>(&mut self, counts: I, snapshot: bool, now_ms: u64) -> Result<(), ConnError>
+    /// Queues `counts` as DELTA frames (`snapshot` `None`; none when empty)
+    /// or as SNAPSHOT frames (`Some((first, last))`: the first frame queued
+    /// has FIRST if `first`, the final one LAST if `last`; a `last` part
+    /// queues at least one frame even when empty), starting a new frame when
+    /// the next entry would pass [`TARGET_FRAME_LEN`]. Returns whether a
+    /// frame was queued.
+    fn queue_state<'a, I>(&mut self, counts: I, snapshot: Option<(bool, bool)>, now_ms: u64) -> Result<bool, ConnError>
     where
         I: IntoIterator<Item = (&'a [u8], u64)>,
     {
-        let mut first = true;
+        let (mut first, last) = snapshot.unwrap_or((false, false));
+        let mut queued = false;
         let mut entries = Vec::new();
         let mut size = 0;
         for (name, count) in counts {
@@ -587,25 +632,26 @@ impl Conn {
             let len = wire::entry_len(&e);
             if !entries.is_empty() && size + len > TARGET_FRAME_LEN {
                 let chunk = std::mem::take(&mut entries);
-                self.queue_state_frame(snapshot, first, false, chunk, now_ms);
+                self.queue_state_frame(snapshot.map(|_| (first, false)), chunk, now_ms);
                 first = false;
+                queued = true;
                 size = 0;
             }
             size += len;
             entries.push(e);
         }
-        if snapshot || !entries.is_empty() {
-            self.queue_state_frame(snapshot, first, true, entries, now_ms);
+        if !entries.is_empty() || last {
+            self.queue_state_frame(snapshot.map(|_| (first, last)), entries, now_ms);
+            queued = true;
         }
-        Ok(())
+        Ok(queued)
     }
 
-    fn queue_state_frame(&mut self, snapshot: bool, first: bool, last: bool, entries: Vec<Entry>, now_ms: u64) {
+    fn queue_state_frame(&mut self, snapshot: Option<(bool, bool)>, entries: Vec<Entry>, now_ms: u64) {
         let seq = self.next_out_seq();
-        let frame = if snapshot {
-            Frame::Snapshot(Snapshot { seq, first, last, entries })
-        } else {
-            Frame::Delta(Delta { seq, entries })
+        let frame = match snapshot {
+            Some((first, last)) => Frame::Snapshot(Snapshot { seq, first, last, entries }),
+            None => Frame::Delta(Delta { seq, entries }),
         };
         self.queue(frame, now_ms);
     }

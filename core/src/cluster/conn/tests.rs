@@ -145,7 +145,7 @@ fn state_flows_and_topic_ids_are_reused_per_connection() {
     assert_eq!(
         drain_ev(&mut b),
         vec![
-            Event::Snapshot(vec![(t(b"x"), 3), (t(b"y"), 1)]),
+            Event::Snapshot { first: true, last: true, entries: vec![(t(b"x"), 3), (t(b"y"), 1)] },
             Event::Delta { seq: 2, entries: vec![(t(b"x"), 4), (t(b"z"), 9)] },
             Event::Delta { seq: 3, entries: vec![(t(b"x"), 0)] },
         ]
@@ -163,14 +163,63 @@ fn large_snapshots_are_split_and_reassembled() {
     for f in &tx {
         assert!(wire::encode_to_vec(f).unwrap().len() <= TARGET_FRAME_LEN + 200);
     }
+    let frames = tx.len();
+    let mut events = Vec::new();
+    for f in tx {
+        assert!(!b.is_synced());
+        b.handle_frame(f, 3).unwrap();
+        // Each frame is handed over as it arrives, not held until LAST.
+        let before = events.len();
+        events.extend(drain_ev(&mut b));
+        assert_eq!(events.len(), before + 1);
+    }
+    assert_eq!(events.len(), frames);
+    let mut entries = 0;
+    for (i, ev) in events.iter().enumerate() {
+        match ev {
+            Event::Snapshot { first, last, entries: e } => {
+                assert_eq!((*first, *last), (i == 0, i == frames - 1));
+                entries += e.len();
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(entries, 5000);
+    assert!(b.is_synced());
+}
+
+#[test]
+fn a_snapshot_sent_in_parts_is_one_snapshot_and_holds_deltas_back() {
+    let (mut a, mut b) = established();
+    drain_ev(&mut b);
+    a.send_snapshot_part([(&b"x"[..], 1)], false, 2).unwrap();
+    assert!(!a.may_send_delta());
+    assert!(a.send_delta([(&b"x"[..], 2)], 2).is_err(), "DELTA inside our snapshot");
+    // An empty part in the middle queues nothing.
+    a.send_snapshot_part(std::iter::empty(), false, 2).unwrap();
+    a.send_snapshot_part([(&b"y"[..], 3)], true, 2).unwrap();
+    assert!(a.may_send_delta());
+    a.send_delta([(&b"x"[..], 2)], 2).unwrap();
+    let tx = drain_tx(&mut a);
+    match &tx[..] {
+        [Frame::Snapshot(s1), Frame::Snapshot(s2), Frame::Delta(_)] => {
+            assert_eq!((s1.first, s1.last, s2.first, s2.last), (true, false, false, true));
+        }
+        other => panic!("{other:?}"),
+    }
     for f in tx {
         b.handle_frame(f, 3).unwrap();
     }
-    match &drain_ev(&mut b)[..] {
-        [Event::Snapshot(s)] => assert_eq!(s.len(), 5000),
-        other => panic!("{} events", other.len()),
-    }
     assert!(b.is_synced());
+    // A later snapshot starts with FIRST again.
+    a.send_snapshot_part([(&b"z"[..], 1)], false, 4).unwrap();
+    a.send_snapshot_part(std::iter::empty(), true, 4).unwrap();
+    match &drain_tx(&mut a)[..] {
+        [Frame::Snapshot(s1), Frame::Snapshot(s2)] => {
+            assert_eq!((s1.first, s1.last, s2.first, s2.last, s2.entries.len()), (true, false, false, true, 0));
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]
@@ -182,7 +231,7 @@ fn empty_snapshot_is_one_frame() {
     let tx = drain_tx(&mut a);
     assert_eq!(tx, vec![Frame::Snapshot(Snapshot { seq: 1, first: true, last: true, entries: vec![] })]);
     b.handle_frame(tx[0].clone(), 3).unwrap();
-    assert_eq!(drain_ev(&mut b), vec![Event::Snapshot(vec![])]);
+    assert_eq!(drain_ev(&mut b), vec![Event::Snapshot { first: true, last: true, entries: vec![] }]);
 }
 
 #[test]
@@ -369,6 +418,14 @@ fn sequence_and_snapshot_order_errors() {
         (vec![snap(1, true, true, vec![Entry { id: 1, name: Some(b"t".to_vec()), count: 1 }])], |e| {
             matches!(e, ConnError::BadDefine { id: 1, next: 0 })
         }),
+        // Redefining an id whose last count is not 0 (only a zero id may be reused).
+        (
+            vec![
+                snap(1, true, true, vec![Entry { id: 0, name: Some(b"t".to_vec()), count: 1 }]),
+                delta(2, vec![Entry { id: 0, name: Some(b"u".to_vec()), count: 1 }]),
+            ],
+            |e| matches!(e, ConnError::BadRedefine(0)),
+        ),
     ];
     for (frames, check) in cases {
         let (_, mut b) = established();
@@ -388,8 +445,8 @@ fn sequence_and_snapshot_order_errors() {
     b.handle_frame(Frame::Heartbeat { last_seq: 0 }, 2).unwrap();
     b.handle_frame(snap(1, true, true, vec![]), 2).unwrap();
     b.handle_frame(Frame::Heartbeat { last_seq: 1 }, 2).unwrap();
-    // Redefining an id renames it.
-    b.handle_frame(delta(2, vec![Entry { id: 0, name: Some(b"p".to_vec()), count: 1 }]), 2).unwrap();
+    // Redefining an id last counted 0 renames it.
+    b.handle_frame(delta(2, vec![Entry { id: 0, name: Some(b"p".to_vec()), count: 0 }]), 2).unwrap();
     b.handle_frame(delta(3, vec![Entry { id: 0, name: Some(b"q".to_vec()), count: 2 }]), 2).unwrap();
     b.handle_frame(delta(4, vec![Entry { id: 0, name: None, count: 3 }]), 2).unwrap();
     let ev = drain_ev(&mut b);
@@ -455,7 +512,7 @@ fn id_reuse_is_understood_by_the_receiver() {
     assert_eq!(
         drain_ev(&mut b),
         vec![
-            Event::Snapshot(vec![(t(b"x"), 1)]),
+            Event::Snapshot { first: true, last: true, entries: vec![(t(b"x"), 1)] },
             Event::Delta { seq: 2, entries: vec![(t(b"x"), 0), (t(b"y"), 7)] },
             Event::Delta { seq: 3, entries: vec![(t(b"y"), 8)] },
         ]

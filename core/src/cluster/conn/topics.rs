@@ -4,7 +4,12 @@
 //! on the wire instead of its name.
 //!
 //! [`OutTopics`] assigns the ids we send; `InTopics` resolves the ids the peer
-//! defined.
+//! defined, within the per-peer limits ([`InLimits`]: topic length, ids,
+//! bytes of names) and the reuse rule (only an id last counted 0 may be
+//! redefined). Together these bound what one peer can make a node hold: the
+//! remote view keeps a peer's count of a topic only while some id the peer
+//! defined names it with a non-zero count, so its topics and their bytes
+//! never pass the peer's ids and their bytes.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -100,34 +105,73 @@ impl OutTopics {
     }
 }
 
-/// Inbound per-connection topic ids, as defined by the peer.
-#[derive(Debug, Default)]
+/// What one peer may define on a connection (config keys `max_topic_len`,
+/// `max_peer_topics`, `max_peer_topic_bytes`).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct InLimits {
+    pub(super) topic_len: usize,
+    pub(super) topics: usize,
+    pub(super) bytes: usize,
+}
+
+/// Inbound per-connection topic ids, as defined by the peer, with the last
+/// count received for each.
+#[derive(Debug)]
 pub(super) struct InTopics {
-    by_id: Vec<Topic>,
+    by_id: Vec<(Topic, u64)>,
+    /// Bytes of the names in `by_id`.
+    bytes: usize,
+    limits: InLimits,
 }
 
 impl InTopics {
+    pub(super) fn new(limits: InLimits) -> InTopics {
+        InTopics { by_id: Vec::new(), bytes: 0, limits }
+    }
+
     /// The topic and count an entry from the peer stands for, recording
     /// its definition if it has one.
     pub(super) fn resolve(&mut self, e: Entry) -> Result<(Topic, u64), ConnError> {
         let next = self.by_id.len() as u32;
-        match e.name {
-            Some(name) => {
-                let topic: Topic = name.into();
-                if e.id == next {
-                    self.by_id.push(topic.clone());
-                } else if e.id < next {
-                    self.by_id[e.id as usize] = topic.clone();
-                } else {
-                    return Err(ConnError::BadDefine { id: e.id, next });
+        let Some(name) = e.name else {
+            return match self.by_id.get_mut(e.id as usize) {
+                Some(slot) => {
+                    slot.1 = e.count;
+                    Ok((slot.0.clone(), e.count))
                 }
-                Ok((topic, e.count))
-            }
-            None => match self.by_id.get(e.id as usize) {
-                Some(t) => Ok((t.clone(), e.count)),
                 None => Err(ConnError::UnknownTopicId(e.id)),
-            },
+            };
+        };
+        let l = self.limits;
+        if name.len() > l.topic_len {
+            return Err(ConnError::PeerTooLarge { what: "bytes in a topic (max_topic_len)", limit: l.topic_len });
         }
+        let replaced = match self.by_id.get(e.id as usize) {
+            Some(old) if old.1 != 0 => return Err(ConnError::BadRedefine(e.id)),
+            Some(old) => old.0.len(),
+            None if e.id == next => {
+                if self.by_id.len() >= l.topics {
+                    return Err(ConnError::PeerTooLarge { what: "topics (max_peer_topics)", limit: l.topics });
+                }
+                0
+            }
+            None => return Err(ConnError::BadDefine { id: e.id, next }),
+        };
+        let bytes = self.bytes - replaced + name.len();
+        if bytes > l.bytes {
+            return Err(ConnError::PeerTooLarge {
+                what: "bytes of topic names (max_peer_topic_bytes)",
+                limit: l.bytes,
+            });
+        }
+        self.bytes = bytes;
+        let topic: Topic = name.into();
+        if e.id == next {
+            self.by_id.push((topic.clone(), e.count));
+        } else {
+            self.by_id[e.id as usize] = (topic.clone(), e.count);
+        }
+        Ok((topic, e.count))
     }
 }
 

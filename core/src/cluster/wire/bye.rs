@@ -45,4 +45,7 @@ bye_codes! {
     SELF_CONNECTION = 6, "self connection";
     /// The handshake took too long, or the receiver was silent too long.
     TIMEOUT = 7, "timeout";
+    /// The receiver defined more topics, or longer or more bytes of topic
+    /// names, than the sender accepts from one peer; its counts are dropped.
+    PEER_TOO_LARGE = 8, "peer too large";
 }
