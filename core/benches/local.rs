@@ -11,6 +11,11 @@
 //! --benches` does not) it does a seconds-long smoke run instead, so that the
 //! test suite can check it without paying for it.
 //!
+//! **The C ABI.** When the ffi crate's `libheadcount.so` is built (`cargo
+//! build --release -p headcount-ffi`; found in the profile directory above
+//! this binary, or at `$HEADCOUNT_FFI_LIB`), an `hc_add` row calls it through
+//! `dlopen`ed symbols beside `Counter::add`; otherwise the row is left out.
+//!
 //! **What is timed.** Each workload x implementation x thread count runs for
 //! `--secs` of wall time; every thread walks its own pre-generated stream of
 //! key indices (64 Ki entries, uniform or Zipf(1.0) over `--keys` topics
