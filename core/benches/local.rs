@@ -417,11 +417,9 @@ struct FfiAdd {
 }
 
 // SAFETY: `hc_node` is documented thread-safe for every call but
-// `hc_node_free`, which runs only when this value is dropped (never here:
-// the bench's entries live to the end of the process).
+// `hc_node_free`, which is never called: the node, its config and the library (never
+// `dlclose`d) live to the end of the process.
 unsafe impl Sync for FfiAdd {}
-// SAFETY: as `Sync`; the pointer is only ever passed to `hc_add`.
-unsafe impl Send for FfiAdd {}
 
 impl FfiAdd {
     /// Opens the library next to the bench's profile directory (or
@@ -447,15 +445,17 @@ impl FfiAdd {
         // SAFETY: the symbols are the exports of include/headcount.h, with
         // these prototypes (`hc_status` is a C enum: an `int`).
         unsafe {
-            let new_cfg: unsafe extern "C" fn() -> *mut libc::c_void = std::mem::transmute(new_cfg);
-            let start: unsafe extern "C" fn(*const libc::c_void, *mut *mut libc::c_void) -> i32 =
-                std::mem::transmute(start);
+            type NewCfg = unsafe extern "C" fn() -> *mut libc::c_void;
+            type Start = unsafe extern "C" fn(*const libc::c_void, *mut *mut libc::c_void) -> i32;
+            type Add = unsafe extern "C" fn(*mut libc::c_void, *const u8, usize, i64) -> i32;
+            let new_cfg = std::mem::transmute::<*mut libc::c_void, NewCfg>(new_cfg);
+            let start = std::mem::transmute::<*mut libc::c_void, Start>(start);
             let cfg = new_cfg();
             let mut node = std::ptr::null_mut();
             if cfg.is_null() || start(cfg, &mut node) != 0 {
                 return None;
             }
-            Some(FfiAdd { node, add: std::mem::transmute::<*mut libc::c_void, _>(add) })
+            Some(FfiAdd { node, add: std::mem::transmute::<*mut libc::c_void, Add>(add) })
         }
     }
 }

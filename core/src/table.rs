@@ -405,3 +405,24 @@ impl Drop for Table {
         }
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::same_name;
+
+    #[test]
+    fn same_name_sees_every_byte_and_the_length() {
+        for n in 0..40u8 {
+            let a: Vec<u8> = (0..n).collect();
+            assert!(same_name(&a, &a.clone()), "len {n}");
+            for i in 0..a.len() {
+                let mut b = a.clone();
+                b[i] ^= 0x80;
+                assert!(!same_name(&a, &b), "len {n}, byte {i} differs");
+            }
+            let mut longer = a.clone();
+            longer.push(0);
+            assert!(!same_name(&a, &longer) && !same_name(&longer, &a), "len {n} vs {}", n + 1);
+        }
+    }
+}
