@@ -311,10 +311,8 @@ mod tests {
                 break;
             }
         }
-        let want: Vec<(Vec<u8>, u64)> = (0..n)
-            .filter(|i| i % 3 != 0)
-            .map(|i| (format!("topic-{i:010}").into_bytes(), u64::from(i % 3)))
-            .collect();
+        let want: Vec<(Vec<u8>, u64)> =
+            (0..n).filter(|i| i % 3 != 0).map(|i| (format!("topic-{i:010}").into_bytes(), u64::from(i % 3))).collect();
         assert!(seen == want, "{} entries read, {} expected", seen.len(), want.len());
         assert_eq!(o.topics, want.len());
         assert!(parts > 1, "{parts} part(s)");

@@ -282,7 +282,8 @@ fn peers_and_bye_errors() {
 
 #[test]
 fn encode_refuses_frames_over_the_cap() {
-    let entries: Vec<Entry> = (0..20u32).map(|i| Entry { id: i, name: Some(vec![b'x'; 60_000].into()), count: 1 }).collect();
+    let entries: Vec<Entry> =
+        (0..20u32).map(|i| Entry { id: i, name: Some(vec![b'x'; 60_000].into()), count: 1 }).collect();
     let f = Frame::Delta(Delta { seq: 1, entries });
     let mut out = Vec::new();
     assert!(matches!(encode_frame(&f, &mut out), Err(WireError::FrameTooLarge { .. })));
