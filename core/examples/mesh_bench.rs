@@ -4,7 +4,10 @@
 //! ```text
 //! cargo run --release -p headcount --example mesh_bench             # N = 4 8 16 32
 //! cargo run --release -p headcount --example mesh_bench -- 4 8      # chosen sizes
+//! cargo run --release -p headcount --example mesh_bench -- 32 handshake_timeout_ms=3000
 //! ```
+//!
+//! A `key=value` argument sets that config key on every node.
 //!
 //! For each N, N nodes run in this process on 127.0.0.1 with the default
 //! configuration (flush_interval_ms 100, flush_mode adaptive, one seed: the
@@ -73,13 +76,13 @@ struct Row {
     join_reconnects: u64,
 }
 
-fn mesh(n: usize) -> (Vec<Node>, Duration) {
+fn mesh(n: usize, kv: &[(&str, &str)]) -> (Vec<Node>, Duration) {
     let start = Instant::now();
-    let first = support::node("mesh-0", &[], &[]);
+    let first = support::node("mesh-0", &[], kv);
     let seed = [addr(&first)];
     let mut nodes = vec![first];
     for i in 1..n {
-        nodes.push(support::node(&format!("mesh-{i}"), &seed, &[]));
+        nodes.push(support::node(&format!("mesh-{i}"), &seed, kv));
     }
     wait_for(Duration::from_secs(120), || nodes.iter().all(|x| peers_in_state(x, "up") == n - 1))
         .unwrap_or_else(|| panic!("{n} nodes: the mesh did not form in 120 s"));
@@ -126,7 +129,7 @@ fn churn(nodes: &[Node]) -> (u64, u64, Duration, Option<Duration>) {
 
 /// A node joining `nodes` once each holds its own 10,000 topics; returns
 /// (sync time, bytes received, reconnects).
-fn join(nodes: &[Node]) -> (Option<Duration>, u64, u64) {
+fn join(nodes: &[Node], kv: &[(&str, &str)]) -> (Option<Duration>, u64, u64) {
     for (i, x) in nodes.iter().enumerate() {
         for k in 0..JOIN_TOPICS_PER_NODE {
             x.track(format!("join:{i}:{k}").as_bytes(), 1).unwrap();
@@ -144,7 +147,7 @@ fn join(nodes: &[Node]) -> (Option<Duration>, u64, u64) {
         return (None, 0, 0);
     }
     let start = Instant::now();
-    let joiner = support::node("mesh-joiner", &[addr(&nodes[0])], &[]);
+    let joiner = support::node("mesh-joiner", &[addr(&nodes[0])], kv);
     let synced = wait_for(Duration::from_secs(60), || {
         peers_in_state(&joiner, "up") == nodes.len() && joiner.total().unwrap() == want
     })
@@ -155,9 +158,9 @@ fn join(nodes: &[Node]) -> (Option<Duration>, u64, u64) {
     (synced, bytes, reconnects)
 }
 
-fn run(n: usize) -> Row {
+fn run(n: usize, kv: &[(&str, &str)]) -> Row {
     let (threads0, fds0) = (entries("/proc/self/task"), entries("/proc/self/fd"));
-    let (nodes, formed) = mesh(n);
+    let (nodes, formed) = mesh(n, kv);
     std::thread::sleep(Duration::from_millis(500));
     let threads = (entries("/proc/self/task") - threads0) as f64 / n as f64;
     let fds = (entries("/proc/self/fd") - fds0) as f64 / n as f64;
@@ -167,7 +170,7 @@ fn run(n: usize) -> Row {
     let idle_bps = (peer_sum(&nodes, "bytes_out") - b0) as f64 / 2.0 / n as f64;
 
     let (changes, bytes, cpu, converged) = churn(&nodes);
-    let (join, join_bytes, join_reconnects) = join(&nodes);
+    let (join, join_bytes, join_reconnects) = join(&nodes, kv);
     Row {
         n,
         formed,
@@ -244,7 +247,10 @@ fn model(rows: &[Row]) {
 }
 
 fn main() {
-    let sizes: Vec<usize> = std::env::args().skip(1).map(|a| a.parse().expect("sizes are node counts")).collect();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let kv: Vec<(&str, &str)> = args.iter().filter_map(|a| a.split_once('=')).collect();
+    let sizes: Vec<usize> =
+        args.iter().filter(|a| !a.contains('=')).map(|a| a.parse().expect("sizes are node counts")).collect();
     let sizes = if sizes.is_empty() { vec![4, 8, 16, 32] } else { sizes };
     println!(
         "| nodes | mesh formed | threads / node | fds / node | idle bytes/s / node | churn changes | \
@@ -254,7 +260,7 @@ fn main() {
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     let mut rows = Vec::new();
     for n in sizes {
-        let r = run(n);
+        let r = run(n, &kv);
         println!(
             "| {} | {:.0} ms | {:.1} | {:.1} | {:.0} | {} | {:.1} | {:.2} µs | {} | {} ({} topics) | {} | {} |",
             r.n,
