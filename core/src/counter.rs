@@ -203,10 +203,24 @@ impl Counter {
     }
 
     /// Calls `f(topic, count)` for every topic whose local count is non-zero.
-    pub fn for_each_nonzero(&self, mut f: impl FnMut(&[u8], u64)) {
+    pub fn for_each_nonzero(&self, f: impl FnMut(&[u8], u64)) {
+        self.for_each_nonzero_in(0..self.id_high_water(), f);
+    }
+
+    /// One past the highest topic id ever handed out: the end of the id
+    /// range [`Counter::for_each_nonzero_in`] needs to cover every topic
+    /// that exists now.
+    pub(crate) fn id_high_water(&self) -> u32 {
+        self.core.table.high_water()
+    }
+
+    /// [`Counter::for_each_nonzero`] over the topics with ids in `ids` only,
+    /// so that a caller can read a large counter in bounded pieces (a
+    /// snapshot for a peer, with heartbeats in between).
+    pub(crate) fn for_each_nonzero_in(&self, ids: std::ops::Range<u32>, mut f: impl FnMut(&[u8], u64)) {
         let core = &*self.core;
         let guard = pin();
-        for id in 0..core.table.high_water() {
+        for id in ids.start..ids.end.min(core.table.high_water()) {
             if let Some(entry) = core.table.by_id(id, &guard) {
                 let n = core.count(id);
                 if n > 0 {

@@ -25,7 +25,7 @@ fn closed_links_release_their_sockets_at_once() {
     let mut peers: Vec<RawPeer> = (0..40).map(|i| RawPeer::join(to, 3000 + i)).collect();
     for (i, p) in peers.iter_mut().enumerate() {
         // Each defines some topics, so each link holds id tables.
-        let entries = (0..200).map(|t| Entry { id: t, name: Some(format!("p{i}-t{t}").into_bytes()), count: 1 });
+        let entries = (0..200).map(|t| Entry { id: t, name: Some(format!("p{i}-t{t}").into_bytes().into()), count: 1 });
         p.snapshot(true, true, entries.collect()).unwrap();
     }
     assert!(wait_for(Duration::from_secs(10), || peers_in_state(&a, "up") == 40).is_some());

@@ -15,7 +15,7 @@ use support::raw_peer::RawPeer;
 use support::*;
 
 fn define(id: u32, name: impl Into<Vec<u8>>, count: u64) -> Entry {
-    Entry { id, name: Some(name.into()), count }
+    Entry { id, name: Some(name.into().into()), count }
 }
 
 fn rss_bytes() -> u64 {

@@ -410,7 +410,7 @@ fn entries(raw: Vec<(u8, Option<u8>, u64)>) -> Vec<Entry> {
     raw.into_iter()
         .map(|(id, name, count)| Entry {
             id: u32::from(id % 8),
-            name: name.map(|t| TOPICS[usize::from(t) % TOPICS.len()].to_vec()),
+            name: name.map(|t| TOPICS[usize::from(t) % TOPICS.len()].into()),
             count,
         })
         .collect()

@@ -25,7 +25,7 @@ fn frames() -> Vec<(&'static str, Frame)> {
         listen: "127.0.0.1:4000".into(),
         nonce: [7; 32],
     };
-    let e = |id: u32, name: Option<&[u8]>, count: u64| Entry { id, name: name.map(<[u8]>::to_vec), count };
+    let e = |id: u32, name: Option<&[u8]>, count: u64| Entry { id, name: name.map(Into::into), count };
     vec![
         ("hello", Frame::Hello(hello.clone())),
         ("hello-empty", Frame::Hello(Hello { cluster: String::new(), listen: String::new(), ..hello })),

@@ -176,26 +176,44 @@ impl View {
 
     /// Writes `slot`'s new counts of `changed` topics into the index, in
     /// order, taking each shard's write lock once per batch of
-    /// [`INDEX_BATCH`] (bounds how long a reader of a shard waits).
-    fn set_index(&self, slot: u16, changed: &mut [(usize, Topic, u64)]) {
+    /// [`INDEX_BATCH`] (bounds how long a reader of a shard waits). The
+    /// topics move into the index; returns them for the change feed if
+    /// there is one (else nothing, and no copy).
+    fn set_index(&self, slot: u16, mut changed: Vec<(usize, Topic, u64)>) -> Vec<Topic> {
+        let mut feed = Vec::new();
+        if self.feed.is_some() {
+            feed.extend(changed.iter().map(|c| c.1.clone()));
+        }
         for batch in changed.chunks_mut(INDEX_BATCH) {
             // Stable: a topic listed twice keeps its order (the last wins).
             batch.sort_by_key(|c| c.0);
-            for group in batch.chunk_by(|a, b| a.0 == b.0) {
-                let mut shard = self.shards[group[0].0].write();
-                for (_, topic, count) in group {
-                    set_reporter(&mut shard, topic, slot, *count);
+        }
+        let mut changed = changed.into_iter().peekable();
+        let mut in_batch = 0;
+        while let Some((shard_ix, topic, count)) = changed.next() {
+            let mut shard = self.shards[shard_ix].write();
+            set_reporter(&mut shard, topic, slot, count);
+            in_batch += 1;
+            // The rest of this shard's group in the batch, under one hold.
+            while in_batch % INDEX_BATCH != 0 {
+                match changed.next_if(|c| c.0 == shard_ix) {
+                    Some((_, topic, count)) => set_reporter(&mut shard, topic, slot, count),
+                    None => break,
                 }
+                in_batch += 1;
             }
         }
+        feed
     }
 
     /// Sets `slot`'s counts of `entries` (the last entry for a topic wins),
     /// marked as reported in the current snapshot epoch, and updates the sum
-    /// and the index. Returns the topics whose count changed.
+    /// and the index. Returns the topics whose count changed (for the feed,
+    /// if any).
     fn set_counts(&self, d: &mut SlotData, slot: u16, entries: impl IntoIterator<Item = (Topic, u64)>) -> Vec<Topic> {
         let epoch = d.epoch;
-        let mut changed = Vec::new();
+        let entries = entries.into_iter();
+        let mut changed = Vec::with_capacity(entries.size_hint().0);
         for (topic, count) in entries {
             let old = if count == 0 {
                 d.counts.remove(&topic[..]).map_or(0, |r| r.count)
@@ -207,8 +225,7 @@ impl View {
                 changed.push((self.shard_of(&topic), topic, count));
             }
         }
-        self.set_index(slot, &mut changed);
-        changed.into_iter().map(|(_, t, _)| t).collect()
+        self.set_index(slot, changed)
     }
 
     /// Runs `f` on `slot`'s data if `link` owns it, then publishes the sum
@@ -278,9 +295,8 @@ impl View {
         let s = self.slot(slot);
         s.counted.store(false, Ordering::Release);
         let mut d = s.data.lock();
-        let mut all: Vec<(usize, Topic, u64)> = d.counts.drain().map(|(t, _)| (self.shard_of(&t), t, 0)).collect();
-        self.set_index(slot, &mut all);
-        let all: Vec<Topic> = all.into_iter().map(|(_, t, _)| t).collect();
+        let all: Vec<(usize, Topic, u64)> = d.counts.drain().map(|(t, _)| (self.shard_of(&t), t, 0)).collect();
+        let all = self.set_index(slot, all);
         d.sum = 0;
         s.sum.store(0, Ordering::Release);
         drop(d);
@@ -376,7 +392,7 @@ impl View {
 }
 
 /// Sets `slot`'s count of `topic` in one shard of the index (0 removes it).
-fn set_reporter(shard: &mut Index, topic: &Topic, slot: u16, count: u64) {
+fn set_reporter(shard: &mut Index, topic: Topic, slot: u16, count: u64) {
     if count == 0 {
         if let Some(r) = shard.get_mut(&topic[..]) {
             r.retain(|(s, _)| *s != slot);
@@ -386,7 +402,7 @@ fn set_reporter(shard: &mut Index, topic: &Topic, slot: u16, count: u64) {
         }
         return;
     }
-    let r = shard.entry(topic.clone()).or_default();
+    let r = shard.entry(topic).or_default();
     match r.iter_mut().find(|(s, _)| *s == slot) {
         Some(e) => e.1 = count,
         None => r.push((slot, count)),

@@ -2,15 +2,16 @@
 //!
 //! It sleeps on the link's condvar until there is work or a timer is due
 //! (`Conn::poll_timeout`: handshake timeout, heartbeat, peer silence), then,
-//! in this order: starts a snapshot if one is needed (the counts read from
-//! the counter with the link unlocked), queues the next part of the
-//! snapshot being sent, hands the outbox to `Conn::send_delta` (once no
-//! snapshot is half sent), sends a pending gossip list, encodes every
-//! queued frame into one buffer and writes it with one blocking `write_all`
-//! outside the lock. A snapshot thus goes out in parts of about
-//! [`SNAPSHOT_PART_BYTES`], one per round: the link is locked for one part
-//! at a time, and the connection's timers (heartbeats, the peer's silence)
-//! run between parts. A peer that stops reading blocks only this thread,
+//! in this order: starts a snapshot if one is needed, reads its next part
+//! from the counter (with the link unlocked) and queues it, hands the outbox
+//! to `Conn::send_delta` (once no snapshot is half sent), sends a pending
+//! gossip list, encodes every queued frame into one buffer and writes it
+//! with one blocking `write_all` outside the lock. A snapshot thus goes out
+//! in parts of about [`SNAPSHOT_PART_BYTES`], one per round, each read just
+//! before it is sent: a round's work is bounded whatever the number of
+//! topics (nothing is read up front), the link is locked for one part at a
+//! time, and the connection's timers (heartbeats, the peer's silence) run
+//! between parts. A peer that stops reading blocks only this thread,
 //! for at most `SO_SNDTIMEO`.
 //!
 //! It also counts what went out: bytes and frames, and for the state frames
@@ -20,6 +21,7 @@
 use crate::logging::{log, Level};
 use std::io::Write;
 use std::net::{Shutdown, TcpStream};
+use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use super::conn::{ConnError, TARGET_FRAME_LEN};
@@ -30,38 +32,85 @@ use crate::sync::{Arc, Ordering};
 
 /// Initial (and, after a large burst, reset) size of the write buffer.
 const OUT_CAPACITY: usize = 64 * 1024;
-/// About how many wire bytes of a snapshot one round queues and writes.
+/// About how many wire bytes of a snapshot one round reads and writes.
 const SNAPSHOT_PART_BYTES: usize = 4 * TARGET_FRAME_LEN;
+/// Most topic ids one round of a snapshot scans (bounds a round's read
+/// where most ids are free or at zero).
+const PART_MAX_IDS: u32 = 1 << 16;
+/// Topic ids read from the counter per call (one epoch pin each).
+const READ_IDS: u32 = 256;
 /// Estimated wire bytes of an entry beyond its name (ref, name length,
 /// count: varints of a few bytes each).
 const ENTRY_OVERHEAD: usize = 8;
 
-/// One topic's count, as read from the counter for a snapshot.
-type Count = (Box<[u8]>, u64);
-
-/// A snapshot being sent: the counts read from the counter when it
-/// started, and how many of them went out.
+/// A snapshot being sent: the counter is read one part at a time, each part
+/// sent before the next is read, so that no round (and no gap between the
+/// frames this writer sends) grows with the number of topics.
 #[derive(Debug)]
 struct Outgoing {
-    counts: Vec<Count>,
-    sent: usize,
+    /// The next topic id to read.
+    next: u32,
+    /// One past the last id to read: the counter's high water when the
+    /// snapshot started (a topic created since has its counts in deltas).
+    end: u32,
+    /// The part read last: its names back to back (one buffer, reused, so
+    /// no allocation per entry), and per entry the end of its name in
+    /// `names` and its count.
+    names: Vec<u8>,
+    entries: Vec<(usize, u64)>,
+    /// Entries read so far, and time spent reading them (for the log).
+    topics: usize,
+    reading: Duration,
     /// When it started (for the log).
     started: Instant,
 }
 
 impl Outgoing {
-    /// The next part: entries up to about [`SNAPSHOT_PART_BYTES`] (at least
-    /// one if any is left), and whether it is the last.
-    fn next_part(&mut self) -> (&[Count], bool) {
-        let start = self.sent;
-        let mut bytes = 0;
-        let mut end = start;
-        while end < self.counts.len() && (end == start || bytes < SNAPSHOT_PART_BYTES) {
-            bytes += self.counts[end].0.len() + ENTRY_OVERHEAD;
-            end += 1;
+    fn new(end: u32) -> Outgoing {
+        Outgoing {
+            next: 0,
+            end,
+            names: Vec::new(),
+            entries: Vec::new(),
+            topics: 0,
+            reading: Duration::ZERO,
+            started: Instant::now(),
         }
-        self.sent = end;
-        (&self.counts[start..end], end == self.counts.len())
+    }
+
+    /// Reads the next part with `read(ids, f)` (which calls `f(topic,
+    /// count)` for the non-zero topics with ids in `ids`): entries up to
+    /// about [`SNAPSHOT_PART_BYTES`] or [`PART_MAX_IDS`] ids scanned,
+    /// whichever comes first. Returns whether it is the last part.
+    fn read_part(&mut self, mut read: impl FnMut(Range<u32>, &mut dyn FnMut(&[u8], u64))) -> bool {
+        let began = Instant::now();
+        self.names.clear();
+        self.entries.clear();
+        let stop = self.next.saturating_add(PART_MAX_IDS).min(self.end);
+        let mut bytes = 0;
+        while self.next < stop && bytes < SNAPSHOT_PART_BYTES {
+            let to = self.next.saturating_add(READ_IDS).min(stop);
+            let (names, entries) = (&mut self.names, &mut self.entries);
+            read(self.next..to, &mut |t, n| {
+                names.extend_from_slice(t);
+                entries.push((names.len(), n));
+                bytes += t.len() + ENTRY_OVERHEAD;
+            });
+            self.next = to;
+        }
+        self.topics += self.entries.len();
+        self.reading += began.elapsed();
+        self.next >= self.end
+    }
+
+    /// The entries of the part read last.
+    fn part(&self) -> impl Iterator<Item = (&[u8], u64)> {
+        let mut start = 0;
+        self.entries.iter().map(move |&(end, n)| {
+            let t = &self.names[start..end];
+            start = end;
+            (t, n)
+        })
     }
 }
 
@@ -141,28 +190,20 @@ impl Writer {
         if st.conn.is_established() && !st.conn.is_closed() {
             // A snapshot asked for while one is half sent starts after it.
             if self.snapshot.is_none() && std::mem::take(&mut st.need_snapshot) {
-                // Read the counts without holding the link (the flusher
-                // must not wait on a snapshot). Deltas queued meanwhile are
-                // sent after the snapshot, so nothing newer is lost.
-                drop(st);
-                let started = Instant::now();
-                let mut counts: Vec<Count> = Vec::new();
-                self.shared.counter().for_each_nonzero(|t, n| counts.push((t.into(), n)));
-                log!(
-                    Level::Debug,
-                    self.shared.log(),
-                    "{}: snapshot of {} topics read in {:?}",
-                    self.link.remote,
-                    counts.len(),
-                    started.elapsed()
-                );
-                self.snapshot = Some(Outgoing { counts, sent: 0, started });
-                st = self.link.lock();
+                // Deltas queued from now on are sent after the snapshot, so
+                // a topic changed after its part was read is not lost.
+                st.conn.reserve_out_topics(self.shared.counter().topics());
+                self.snapshot = Some(Outgoing::new(self.shared.counter().id_high_water()));
             }
             if let Some(out) = self.snapshot.as_mut() {
+                // Read the part without holding the link (the flusher must
+                // not wait on a snapshot).
+                drop(st);
+                let counter = self.shared.counter();
+                let last = out.read_part(|ids, f| counter.for_each_nonzero_in(ids, f));
+                st = self.link.lock();
                 if !st.conn.is_closed() {
-                    let (part, last) = out.next_part();
-                    let r = st.conn.send_snapshot_part(part.iter().map(|(t, n)| (&t[..], *n)), last, now);
+                    let r = st.conn.send_snapshot_part(out.part(), last, now);
                     if let Err(e) = r {
                         st.conn.close(ByeCode::PROTOCOL_ERROR, &e.to_string(), now);
                         round.errors.push(e);
@@ -171,10 +212,11 @@ impl Writer {
                         log!(
                             Level::Debug,
                             self.shared.log(),
-                            "{}: snapshot of {} topics queued in {:?}",
+                            "{}: snapshot of {} topics queued in {:?} ({:?} reading the counter)",
                             self.link.remote,
-                            out.counts.len(),
-                            out.started.elapsed()
+                            out.topics,
+                            out.started.elapsed(),
+                            out.reading
                         );
                         self.snapshot = None;
                         self.link.stats.snapshots_sent.fetch_add(1, Ordering::Relaxed);
@@ -245,33 +287,45 @@ fn wait_for_work<'a>(shared: &Shared, link: &'a Link, streaming: bool, errors: &
 mod tests {
     use super::*;
 
-    fn outgoing(counts: Vec<Count>) -> Outgoing {
-        Outgoing { counts, sent: 0, started: Instant::now() }
+    /// A counter's `for_each_nonzero_in`: id `i` is `topic-{i}` with count
+    /// `i % 3` (so one id in three is at zero, and skipped).
+    fn read(ids: Range<u32>, f: &mut dyn FnMut(&[u8], u64)) {
+        for i in ids.filter(|i| i % 3 != 0) {
+            f(format!("topic-{i:010}").as_bytes(), u64::from(i % 3));
+        }
     }
 
     #[test]
     fn snapshot_parts_are_bounded_and_cover_every_count_once() {
-        let n = 50_000;
-        let counts = (0..n).map(|i| (format!("topic-{i:010}").into_bytes().into_boxed_slice(), 1)).collect();
-        let mut o = outgoing(counts);
-        let (mut seen, mut parts) = (0, 0);
+        let n = 200_000;
+        let mut o = Outgoing::new(n);
+        let (mut seen, mut parts) = (Vec::new(), 0);
         loop {
-            let (part, last) = o.next_part();
-            let bytes: usize = part.iter().map(|(t, _)| t.len() + ENTRY_OVERHEAD).sum();
-            assert!(!part.is_empty() && bytes < SNAPSHOT_PART_BYTES + 64, "part of {bytes} bytes");
-            seen += part.len();
+            let before = o.next;
+            let last = o.read_part(read);
+            assert!(o.next - before <= PART_MAX_IDS, "scanned {} ids", o.next - before);
+            let bytes: usize = o.part().map(|(t, _)| t.len() + ENTRY_OVERHEAD).sum();
+            assert!(bytes < SNAPSHOT_PART_BYTES + READ_IDS as usize * 32, "part of {bytes} bytes");
+            seen.extend(o.part().map(|(t, c)| (t.to_vec(), c)));
             parts += 1;
             if last {
                 break;
             }
         }
-        assert_eq!(seen, n);
+        let want: Vec<(Vec<u8>, u64)> =
+            (0..n).filter(|i| i % 3 != 0).map(|i| (format!("topic-{i:010}").into_bytes(), u64::from(i % 3))).collect();
+        assert!(seen == want, "{} entries read, {} expected", seen.len(), want.len());
+        assert_eq!(o.topics, want.len());
         assert!(parts > 1, "{parts} part(s)");
-        // An empty snapshot is one empty last part; a huge entry is a part.
-        assert!(matches!(outgoing(vec![]).next_part(), (p, true) if p.is_empty()));
-        let huge = vec![(vec![b'x'; 2 * SNAPSHOT_PART_BYTES].into_boxed_slice(), 1), (Box::from(&b"y"[..]), 1)];
-        let mut o = outgoing(huge);
-        assert!(matches!(o.next_part(), (p, false) if p.len() == 1));
-        assert!(matches!(o.next_part(), (p, true) if p.len() == 1));
+        // An empty counter is one empty last part; ids with nothing to
+        // send still end a part after PART_MAX_IDS of them.
+        let mut o = Outgoing::new(0);
+        assert!(o.read_part(read) && o.part().next().is_none());
+        let mut o = Outgoing::new(3 * PART_MAX_IDS);
+        let mut parts = 0;
+        while !o.read_part(|_, _| {}) {
+            parts += 1;
+        }
+        assert_eq!(parts, 2);
     }
 }

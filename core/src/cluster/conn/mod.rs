@@ -316,6 +316,12 @@ impl Conn {
         self.out_topics.len()
     }
 
+    /// Makes room in the outbound topic-id table for a snapshot of `topics`
+    /// topics about to be sent ([`OutTopics::reserve`]).
+    pub fn reserve_out_topics(&mut self, topics: usize) {
+        self.out_topics.reserve(topics);
+    }
+
     /// Whether frames are queued for writing.
     pub fn has_transmit(&self) -> bool {
         !self.transmit.is_empty()

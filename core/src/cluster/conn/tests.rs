@@ -55,7 +55,7 @@ fn protocol_md_test_vectors() {
     let delta = Frame::Delta(Delta {
         seq: 7,
         entries: vec![
-            Entry { id: 0, name: Some(b"room:1".to_vec()), count: 3 },
+            Entry { id: 0, name: Some(b"room:1"[..].into()), count: 3 },
             Entry { id: 0, name: None, count: 300 },
         ],
     });
@@ -129,7 +129,7 @@ fn state_flows_and_topic_ids_are_reused_per_connection() {
     match &tx[1] {
         Frame::Delta(d) => {
             assert_eq!(d.entries[0], Entry { id: 0, name: None, count: 4 });
-            assert_eq!(d.entries[1], Entry { id: 2, name: Some(b"z".to_vec()), count: 9 });
+            assert_eq!(d.entries[1], Entry { id: 2, name: Some(b"z"[..].into()), count: 9 });
         }
         f => panic!("{f:?}"),
     }
@@ -415,14 +415,14 @@ fn sequence_and_snapshot_order_errors() {
         (vec![snap(1, true, true, vec![Entry { id: 0, name: None, count: 1 }])], |e| {
             matches!(e, ConnError::UnknownTopicId(0))
         }),
-        (vec![snap(1, true, true, vec![Entry { id: 1, name: Some(b"t".to_vec()), count: 1 }])], |e| {
+        (vec![snap(1, true, true, vec![Entry { id: 1, name: Some(b"t"[..].into()), count: 1 }])], |e| {
             matches!(e, ConnError::BadDefine { id: 1, next: 0 })
         }),
         // Redefining an id whose last count is not 0 (only a zero id may be reused).
         (
             vec![
-                snap(1, true, true, vec![Entry { id: 0, name: Some(b"t".to_vec()), count: 1 }]),
-                delta(2, vec![Entry { id: 0, name: Some(b"u".to_vec()), count: 1 }]),
+                snap(1, true, true, vec![Entry { id: 0, name: Some(b"t"[..].into()), count: 1 }]),
+                delta(2, vec![Entry { id: 0, name: Some(b"u"[..].into()), count: 1 }]),
             ],
             |e| matches!(e, ConnError::BadRedefine(0)),
         ),
@@ -446,8 +446,8 @@ fn sequence_and_snapshot_order_errors() {
     b.handle_frame(snap(1, true, true, vec![]), 2).unwrap();
     b.handle_frame(Frame::Heartbeat { last_seq: 1 }, 2).unwrap();
     // Redefining an id last counted 0 renames it.
-    b.handle_frame(delta(2, vec![Entry { id: 0, name: Some(b"p".to_vec()), count: 0 }]), 2).unwrap();
-    b.handle_frame(delta(3, vec![Entry { id: 0, name: Some(b"q".to_vec()), count: 2 }]), 2).unwrap();
+    b.handle_frame(delta(2, vec![Entry { id: 0, name: Some(b"p"[..].into()), count: 0 }]), 2).unwrap();
+    b.handle_frame(delta(3, vec![Entry { id: 0, name: Some(b"q"[..].into()), count: 2 }]), 2).unwrap();
     b.handle_frame(delta(4, vec![Entry { id: 0, name: None, count: 3 }]), 2).unwrap();
     let ev = drain_ev(&mut b);
     assert_eq!(ev.last(), Some(&Event::Delta { seq: 4, entries: vec![(Arc::from(&b"q"[..]), 3)] }));

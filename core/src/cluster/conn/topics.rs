@@ -49,6 +49,15 @@ impl OutTopics {
         }
     }
 
+    /// Makes room for `ids` ids in all (a snapshot of that many topics about
+    /// to be sent), so that the table does not grow step by step while it
+    /// is sent. At most the ids the wire allows.
+    pub fn reserve(&mut self, ids: usize) {
+        let more = ids.min(MAX_TOPIC_ID as usize + 1).saturating_sub(self.by_id.len());
+        self.by_name.reserve(more);
+        self.by_id.reserve(more);
+    }
+
     /// Ids in use.
     pub fn len(&self) -> usize {
         self.by_id.len()
@@ -69,7 +78,8 @@ impl OutTopics {
             slot.1 = count;
             return Ok(Entry { id, name: None, count });
         }
-        let topic = Topic::from(name);
+        let name = Topic::from(name);
+        let topic = name.clone();
         let id = match self.reusable_id() {
             Some(id) => {
                 let old = std::mem::replace(&mut self.by_id[id as usize], (topic.clone(), count));
@@ -88,7 +98,7 @@ impl OutTopics {
         if count == 0 {
             self.zeros.push_back(id);
         }
-        Ok(Entry { id, name: Some(name.to_vec()), count })
+        Ok(Entry { id, name: Some(name), count })
     }
 
     fn reusable_id(&mut self) -> Option<u32> {
@@ -165,7 +175,7 @@ impl InTopics {
             });
         }
         self.bytes = bytes;
-        let topic: Topic = name.into();
+        let topic: Topic = name;
         if e.id == next {
             self.by_id.push((topic.clone(), e.count));
         } else {

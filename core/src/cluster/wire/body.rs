@@ -177,7 +177,7 @@ fn decode_entries(r: &mut Reader<'_>) -> Result<Vec<Entry>, WireError> {
         if id > u64::from(MAX_TOPIC_ID) {
             return Err(WireError::TopicIdTooLarge(id));
         }
-        let name = if tref & 1 == 1 { Some(r.bytes("topic", 1, MAX_TOPIC_LEN)?.to_vec()) } else { None };
+        let name = if tref & 1 == 1 { Some(r.bytes("topic", 1, MAX_TOPIC_LEN)?.into()) } else { None };
         let count = r.varint("count")?;
         entries.push(Entry { id: id as u32, name, count });
     }

@@ -128,8 +128,10 @@ pub struct Hello {
 pub struct Entry {
     /// Per-connection topic id (0 ..= MAX_TOPIC_ID).
     pub id: u32,
-    /// Topic name, present when this entry defines `id`.
-    pub name: Option<Vec<u8>>,
+    /// Topic name, present when this entry defines `id`: shared bytes, so
+    /// that the name a sender keeps in its id table and the one a receiver
+    /// decodes are the very buffers its tables keep (no copy per entry).
+    pub name: Option<std::sync::Arc<[u8]>>,
     /// The sender's new absolute local count for the topic.
     pub count: u64,
 }

@@ -8,7 +8,7 @@ fn name(max: usize) -> impl Strategy<Value = String> {
 
 fn entry() -> impl Strategy<Value = Entry> {
     (0..=MAX_TOPIC_ID, proptest::option::of(vec(any::<u8>(), 1..40)), any::<u64>())
-        .prop_map(|(id, name, count)| Entry { id, name, count })
+        .prop_map(|(id, name, count)| Entry { id, name: name.map(Into::into), count })
 }
 
 fn frame() -> impl Strategy<Value = Frame> {

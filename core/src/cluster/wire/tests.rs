@@ -26,7 +26,7 @@ fn sample_frames() -> Vec<Frame> {
             first: false,
             last: false,
             entries: vec![
-                Entry { id: 0, name: Some(b"room:1".to_vec()), count: 3 },
+                Entry { id: 0, name: Some(b"room:1"[..].into()), count: 3 },
                 Entry { id: MAX_TOPIC_ID, name: None, count: u64::MAX },
             ],
         }),
@@ -34,7 +34,7 @@ fn sample_frames() -> Vec<Frame> {
             seq: u64::MAX,
             entries: vec![
                 Entry { id: 5, name: None, count: 0 },
-                Entry { id: 6, name: Some(vec![0, 255, 10]), count: 127 },
+                Entry { id: 6, name: Some(vec![0, 255, 10].into()), count: 127 },
                 Entry { id: 6, name: None, count: 128 },
             ],
         }),
@@ -255,7 +255,7 @@ fn entry_errors() {
     // Non-minimal count varint.
     assert_eq!(decode_err(&raw(4, &[1, 1, 0x00, 0x80, 0x00])), WireError::VarintNotMinimal);
     // Encoding refuses an empty topic and an oversized id.
-    let e = Entry { id: 0, name: Some(vec![]), count: 1 };
+    let e = Entry { id: 0, name: Some(vec![].into()), count: 1 };
     assert!(encode_to_vec(&Frame::Delta(Delta { seq: 1, entries: vec![e] })).is_err());
     let e = Entry { id: MAX_TOPIC_ID + 1, name: None, count: 1 };
     assert!(encode_to_vec(&Frame::Delta(Delta { seq: 1, entries: vec![e] })).is_err());
@@ -282,7 +282,8 @@ fn peers_and_bye_errors() {
 
 #[test]
 fn encode_refuses_frames_over_the_cap() {
-    let entries: Vec<Entry> = (0..20u32).map(|i| Entry { id: i, name: Some(vec![b'x'; 60_000]), count: 1 }).collect();
+    let entries: Vec<Entry> =
+        (0..20u32).map(|i| Entry { id: i, name: Some(vec![b'x'; 60_000].into()), count: 1 }).collect();
     let f = Frame::Delta(Delta { seq: 1, entries });
     let mut out = Vec::new();
     assert!(matches!(encode_frame(&f, &mut out), Err(WireError::FrameTooLarge { .. })));
@@ -295,7 +296,7 @@ fn entry_len_matches_encoding() {
         Entry { id: 0, name: None, count: 0 },
         Entry { id: 63, name: None, count: 127 },
         Entry { id: 64, name: None, count: 128 },
-        Entry { id: 1000, name: Some(vec![1; 200]), count: u64::MAX },
+        Entry { id: 1000, name: Some(vec![1; 200].into()), count: u64::MAX },
     ] {
         let mut b = Vec::new();
         encode_entries(&mut b, std::slice::from_ref(&e)).unwrap();
