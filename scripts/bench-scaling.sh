@@ -10,6 +10,7 @@
 #   THREADS    thread counts (default 1,2,4,8,16)
 #   BENCH_BIN  an already built benchmark binary (e.g. copied from another
 #              machine of the same architecture): skips building
+#   HEADCOUNT_FFI_LIB  the libheadcount.so for the hc_add row, with BENCH_BIN
 #   OUT        where to write the report (default target/bench-scaling-<host>-<date>.md)
 #
 # The report starts with the machine (lscpu model, cores), date and exact
@@ -24,6 +25,9 @@ if [[ -z "$bin" ]]; then
   bin=$(cargo bench -p headcount --bench local --no-run --message-format=json 2>/dev/null |
     sed -n 's/.*"executable":"\([^"]*\/local-[0-9a-f]*\)".*/\1/p' | tail -n 1)
   [[ -n "$bin" ]] || { echo "error: could not find the built benchmark binary" >&2; exit 1; }
+  # The C library beside it, for the benchmark's hc_add row (found next to
+  # target/release/deps/, or through HEADCOUNT_FFI_LIB with BENCH_BIN).
+  cargo build --release -p headcount-ffi >&2
 fi
 [[ -x "$bin" ]] || { echo "error: $bin is not an executable" >&2; exit 1; }
 

@@ -11,6 +11,11 @@
 //! --benches` does not) it does a seconds-long smoke run instead, so that the
 //! test suite can check it without paying for it.
 //!
+//! **The C ABI.** When the ffi crate's `libheadcount.so` is built (`cargo
+//! build --release -p headcount-ffi`; found in the profile directory above
+//! this binary, or at `$HEADCOUNT_FFI_LIB`), an `hc_add` row calls it through
+//! `dlopen`ed symbols beside `Counter::add`; otherwise the row is left out.
+//!
 //! **What is timed.** Each workload x implementation x thread count runs for
 //! `--secs` of wall time; every thread walks its own pre-generated stream of
 //! key indices (64 Ki entries, uniform or Zipf(1.0) over `--keys` topics
@@ -357,6 +362,21 @@ impl Workload for HcAddStr {
     }
 }
 
+/// [`HcAddStr`] on a thread that already holds an epoch pin, so the pin
+/// inside `Counter::add` is only a counter increment: the difference from
+/// `Counter::add` is what the pin per call costs. A measurement, not a way to
+/// call headcount (a pin held for long stalls memory reclamation).
+struct HcAddPinned(Counter);
+impl Workload for HcAddPinned {
+    #[inline]
+    fn op(&self, keys: &Keys, _: usize, _: u64, k: usize) {
+        thread_local! {
+            static HELD: crossbeam_epoch::Guard = crossbeam_epoch::pin();
+        }
+        HELD.with(|_| self.0.add(keys.bytes(k), 1).expect("valid topic"));
+    }
+}
+
 struct HcAddHandle(Vec<TopicHandle>);
 impl Workload for HcAddHandle {
     #[inline]
@@ -382,6 +402,71 @@ impl Workload for HcTrackHandle {
     fn op(&self, _: &Keys, thread: usize, i: u64, k: usize) {
         let c = conn(thread, i);
         assert!(self.0[k].track(c) && self.0[k].untrack(c));
+    }
+}
+
+/// `hc_add` through the C ABI, as a C program calls it: the ffi crate's
+/// `libheadcount.so` (`cargo build --release -p headcount-ffi`), opened with
+/// `dlopen`, on a local-only node started by `hc_node_start`. Its library
+/// holds its own copy of the core, so this row and `Counter::add` differ by
+/// the wrapper (argument checks, `catch_unwind`, the node's closed check) and
+/// the call through a symbol.
+struct FfiAdd {
+    node: *mut libc::c_void,
+    add: unsafe extern "C" fn(*mut libc::c_void, *const u8, usize, i64) -> i32,
+}
+
+// SAFETY: `hc_node` is documented thread-safe for every call but
+// `hc_node_free`, which is never called: the node, its config and the library (never
+// `dlclose`d) live to the end of the process.
+unsafe impl Sync for FfiAdd {}
+
+impl FfiAdd {
+    /// Opens the library next to the bench's profile directory (or
+    /// `$HEADCOUNT_FFI_LIB`) and starts a node; `None` if it is not built.
+    fn open() -> Option<Self> {
+        let path = match std::env::var_os("HEADCOUNT_FFI_LIB") {
+            Some(p) => std::path::PathBuf::from(p),
+            // target/<profile>/deps/local-<hash> -> target/<profile>/libheadcount.so
+            None => std::env::current_exe().ok()?.parent()?.parent()?.join("libheadcount.so"),
+        };
+        let cpath = std::ffi::CString::new(path.to_str()?).ok()?;
+        // SAFETY: a NUL-terminated path; RTLD_NOW resolves every symbol now.
+        let lib = unsafe { libc::dlopen(cpath.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
+        if lib.is_null() {
+            return None;
+        }
+        let sym = |name: &std::ffi::CStr| {
+            // SAFETY: `lib` is an open handle and `name` NUL-terminated.
+            let p = unsafe { libc::dlsym(lib, name.as_ptr()) };
+            (!p.is_null()).then_some(p)
+        };
+        let (new_cfg, start, add) = (sym(c"hc_config_new")?, sym(c"hc_node_start")?, sym(c"hc_add")?);
+        // SAFETY: the symbols are the exports of include/headcount.h, with
+        // these prototypes (`hc_status` is a C enum: an `int`).
+        unsafe {
+            type NewCfg = unsafe extern "C" fn() -> *mut libc::c_void;
+            type Start = unsafe extern "C" fn(*const libc::c_void, *mut *mut libc::c_void) -> i32;
+            type Add = unsafe extern "C" fn(*mut libc::c_void, *const u8, usize, i64) -> i32;
+            let new_cfg = std::mem::transmute::<*mut libc::c_void, NewCfg>(new_cfg);
+            let start = std::mem::transmute::<*mut libc::c_void, Start>(start);
+            let cfg = new_cfg();
+            let mut node = std::ptr::null_mut();
+            if cfg.is_null() || start(cfg, &mut node) != 0 {
+                return None;
+            }
+            Some(FfiAdd { node, add: std::mem::transmute::<*mut libc::c_void, Add>(add) })
+        }
+    }
+}
+
+impl Workload for FfiAdd {
+    #[inline]
+    fn op(&self, keys: &Keys, _: usize, _: u64, k: usize) {
+        let t = keys.bytes(k);
+        // SAFETY: a live node and `t.len()` readable bytes.
+        let status = unsafe { (self.add)(self.node, t.as_ptr(), t.len(), 1) };
+        assert_eq!(status, 0, "hc_add failed");
     }
 }
 
@@ -736,6 +821,7 @@ fn entries(o: &Options, keys: &'static Keys, streams: &'static [Box<[u32]>]) -> 
     use Group::*;
     let mut all = vec![
         entry(AddStr, "headcount Counter::add(&[u8])", true, HcAddStr(counter.clone()), keys, streams, pin),
+        entry(AddStr, "Counter::add, thread already pinned", false, HcAddPinned(counter.clone()), keys, streams, pin),
         entry(AddStr, "Mutex<HashMap<String,i64>>", false, mutex_add, keys, streams, pin),
         entry(AddStr, "DashMap<String,AtomicI64>", false, dash_add, keys, streams, pin),
         entry(AddStr, "papaya::HashMap<String,AtomicI64>", false, papaya_add, keys, streams, pin),
@@ -756,6 +842,15 @@ fn entries(o: &Options, keys: &'static Keys, streams: &'static [Box<[u32]>]) -> 
         entry(Track, "DashMap<String,HashSet<u64>>", false, dash_track, keys, streams, pin),
         entry(Track, "1 counter thread + channel (no reply)", false, channel_track, keys, streams, pin),
     ];
+    match FfiAdd::open() {
+        Some(ffi) => {
+            for k in 0..keys.names.len() {
+                ffi.op(keys, 0, 0, k);
+            }
+            all.insert(1, entry(AddStr, "hc_add (C ABI, dlopen'd libheadcount.so)", false, ffi, keys, streams, pin));
+        }
+        None => eprintln!("no hc_add row: build the C library first (cargo build --release -p headcount-ffi)"),
+    }
     if !o.only.is_empty() {
         all.retain(|e| o.only.iter().any(|n| e.name.contains(n.as_str())));
     }

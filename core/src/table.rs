@@ -8,7 +8,7 @@
 //!  Table.slots ──▶ Slots { mask, [ null | TOMBSTONE | *Entry ] x 2^k }
 //!                                             │
 //!                                             ▼
-//!                          Entry { hash, id, gen, state, handles, name }
+//!                          Entry { hash, id, gen, state, handles, name (inline up to 24 B) }
 //!  Table.by_id[id] ─────────────────────────────┘   (id -> entry, for drains)
 //! ```
 //!
@@ -43,7 +43,8 @@
 
 use crate::segvec::{SegVec, MAX_TOPICS, SEGMENT_BITS, SEGMENT_LEN};
 use crate::sync::{AtomicPtr, AtomicU32, AtomicUsize, Guard, Mutex, Ordering, RandomState};
-use std::hash::BuildHasher;
+use smallvec::SmallVec;
+use std::hash::{BuildHasher, Hasher};
 
 /// Topic GC states of an [`Entry`]; see [`crate::gc`].
 pub(crate) const LIVE: u32 = 0;
@@ -62,8 +63,13 @@ pub(crate) struct Entry {
     pub(crate) state: AtomicU32,
     /// Live [`crate::TopicHandle`]s; GC never removes an entry that has any.
     pub(crate) handles: AtomicUsize,
-    pub(crate) name: Box<[u8]>,
+    /// Stored inline up to [`INLINE_NAME`] bytes, so comparing a typical
+    /// topic name reads the entry's own cache line and chases no pointer.
+    pub(crate) name: SmallVec<[u8; INLINE_NAME]>,
 }
+
+/// Longest name kept inside its [`Entry`] (longer ones are boxed).
+const INLINE_NAME: usize = 24;
 
 fn tombstone() -> *mut Entry {
     std::ptr::without_provenance_mut(1)
@@ -177,7 +183,11 @@ impl Table {
 
     #[inline]
     pub(crate) fn hash(&self, name: &[u8]) -> u64 {
-        self.hasher.hash_one(name)
+        // The bytes alone, without `Hash for [u8]`'s length prefix (one key
+        // per hash, so nothing to separate), and inlined into the caller.
+        let mut h = self.hasher.build_hasher();
+        h.write(name);
+        h.finish()
     }
 
     /// Finds `name`. Lock-free; writes nothing shared.
@@ -231,7 +241,7 @@ impl Table {
             gen,
             state: AtomicU32::new(LIVE),
             handles: AtomicUsize::new(0),
-            name: name.into(),
+            name: SmallVec::from_slice(name),
         }));
         if (w.live + w.tombstones + 1) * 2 > current.slots.len() {
             self.grow(&mut w, guard);
@@ -354,13 +364,28 @@ fn probe<'g>(slots: &Slots, name: &[u8], hash: u64) -> Option<&'g Entry> {
             // SAFETY: a published entry pointer stays valid while the caller
             // is pinned (entries are retired through the epoch collector).
             let e = unsafe { &*p };
-            if e.hash == hash && *e.name == *name {
+            if e.hash == hash && same_name(&e.name, name) {
                 return Some(e);
             }
         }
         i = (i + 1) & slots.mask;
     }
     None
+}
+
+/// `a == b`, with names of 8 to 16 bytes (most topics) compared as two
+/// possibly overlapping words instead of through a `bcmp` call.
+#[inline]
+fn same_name(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    if (8..=16).contains(&n) {
+        let word = |s: &[u8], at: usize| u64::from_ne_bytes(s[at..at + 8].try_into().expect("8 bytes"));
+        return word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8);
+    }
+    a == b
 }
 
 impl Drop for Table {
@@ -377,6 +402,27 @@ impl Drop for Table {
                 }
             }
             drop(Box::from_raw(slots));
+        }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::same_name;
+
+    #[test]
+    fn same_name_sees_every_byte_and_the_length() {
+        for n in 0..40u8 {
+            let a: Vec<u8> = (0..n).collect();
+            assert!(same_name(&a, &a.clone()), "len {n}");
+            for i in 0..a.len() {
+                let mut b = a.clone();
+                b[i] ^= 0x80;
+                assert!(!same_name(&a, &b), "len {n}, byte {i} differs");
+            }
+            let mut longer = a.clone();
+            longer.push(0);
+            assert!(!same_name(&a, &longer) && !same_name(&longer, &a), "len {n} vs {}", n + 1);
         }
     }
 }
