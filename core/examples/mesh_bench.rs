@@ -37,16 +37,12 @@ use std::time::{Duration, Instant};
 use headcount::Node;
 #[path = "../tests/support/mod.rs"]
 mod support;
-use support::{addr, peers_in_state, stats, wait_for, Rng};
+use support::{addr, peers_in_state, procfs, stats, wait_for, Rng};
 
 const CHURN_TOPICS: usize = 10_000;
 const CHURN_CALLS_PER_SEC: usize = 20_000;
 const CHURN_SECS: usize = 3;
 const JOIN_TOPICS_PER_NODE: u64 = 10_000;
-
-fn entries(dir: &str) -> usize {
-    std::fs::read_dir(dir).map_or(0, |d| d.count())
-}
 
 /// Sum of one per-peer stat over every peer of every node.
 fn peer_sum(nodes: &[Node], key: &str) -> u64 {
@@ -159,11 +155,11 @@ fn join(nodes: &[Node], kv: &[(&str, &str)]) -> (Option<Duration>, u64, u64) {
 }
 
 fn run(n: usize, kv: &[(&str, &str)]) -> Row {
-    let (threads0, fds0) = (entries("/proc/self/task"), entries("/proc/self/fd"));
+    let (threads0, fds0) = (procfs::threads(), procfs::open_fds());
     let (nodes, formed) = mesh(n, kv);
     std::thread::sleep(Duration::from_millis(500));
-    let threads = (entries("/proc/self/task") - threads0) as f64 / n as f64;
-    let fds = (entries("/proc/self/fd") - fds0) as f64 / n as f64;
+    let threads = (procfs::threads() - threads0) as f64 / n as f64;
+    let fds = (procfs::open_fds() - fds0) as f64 / n as f64;
 
     let b0 = peer_sum(&nodes, "bytes_out");
     std::thread::sleep(Duration::from_secs(2));

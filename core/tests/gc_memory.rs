@@ -5,16 +5,11 @@
 //! BENCHMARKS.md is this test at 2M topics:
 //! `HEADCOUNT_GC_TOPICS=2000000 cargo test --release -p headcount --test gc_memory -- --nocapture`.
 
+mod support;
+
 use headcount::{Counter, CounterConfig};
 use std::time::{Duration, Instant};
-
-fn rss_mib() -> f64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
-    let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
-    // SAFETY: sysconf has no preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64;
-    (pages * page) as f64 / (1 << 20) as f64
-}
+use support::procfs::rss_mib;
 
 /// Drain and GC passes, as the flusher runs them, for `d`.
 fn run_gc_for(c: &Counter, d: Duration) {

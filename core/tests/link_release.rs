@@ -8,12 +8,9 @@ mod support;
 use std::time::Duration;
 
 use headcount::internals::wire::Entry;
+use support::procfs::open_fds;
 use support::raw_peer::RawPeer;
 use support::*;
-
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").unwrap().count()
-}
 
 #[test]
 fn closed_links_release_their_sockets_at_once() {

@@ -11,17 +11,12 @@ mod support;
 use std::time::Duration;
 
 use headcount::internals::wire::{ByeCode, Entry};
+use support::procfs::rss_bytes;
 use support::raw_peer::RawPeer;
 use support::*;
 
 fn define(id: u32, name: impl Into<Vec<u8>>, count: u64) -> Entry {
     Entry { id, name: Some(name.into().into()), count }
-}
-
-fn rss_bytes() -> u64 {
-    let s = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = s.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
 }
 
 fn too_large(n: &headcount::Node) -> u64 {

@@ -142,6 +142,7 @@ pub fn disagreement(nodes: &[&Node], topics: &[Vec<u8>], expect: &[u64]) -> Stri
 /// Deterministic xorshift for load generators: the library's own generator
 /// (its redial jitter), compiled in from its source file.
 pub mod cpu;
+pub mod procfs;
 
 #[path = "../../src/cluster/xorshift.rs"]
 mod xorshift;
